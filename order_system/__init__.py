@@ -1,0 +1,1 @@
+"""order_system: an event-driven order system on Apache Kafka."""

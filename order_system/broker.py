@@ -1,0 +1,490 @@
+"""A real Apache Kafka broker on this machine, without Docker.
+
+The first start fetches Apache Kafka's own jars from Maven Central with Maven into a cache
+directory; later starts need no network. The broker is one KRaft node (broker and controller
+in one JVM) listening on 127.0.0.1. Users with Docker can use ``docker-compose.yml`` instead:
+it runs the official image with the same ports and settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings, default_home
+from .errors import BrokerError
+
+KAFKA_VERSION = "4.3.1"
+SCALA_VERSION = "2.13"
+# Kafka 4.3 ships slf4j 1.7 and log4j-core 2.25.4: this bridge routes the former to the latter.
+LOG4J_VERSION = "2.25.4"
+DOCKER_HINT = "or, with Docker, run `docker compose up -d` and set KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092"
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def parse_bootstrap(bootstrap: str) -> tuple[str, int]:
+    """The first host and port of a bootstrap list such as ``127.0.0.1:9092,other:9092``."""
+    first = bootstrap.split(",")[0].strip()
+    first = first.split("://")[-1]
+    host, sep, port = first.rpartition(":")
+    if not sep or not port.isdigit():
+        raise BrokerError(f"bootstrap address {bootstrap!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether anything accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def speaks_kafka(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Whether host:port answers a Kafka ApiVersions request (v0) with a matching reply.
+
+    This tells a Kafka broker from any other program on the port without a Kafka client,
+    so it answers in milliseconds either way.
+    """
+    correlation_id = 0x0C0FFEE
+    client_id = b"order-system-probe"
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            header = _read_exactly(sock, 8)
+    except OSError:
+        return False
+    if header is None:
+        return False
+    size, answered_id = struct.unpack(">ii", header)
+    return answered_id == correlation_id and 6 <= size < 1_000_000
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def answers_metadata(bootstrap: str, timeout: float = 5.0, client_options: dict[str, str] | None = None) -> bool:
+    """Whether a Kafka client gets cluster metadata with at least one broker from ``bootstrap``."""
+    from confluent_kafka.admin import AdminClient
+
+    config = {"bootstrap.servers": bootstrap, "log_level": 0, **(client_options or {})}
+    try:
+        metadata = AdminClient(config).list_topics(timeout=timeout)
+    except Exception:
+        return False
+    return bool(metadata.brokers)
+
+
+def java_major_version(java: str) -> int | None:
+    """The major version of ``java``, or None when it cannot be run."""
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What is true about the broker right now."""
+
+    bootstrap: str
+    reachable: bool
+    pid: int | None  # the process order-system started, if it is still alive
+    stale_pid: int | None  # a recorded pid whose process is gone (killed, crashed)
+
+    @property
+    def state(self) -> str:
+        if self.pid is not None:
+            return "running" if self.reachable else "starting-or-unresponsive"
+        return "running-external" if self.reachable else "stopped"
+
+    def describe(self) -> str:
+        if self.pid is not None and self.reachable:
+            return f"running at {self.bootstrap} (started by order-system, pid {self.pid})"
+        if self.pid is not None:
+            return f"process {self.pid} is alive but {self.bootstrap} does not answer as Kafka"
+        if self.reachable:
+            return f"running at {self.bootstrap} (not started by order-system)"
+        gone = f"; the broker it started (pid {self.stale_pid}) is gone" if self.stale_pid else ""
+        return f"stopped: nothing answers at {self.bootstrap}{gone}"
+
+
+class LocalBroker:
+    """Fetch, format, start, stop and inspect one local KRaft broker.
+
+    Files live under ``home`` (default ``~/.cache/order-system``):
+    ``kafka-<version>/libs`` holds the jars; ``broker-<port>/`` holds the configuration,
+    data, log and pid file of the broker listening on that port.
+    """
+
+    def __init__(
+        self,
+        home: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 9092,
+        heap: str = "512m",
+        java: str = "java",
+        mvn: str = "mvn",
+        version: str = KAFKA_VERSION,
+    ) -> None:
+        self.home = Path(home) if home else default_home()
+        self.host = host
+        self.port = port
+        self.controller_port = port + 1
+        self.heap = heap
+        self.java = java
+        self.mvn = mvn
+        self.version = version
+        self.dist_dir = self.home / f"kafka-{version}"
+        self.libs_dir = self.dist_dir / "libs"
+        self.state_dir = self.home / f"broker-{port}"
+        self.data_dir = self.state_dir / "data"
+        self.config_file = self.state_dir / "server.properties"
+        self.log4j_file = self.state_dir / "log4j2.properties"
+        self.log_file = self.state_dir / "broker.log"
+        self.pid_file = self.state_dir / "broker.pid"
+
+    @classmethod
+    def for_settings(cls, settings: Settings, **kwargs: object) -> LocalBroker:
+        host, port = parse_bootstrap(settings.bootstrap_servers)
+        if not is_loopback(host):
+            raise BrokerError(
+                f"KAFKA_BOOTSTRAP_SERVERS points at {settings.bootstrap_servers}, which is not this "
+                "machine; order-system only starts brokers on 127.0.0.1. Unset it to use a local broker."
+            )
+        return cls(port=port, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # ---- inspection ---------------------------------------------------------------
+
+    def recorded_pid(self) -> int | None:
+        try:
+            return int(json.loads(self.pid_file.read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _alive(self, pid: int) -> bool:
+        """Whether ``pid`` is a live (not zombie) process running our broker configuration."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+        if not cmdline.strip():  # the java launcher re-executing itself: still our process
+            return "(java)" in stat
+        return "kafka.Kafka" in cmdline and str(self.config_file) in cmdline
+
+    def status(self) -> BrokerStatus:
+        pid = self.recorded_pid()
+        alive = pid is not None and self._alive(pid)
+        return BrokerStatus(
+            bootstrap=self.bootstrap,
+            reachable=speaks_kafka(self.host, self.port),
+            pid=pid if alive else None,
+            stale_pid=pid if pid is not None and not alive else None,
+        )
+
+    def logs(self, lines: int = 50) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return f"(no broker log at {self.log_file})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ---- set-up -------------------------------------------------------------------
+
+    def check_tools(self, need_maven: bool) -> None:
+        java_path = shutil.which(self.java)
+        major = java_major_version(java_path) if java_path else None
+        if major is None:
+            raise BrokerError(f"`{self.java}` (Java 17 or newer) was not found: install OpenJDK 17+, {DOCKER_HINT}")
+        if major < 17:
+            raise BrokerError(f"`{self.java}` is Java {major}; Kafka {self.version} needs 17 or newer: {DOCKER_HINT}")
+        if need_maven and not shutil.which(self.mvn):
+            raise BrokerError(
+                f"`{self.mvn}` (Apache Maven) was not found; it fetches Kafka's jars the first time. "
+                f"Install Maven, {DOCKER_HINT}"
+            )
+
+    def jars_ready(self) -> bool:
+        return (self.libs_dir / ".complete").exists()
+
+    def fetch_jars(self, say: Say = _quiet) -> Path:
+        """Copy Kafka's runtime jars from Maven Central into the cache (once)."""
+        if self.jars_ready():
+            return self.libs_dir
+        say(f"Fetching Apache Kafka {self.version} jars from Maven Central (first start only) ...")
+        self.dist_dir.mkdir(parents=True, exist_ok=True)
+        (self.dist_dir / "pom.xml").write_text(self._pom())
+        staging = self.dist_dir / "libs.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        cmd = [
+            self.mvn, "-B", "-q", "-f", str(self.dist_dir / "pom.xml"),
+            "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+            raise BrokerError(f"Maven could not fetch Kafka {self.version}:\n{tail}\n{DOCKER_HINT}")
+        shutil.rmtree(self.libs_dir, ignore_errors=True)
+        staging.rename(self.libs_dir)
+        count = len(list(self.libs_dir.glob("*.jar")))
+        (self.libs_dir / ".complete").write_text(f"{count} jars\n")
+        say(f"Fetched {count} jars into {self.libs_dir}")
+        return self.libs_dir
+
+    def _pom(self) -> str:
+        deps = [
+            ("org.apache.kafka", f"kafka_{SCALA_VERSION}", self.version),
+            ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
+        ]
+        xml = "".join(
+            f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
+            for g, a, v in deps
+        )
+        return (
+            '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+            "<groupId>order-system</groupId><artifactId>kafka-runtime</artifactId><version>1</version>"
+            f"<packaging>pom</packaging><dependencies>{xml}</dependencies></project>\n"
+        )
+
+    def _server_properties(self) -> str:
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.quorum.bootstrap.servers": f"{self.host}:{self.controller_port}",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "3",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _log4j_properties(self) -> str:
+        return (
+            "appender.out.type=Console\nappender.out.name=out\n"
+            "appender.out.layout.type=PatternLayout\n"
+            "appender.out.layout.pattern=[%d] %p %m (%c)%n\n"
+            "rootLogger.level=INFO\nrootLogger.appenderRef.out.ref=out\n"
+            "logger.kafka.name=kafka\nlogger.kafka.level=INFO\n"
+            "logger.org.name=org.apache.kafka\nlogger.org.level=WARN\n"
+            "logger.state.name=state.change.logger\nlogger.state.level=WARN\n"
+        )
+
+    def _java(self, main: str, *args: str, heap: str | None = None) -> list[str]:
+        return [
+            self.java, f"-Xmx{heap or self.heap}", f"-Xms{heap or '128m'}",
+            "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            "-cp", f"{self.libs_dir}/*", main, *args,
+        ]
+
+    def format_storage(self) -> None:
+        """Write the configuration and, the first time, format the KRaft storage."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self._server_properties())
+        self.log4j_file.write_text(self._log4j_properties())
+        if (self.data_dir / "meta.properties").exists():
+            return
+        tool = "kafka.tools.StorageTool"
+        cluster = subprocess.run(self._java(tool, "random-uuid", heap="128m"), capture_output=True, text=True)
+        cluster_id = cluster.stdout.strip().splitlines()[-1] if cluster.stdout.strip() else ""
+        if cluster.returncode != 0 or not cluster_id:
+            raise BrokerError(f"could not make a cluster id:\n{cluster.stderr[-2000:]}")
+        done = subprocess.run(
+            self._java(tool, "format", "--standalone", "-t", cluster_id, "-c", str(self.config_file),
+                       "--ignore-formatted", heap="128m"),
+            capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise BrokerError(f"could not format {self.data_dir}:\n{(done.stdout + done.stderr)[-2000:]}")
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    def start(self, timeout: float = 90.0, say: Say = _quiet) -> str:
+        """Start the broker and return once it answers a metadata request.
+
+        Returns ``"reused"`` when a Kafka broker already answers at the address, else
+        ``"started"``. Raises ``BrokerError`` saying why, with the tail of the broker log.
+        """
+        if speaks_kafka(self.host, self.port):
+            say(f"A Kafka broker already answers at {self.bootstrap}; reusing it.")
+            return "reused"
+        if port_open(self.host, self.port):
+            raise BrokerError(
+                f"port {self.port} on {self.host} is taken by something that is not a Kafka broker; "
+                "stop that program or point KAFKA_BOOTSTRAP_SERVERS at another port"
+            )
+        pid = self.recorded_pid()
+        if pid is not None and self._alive(pid):
+            say(f"Broker process {pid} is alive but not answering yet; waiting for it.")
+        else:
+            self.check_tools(need_maven=not self.jars_ready())
+            self.fetch_jars(say)
+            self.format_storage()
+            pid = self._launch()
+            say(f"Starting Apache Kafka {self.version} (pid {pid}) at {self.bootstrap} ...")
+        self._wait_ready(pid, timeout)
+        say(f"Kafka is ready at {self.bootstrap}.")
+        return "started"
+
+    def _launch(self) -> int:
+        log = open(self.log_file, "ab")
+        try:
+            process = subprocess.Popen(
+                self._java("kafka.Kafka", str(self.config_file)),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.state_dir,
+            )
+        except OSError as exc:
+            raise BrokerError(f"could not run {self.java}: {exc}. {DOCKER_HINT}") from exc
+        finally:
+            log.close()
+        self.pid_file.write_text(json.dumps({"pid": process.pid, "bootstrap": self.bootstrap, "started": time.time()}))
+        return process.pid
+
+    def _wait_ready(self, pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not self._alive(pid):
+                self.pid_file.unlink(missing_ok=True)
+                raise BrokerError(f"the broker process exited during start-up. Last log lines:\n{self.logs(30)}")
+            if speaks_kafka(self.host, self.port, timeout=1.0) and answers_metadata(self.bootstrap, timeout=5.0):
+                return
+            time.sleep(0.2)  # polling a process we just started; no event to wait on
+        self._terminate(pid, grace=10.0)
+        raise BrokerError(
+            f"the broker did not answer at {self.bootstrap} within {timeout:.0f}s and was stopped. "
+            f"Last log lines:\n{self.logs(30)}"
+        )
+
+    def stop(self, timeout: float = 30.0) -> str:
+        """Stop the broker this launcher started (and nothing else); say what happened."""
+        pid = self.recorded_pid()
+        if pid is None:
+            if speaks_kafka(self.host, self.port):
+                return f"the broker at {self.bootstrap} was not started by order-system; left running"
+            return "no broker started by order-system is running"
+        if not self._alive(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return f"the broker (pid {pid}) had already exited"
+        how = self._terminate(pid, grace=timeout)
+        self.pid_file.unlink(missing_ok=True)
+        return f"stopped the broker (pid {pid}) {how}"
+
+    def wait_stopped(self, timeout: float = 30.0) -> bool:
+        """Wait until the recorded process is gone and nothing answers at the address."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.recorded_pid()
+            if pid is not None:
+                _reap(pid)
+            if (pid is None or not self._alive(pid)) and not port_open(self.host, self.port):
+                return True
+            time.sleep(0.1)  # a killed process leaves no event to wait on
+        return False
+
+    def purge(self) -> None:
+        """Delete this broker's configuration, data and log (it must be stopped)."""
+        pid = self.recorded_pid()
+        if pid is not None and self._alive(pid):
+            raise BrokerError(f"the broker (pid {pid}) is running; stop it before purging {self.state_dir}")
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _terminate(self, pid: int, grace: float) -> str:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return "(it had already exited)"
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not self._alive(pid):
+                return "cleanly (SIGTERM)"
+            time.sleep(0.1)  # waiting for a process to exit; no portable event for a non-child
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(pid)
+        return f"with SIGKILL after {grace:.0f}s without exiting on SIGTERM"
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is our exited child, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def ensure_broker(settings: Settings | None = None, say: Say = print) -> str:
+    """Make sure a broker answers at the configured address; start a local one if needed.
+
+    A bootstrap address from the environment wins: it is used as it is, and only checked.
+    Returns ``"reused"``, ``"started"`` or ``"external"``.
+    """
+    settings = settings or Settings.from_env()
+    host, port = parse_bootstrap(settings.bootstrap_servers)
+    if settings.bootstrap_from_env and not is_loopback(host):
+        if not answers_metadata(settings.bootstrap_servers, client_options=dict(settings.client_options)):
+            raise BrokerError(f"no Kafka cluster answers at KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers}")
+        say(f"Using the cluster at {settings.bootstrap_servers}.")
+        return "external"
+    return LocalBroker.for_settings(settings).start(say=say)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `order-system broker start|stop|status|logs`")

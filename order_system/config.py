@@ -1,0 +1,101 @@
+"""Settings in one place, read from the environment with local defaults.
+
+No Kafka client is created here: a ``Settings`` object only describes where and how to
+connect, and the adapters build clients from it when they are used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_TOPIC = "order-events"
+
+# Environment variables of the form KAFKA_<SECURITY|SASL|SSL>_... are passed to every client
+# as librdkafka options: KAFKA_SASL_USERNAME -> sasl.username, KAFKA_SECURITY_PROTOCOL ->
+# security.protocol. Only these families are passed, so unrelated KAFKA_* variables are ignored.
+_PASS_THROUGH_PREFIXES = ("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; unset it or give e.g. {default}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def client_options_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Security options for managed clusters, e.g. KAFKA_SASL_MECHANISM -> sasl.mechanism."""
+    options: dict[str, str] = {}
+    for name, value in env.items():
+        if name.startswith(_PASS_THROUGH_PREFIXES):
+            options[name[len("KAFKA_"):].lower().replace("_", ".")] = value
+    return options
+
+
+def default_home() -> Path:
+    """Where the local broker keeps its jars, data and logs (ORDER_SYSTEM_HOME overrides)."""
+    return Path(os.environ.get("ORDER_SYSTEM_HOME") or Path.home() / ".cache" / "order-system")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the broker is and what the topics are called."""
+
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP
+    topic: str = DEFAULT_TOPIC
+    partitions: int = 3
+    replication_factor: int = 1
+    client_options: Mapping[str, str] = field(default_factory=dict)
+    bootstrap_from_env: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        bootstrap = (env.get("KAFKA_BOOTSTRAP_SERVERS") or "").strip()
+        topic = (env.get("ORDER_SYSTEM_TOPIC") or DEFAULT_TOPIC).strip()
+        if not topic:
+            raise ConfigError("ORDER_SYSTEM_TOPIC is blank; unset it to use 'order-events'")
+        return cls(
+            bootstrap_servers=bootstrap or DEFAULT_BOOTSTRAP,
+            topic=topic,
+            partitions=_int(env, "ORDER_SYSTEM_PARTITIONS", 3),
+            replication_factor=_int(env, "ORDER_SYSTEM_REPLICATION_FACTOR", 1),
+            client_options=client_options_from_env(env),
+            bootstrap_from_env=bool(bootstrap),
+        )
+
+    def with_topic(self, topic: str) -> Settings:
+        """The same settings for another main topic (tests use one topic each)."""
+        return replace(self, topic=topic)
+
+    @property
+    def retry_topics(self) -> tuple[str, str]:
+        return (f"{self.topic}-retry-0", f"{self.topic}-retry-1")
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic}-dlt"
+
+    @property
+    def all_topics(self) -> tuple[str, ...]:
+        return (self.topic, *self.retry_topics, self.dead_letter_topic)
+
+    def client_config(self, **extra: Any) -> dict[str, Any]:
+        """A librdkafka configuration: bootstrap, security pass-through, then ``extra``."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        config.update(self.client_options)
+        config.update(extra)
+        return config

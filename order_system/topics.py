@@ -56,7 +56,8 @@ def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -
     """Delete ``names`` (missing ones are ignored). Tests use it to clean up."""
     if not names:
         return
-    futures = admin_client(settings).delete_topics(names, operation_timeout=timeout, request_timeout=timeout)
+    admin = admin_client(settings)  # keep a reference: the futures die with the client
+    futures = admin.delete_topics(names, operation_timeout=timeout, request_timeout=timeout)
     for name, future in futures.items():
         try:
             future.result(timeout=timeout)

@@ -32,7 +32,15 @@ class TopicError(OrderSystemError):
 
 
 class InvalidEvent(OrderSystemError, ValueError):
-    """A payload is not a valid OrderEvent; the message names the field and the problem."""
+    """A payload is not a valid OrderEvent; the message names the field and the problem.
+
+    ``reason`` is a short code (``empty``, ``not-json``, ``schema``, ``unknown-status``,
+    ``customer-mismatch`` ...) that dead-letter headers carry.
+    """
+
+    def __init__(self, message: str, reason: str = "schema") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class InvalidTransition(OrderSystemError):

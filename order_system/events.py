@@ -1,0 +1,167 @@
+"""The wire format: ``OrderEvent`` and ``OrderStatus``.
+
+Python code uses snake_case; the JSON on the wire uses camelCase, so that a producer in any
+language can write valid events (the README documents the format).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from .errors import InvalidEvent
+
+CONTENT_TYPE = "application/json"
+
+# Short reasons an InvalidEvent carries, also used as dead-letter reasons.
+EMPTY = "empty"
+NOT_JSON = "not-json"
+SCHEMA = "schema"
+UNKNOWN_STATUS = "unknown-status"
+
+
+class OrderStatus(str, Enum):
+    CREATED = "CREATED"
+    PAID = "PAID"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+
+
+EVENT_TYPES: Mapping[OrderStatus, str] = {
+    OrderStatus.CREATED: "OrderCreated",
+    OrderStatus.PAID: "OrderPaid",
+    OrderStatus.SHIPPED: "OrderShipped",
+    OrderStatus.DELIVERED: "OrderDelivered",
+    OrderStatus.CANCELLED: "OrderCancelled",
+}
+
+DEFAULT_DESCRIPTIONS: Mapping[OrderStatus, str] = {
+    OrderStatus.CREATED: "Order placed; checking inventory",
+    OrderStatus.PAID: "Payment confirmed",
+    OrderStatus.SHIPPED: "Handed to the carrier",
+    OrderStatus.DELIVERED: "Delivered to the customer",
+    OrderStatus.CANCELLED: "Order cancelled",
+}
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_order_id() -> str:
+    """A short, URL-safe order id such as ``k3f9a2xq`` (8 random lowercase letters and digits)."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class OrderEvent(BaseModel):
+    """One change of one order. Immutable; ``version`` counts the order's events from 1."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    order_id: Id
+    customer_id: Id
+    status: OrderStatus
+    description: Annotated[str, Field(max_length=500)] = ""
+    timestamp: datetime = Field(default_factory=_now)
+    version: Annotated[int, Field(ge=1)]
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must carry a time zone, e.g. 2026-11-24T10:15:30Z")
+        return value
+
+    # ---- one constructor per transition ---------------------------------------------
+
+    @classmethod
+    def for_status(cls, status: OrderStatus, order_id: str, customer_id: str, version: int,
+                   description: str | None = None) -> OrderEvent:
+        status = OrderStatus(status)
+        return cls(order_id=order_id, customer_id=customer_id, status=status, version=version,
+                   description=DEFAULT_DESCRIPTIONS[status] if description is None else description)
+
+    @classmethod
+    def created(cls, order_id: str, customer_id: str, description: str | None = None) -> OrderEvent:
+        return cls.for_status(OrderStatus.CREATED, order_id, customer_id, 1, description)
+
+    @classmethod
+    def paid(cls, order_id: str, customer_id: str, version: int, description: str | None = None) -> OrderEvent:
+        return cls.for_status(OrderStatus.PAID, order_id, customer_id, version, description)
+
+    @classmethod
+    def shipped(cls, order_id: str, customer_id: str, version: int, description: str | None = None) -> OrderEvent:
+        return cls.for_status(OrderStatus.SHIPPED, order_id, customer_id, version, description)
+
+    @classmethod
+    def delivered(cls, order_id: str, customer_id: str, version: int, description: str | None = None) -> OrderEvent:
+        return cls.for_status(OrderStatus.DELIVERED, order_id, customer_id, version, description)
+
+    @classmethod
+    def cancelled(cls, order_id: str, customer_id: str, version: int, description: str | None = None) -> OrderEvent:
+        return cls.for_status(OrderStatus.CANCELLED, order_id, customer_id, version, description)
+
+    # ---- the wire ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready camelCase form."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str | None) -> OrderEvent:
+        """Parse a record value; raises ``InvalidEvent`` naming the field and the problem."""
+        if data is None or len(data) == 0:
+            raise _invalid(EMPTY, "empty value")
+        try:
+            text = data.decode() if isinstance(data, bytes) else data
+        except UnicodeDecodeError as exc:
+            raise _invalid(NOT_JSON, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _invalid(NOT_JSON, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        if not isinstance(parsed, dict):
+            raise _invalid(SCHEMA, f"expected a JSON object, got {type(parsed).__name__}")
+        try:
+            return cls.model_validate(parsed, by_alias=True, by_name=False)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()]
+            unknown = any(e["loc"] == ("status",) and e["type"] == "enum" for e in exc.errors())
+            raise _invalid(UNKNOWN_STATUS if unknown else SCHEMA, "; ".join(problems)) from exc
+
+    # ---- Kafka record metadata ---------------------------------------------------------
+
+    @property
+    def event_type(self) -> str:
+        return EVENT_TYPES[self.status]
+
+    def key(self) -> bytes:
+        return self.order_id.encode()
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("event-type", self.event_type.encode()),
+            ("event-id", str(self.event_id).encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+        ]
+
+
+def _invalid(reason: str, problem: str) -> InvalidEvent:
+    return InvalidEvent(f"invalid OrderEvent: {problem}", reason)

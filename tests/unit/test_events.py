@@ -1,0 +1,85 @@
+"""OrderEvent on the wire: round trips, headers, and errors that name the field."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+
+import pytest
+
+from order_system.errors import InvalidEvent
+from order_system.events import OrderEvent, OrderStatus, new_order_id
+
+
+def test_json_round_trip_keeps_every_field() -> None:
+    event = OrderEvent.paid("abc12345", "customer-123", 2, "card ending 4242")
+    again = OrderEvent.from_json(event.to_json())
+    assert again == event
+    assert again.timestamp.tzinfo is not None
+
+
+def test_wire_keys_are_camel_case() -> None:
+    wire = json.loads(OrderEvent.created("abc12345", "customer-123").to_json())
+    assert set(wire) == {"eventId", "orderId", "customerId", "status", "description", "timestamp", "version"}
+    assert wire["status"] == "CREATED" and wire["version"] == 1
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", wire["timestamp"])
+
+
+@pytest.mark.parametrize(
+    ("make", "status", "version"),
+    [(lambda: OrderEvent.created("o", "c"), OrderStatus.CREATED, 1),
+     (lambda: OrderEvent.paid("o", "c", 2), OrderStatus.PAID, 2),
+     (lambda: OrderEvent.shipped("o", "c", 3), OrderStatus.SHIPPED, 3),
+     (lambda: OrderEvent.delivered("o", "c", 4), OrderStatus.DELIVERED, 4),
+     (lambda: OrderEvent.cancelled("o", "c", 2), OrderStatus.CANCELLED, 2)],
+)
+def test_one_constructor_per_transition(make, status: OrderStatus, version: int) -> None:
+    event = make()
+    assert (event.status, event.version) == (status, version)
+    assert event.description  # each status has a default description
+
+
+def test_naive_timestamp_is_rejected() -> None:
+    with pytest.raises(ValueError, match="time zone"):
+        OrderEvent(order_id="o", customer_id="c", status=OrderStatus.CREATED, version=1, timestamp=datetime(2026, 1, 1))
+
+
+def wire(**changes: object) -> bytes:
+    body = OrderEvent.created("abc12345", "customer-123").to_dict()
+    body.update(changes)
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "named"),
+    [(b"", "empty", "empty value"),
+     (None, "empty", "empty value"),
+     (b"\xff\xfe", "not-json", "UTF-8"),
+     (b"not json", "not-json", "not JSON"),
+     (b"[1, 2]", "schema", "JSON object"),
+     (wire(orderId=...), "schema", "orderId: Field required"),
+     (wire(orderId="   "), "schema", "orderId"),
+     (wire(version=0), "schema", "version: Input should be greater than or equal to 1"),
+     (wire(status="LOST"), "unknown-status", "status: Input should be"),
+     (wire(timestamp="2026-11-24T10:00:00"), "schema", "timestamp: Value error, must carry a time zone"),
+     (wire(extra="x"), "schema", "extra: Extra inputs are not permitted")],
+)
+def test_bad_payloads_name_the_problem(payload: bytes | None, reason: str, named: str) -> None:
+    with pytest.raises(InvalidEvent) as raised:
+        OrderEvent.from_json(payload)
+    assert raised.value.reason == reason
+    assert named in str(raised.value)
+
+
+def test_key_and_headers() -> None:
+    event = OrderEvent.shipped("abc12345", "customer-123", 3)
+    assert event.key() == b"abc12345"
+    assert dict(event.headers()) == {
+        "event-type": b"OrderShipped", "event-id": str(event.event_id).encode(), "content-type": b"application/json"}
+
+
+def test_order_ids_are_short_url_safe_and_unique() -> None:
+    ids = {new_order_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(re.fullmatch(r"[a-z0-9]{8}", i) for i in ids)

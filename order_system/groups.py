@@ -23,6 +23,7 @@ from .store import Effect, OrderStore
 if TYPE_CHECKING:
     from .config import Settings
     from .consumer import ConsumerRunner, Received
+    from .retry import FailurePolicy
 
 Handler = Callable[[OrderEvent, "Received"], "str | None"]
 
@@ -73,6 +74,7 @@ class OrderProcessor:
     """
 
     group_id = "order-processor"
+    retry_style = "in-place"  # a retried PAID must not let SHIPPED overtake it (see retry.py)
 
     steps: Mapping[OrderStatus, tuple[BusinessStep, str]] = {
         OrderStatus.CREATED: (reserve_inventory, "Order created; inventory reserved, awaiting payment"),
@@ -151,6 +153,7 @@ class NotificationService:
     """
 
     group_id = "notification-service"
+    retry_style = "topics"
 
     def __init__(self, store: OrderStore | str | Path | None = None) -> None:
         self.store = store if isinstance(store, OrderStore) else OrderStore(store or ":memory:")
@@ -180,6 +183,7 @@ class AnalyticsService:
     """``analytics-service``: counts per status, orders per customer, time spent in each state."""
 
     group_id = "analytics-service"
+    retry_style = "topics"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -242,11 +246,18 @@ class AnalyticsService:
 # ---- wiring -----------------------------------------------------------------------------------
 
 
-def runner_for(group: Group, settings: Settings, **options: Any) -> ConsumerRunner:
-    """A ``ConsumerRunner`` that feeds ``group``'s handlers from the settings' topic."""
-    from .consumer import ConsumerRunner
+def runner_for(group: Group, settings: Settings, *, failure_policy: FailurePolicy | None = None,
+               **options: Any) -> ConsumerRunner:
+    """A ``ConsumerRunner`` that feeds ``group``'s handlers from the settings' topic.
 
-    return ConsumerRunner(settings, group.group_id, group.handlers(), **options)
+    Failures are handled in the style the group names in ``retry_style`` (retry topics when
+    it names none), unless ``failure_policy`` is given.
+    """
+    from .consumer import ConsumerRunner
+    from .retry import policy_for
+
+    policy = failure_policy or policy_for(getattr(group, "retry_style", "topics"))
+    return ConsumerRunner(settings, group.group_id, group.handlers(), failure_policy=policy, **options)
 
 
 def standard_groups(state_dir: str | Path | None = None) -> tuple[OrderProcessor, NotificationService, AnalyticsService]:

@@ -1,0 +1,250 @@
+"""The REST front door: each request becomes an event; answers come at once.
+
+``create_app`` receives everything it uses (settings, producer, the order-processor's view,
+an outbox), so nothing connects at import. ``serve`` wires real ones and runs uvicorn with the
+consumer groups in background threads, like the tutorial's single Spring Boot application.
+
+Error codes: 422 bad input, 404 unknown order, 403 a customerId that is not the order's
+(the caller may not act on someone else's order), 409 a transition the state machine
+forbids, 503 broker unreachable (the event is kept in the outbox and sent later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from .events import OrderEvent, OrderStatus, new_order_id
+from .errors import InvalidTransition, PublishError
+from .state_machine import check_transition
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .groups import OrderProcessor
+    from .outbox import Outbox
+    from .producer import Delivery, OrderProducer
+
+log = logging.getLogger("order_system.api")
+
+ACTIONS: dict[str, OrderStatus] = {
+    "pay": OrderStatus.PAID,
+    "ship": OrderStatus.SHIPPED,
+    "deliver": OrderStatus.DELIVERED,
+    "cancel": OrderStatus.CANCELLED,
+}
+CustomerId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class CreateOrder(_Camel):
+    customer_id: CustomerId
+
+    @field_validator("customer_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
+class ApiError(Exception):
+    """An answer other than 2xx, with a clear message and optional details."""
+
+    def __init__(self, status: int, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details
+
+
+def _error(status: int, message: str, **details: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **details}, status_code=status)
+
+
+class OrderCommands:
+    """Turns commands into events, one order at a time, checked against the processor's view."""
+
+    def __init__(self, producer: OrderProducer, processor: OrderProcessor, outbox: Outbox | None,
+                 publish_timeout: float, view_timeout: float) -> None:
+        self.producer, self.processor, self.outbox = producer, processor, outbox
+        self.publish_timeout, self.view_timeout = publish_timeout, view_timeout
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._written: dict[str, int] = {}  # the last version this API wrote per order
+
+    def _lock(self, order_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(order_id, threading.Lock())
+
+    def create(self, customer_id: str) -> tuple[OrderEvent, Delivery]:
+        event = OrderEvent.created(new_order_id(), customer_id)
+        with self._lock(event.order_id):
+            return event, self._publish(event)
+
+    def advance(self, order_id: str, customer_id: str, target: OrderStatus) -> tuple[OrderEvent, Delivery]:
+        with self._lock(order_id):
+            written = self._written.get(order_id, 0)
+            if written and not self.processor.wait_for_version(order_id, written, self.view_timeout):
+                raise ApiError(503, f"order {order_id} is still being processed; try again shortly",
+                               orderId=order_id)
+            order = self.processor.get(order_id)
+            if order is None:
+                raise ApiError(404, f"order {order_id} does not exist", orderId=order_id)
+            if customer_id != order.customer_id:
+                raise ApiError(403, f"order {order_id} does not belong to customer {customer_id}", orderId=order_id)
+            try:
+                check_transition(order_id, order.status, target)
+            except InvalidTransition as exc:
+                raise ApiError(409, str(exc), orderId=order_id, currentStatus=order.status.value,
+                               requestedStatus=target.value) from exc
+            event = OrderEvent.for_status(target, order_id, customer_id, order.version + 1)
+            return event, self._publish(event)
+
+    def _publish(self, event: OrderEvent) -> Delivery:
+        future = self.producer.publish(event)
+        try:
+            delivery = future.result(timeout=self.publish_timeout)
+        except (PublishError, FutureTimeout) as exc:
+            kept = ""
+            if self.outbox is not None:
+                self.outbox.keep(self.producer.topic, event.key(), event.to_json(), event.headers(), str(exc) or "timeout")
+                kept = "; the event is kept in the outbox and will be sent when the broker is back"
+            raise ApiError(503, f"the Kafka broker did not acknowledge the event{kept}", orderId=event.order_id) from exc
+        self._written[event.order_id] = event.version
+        return delivery
+
+
+def create_app(
+    settings: Settings,
+    producer: OrderProducer,
+    processor: OrderProcessor,
+    *,
+    outbox: Outbox | None = None,
+    groups: tuple[str, ...] = ("order-processor", "notification-service", "analytics-service"),
+    publish_timeout: float = 10.0,
+    view_timeout: float = 10.0,
+) -> FastAPI:
+    """The FastAPI application, built from the collaborators it is given."""
+    app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka")
+    commands = OrderCommands(producer, processor, outbox, publish_timeout, view_timeout)
+    app.state.commands = commands
+
+    @app.middleware("http")
+    async def log_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        began = time.perf_counter()
+        response = await call_next(request)
+        log.info("%s %s -> %d in %.1f ms", request.method, request.url.path, response.status_code,
+                 (time.perf_counter() - began) * 1000)
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message, **exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()]
+        return _error(422, "; ".join(problems), problems=problems)
+
+    @app.post("/api/orders", status_code=201)
+    def create_order(body: CreateOrder) -> dict[str, Any]:
+        event, delivery = commands.create(body.customer_id)
+        return {"orderId": event.order_id, "message": "Order accepted; it is being processed",
+                "status": event.status.value, "partition": delivery.partition, "offset": delivery.offset}
+
+    @app.post("/api/orders/{order_id}/{action}", status_code=202)
+    def advance_order(order_id: str, action: str, customer_id: Annotated[str, Query(alias="customerId", min_length=1, max_length=64)]) -> dict[str, Any]:
+        target = ACTIONS.get(action)
+        if target is None:
+            raise ApiError(404, f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+        event, delivery = commands.advance(order_id, customer_id.strip(), target)
+        return {"orderId": order_id, "status": target.value, "version": event.version,
+                "message": f"{action} accepted", "partition": delivery.partition, "offset": delivery.offset}
+
+    @app.get("/api/orders/{order_id}")
+    def get_order(order_id: str) -> dict[str, Any]:
+        order = processor.get(order_id)
+        if order is None:
+            raise ApiError(404, f"order {order_id} does not exist", orderId=order_id)
+        return {"orderId": order.order_id, "customerId": order.customer_id, "status": order.status.value,
+                "version": order.version, "history": [e.to_dict() for e in order.history]}
+
+    @app.get("/api/orders")
+    def list_orders(
+        status: OrderStatus | None = None,
+        customer_id: Annotated[str | None, Query(alias="customerId", max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        rows = processor.store.summaries(status=status, customer_id=customer_id, limit=limit, offset=offset)
+        orders = [{"orderId": r["order_id"], "customerId": r["customer_id"], "status": r["status"],
+                   "version": r["version"], "updatedAt": r["updated_at"]} for r in rows]
+        return {"orders": orders, "limit": limit, "offset": offset, "count": len(orders)}
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        from .broker import answers_metadata
+        from .lag import consumer_lag
+
+        up = answers_metadata(settings.bootstrap_servers, timeout=3.0, client_options=dict(settings.client_options))
+        body: dict[str, Any] = {"broker": "up" if up else "down", "bootstrap": settings.bootstrap_servers,
+                                "outbox": len(outbox) if outbox is not None else None}
+        if up:
+            frame = consumer_lag(settings, groups)
+            body["lag"] = frame.to_dict(orient="records")
+        return JSONResponse(body, status_code=200 if up else 503)
+
+    return app
+
+
+# ---- the `order-system serve` command ----------------------------------------------------------
+
+
+def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_only: bool = False,
+          state_dir: str | None = None) -> None:
+    """Run the API under uvicorn with the consumer groups in background threads."""
+    import uvicorn
+
+    from .groups import runner_for, standard_groups
+    from .outbox import Outbox
+    from .consumer import run_groups
+    from .producer import OrderProducer
+    from .topics import create_topics
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    create_topics(settings)
+    processor, notifications, analytics = standard_groups(state_dir)
+    groups = [processor] if api_only else [processor, notifications, analytics]
+    runners = [runner_for(group, settings) for group in groups]
+    outbox = Outbox()
+    with OrderProducer(settings, extra_config={"delivery.timeout.ms": 8000}) as producer, run_groups(*runners):
+        app = create_app(settings, producer, processor, outbox=outbox,
+                         groups=tuple(g.group_id for g in groups), publish_timeout=9.0)
+        uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
+    serve(settings, port=args.port, host=args.host, api_only=args.api_only, state_dir=args.state_dir)
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("serve", help="run the REST API with the consumer groups")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--api-only", action="store_true",
+                        help="run only the API and the order-processor view it answers from")
+    parser.add_argument("--state-dir", default=None, help="keep the groups' state in SQLite files here")
+    parser.set_defaults(run=_serve_command)

@@ -1,0 +1,322 @@
+"""The consumer runner: poll, decode, hand to a handler per status, store the offset, repeat.
+
+One ``ConsumerRunner`` is one Kafka consumer of one group, in its own thread. Delivery is
+at least once: a record's offset is stored only after its handler (or the failure policy)
+finished with it, and stored offsets are committed in the background, on revocation and on
+``stop()``. What to do when a record fails is the failure policy's business (see
+``retry.py``); the runner only promises that no record is skipped without the policy's say.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from .config import Settings
+from .errors import InvalidEvent
+from .events import OrderEvent, OrderStatus
+
+if TYPE_CHECKING:
+    from .retry import FailurePolicy
+
+Handler = Callable[[OrderEvent, "Received"], "str | None"]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One consumed record, detached from the client."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    timestamp_ms: int
+    headers: dict[str, bytes]
+    value: bytes | None
+    raw_key: bytes | None = None
+
+    @classmethod
+    def from_message(cls, message: Message) -> Received:
+        raw_key = message.key()
+        return cls(
+            topic=message.topic(), partition=message.partition(), offset=message.offset(),
+            key=raw_key.decode(errors="replace") if raw_key is not None else None,
+            timestamp_ms=message.timestamp()[1], headers=dict(message.headers() or []),
+            value=message.value(), raw_key=raw_key,
+        )
+
+    def header(self, name: str) -> str | None:
+        value = self.headers.get(name)
+        return value.decode(errors="replace") if value is not None else None
+
+
+def decode(received: Received) -> OrderEvent:
+    """The record's event; ``InvalidEvent`` (with a ``reason``) when it can never be one."""
+    if received.raw_key is None:
+        raise InvalidEvent("record has no key; events must be keyed by order id", "missing-key")
+    event = OrderEvent.from_json(received.value)
+    if received.key != event.order_id:
+        raise InvalidEvent(f"record key {received.key!r} is not the event's order id {event.order_id!r}", "key-mismatch")
+    return event
+
+
+class Deferred(Exception):
+    """Raised by a failure policy: leave the record unprocessed and come back at ``due``."""
+
+    def __init__(self, due: float) -> None:
+        super().__init__(f"deferred until {due:.3f}")
+        self.due = due
+
+
+class Stopping(Exception):
+    """Raised while waiting when the runner was asked to stop: the record stays unprocessed."""
+
+
+class ConsumerRunner:
+    """One consumer of one group, feeding records to a handler per status in its own thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        handlers: Mapping[OrderStatus, Handler],
+        *,
+        topics: Sequence[str] | None = None,
+        name: str | None = None,
+        failure_policy: FailurePolicy | None = None,
+        extra_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        from .retry import InPlaceRetry
+
+        self.settings = settings
+        self.group_id = group_id
+        self.handlers = dict(handlers)
+        self.policy = failure_policy or InPlaceRetry()
+        self.topics = list(topics or [settings.topic, *self.policy.extra_topics(settings)])
+        self.name = name or group_id
+        self.log = logging.getLogger(f"order_system.consumer.{self.name}")
+        self._config = settings.client_config(**{
+            "group.id": group_id,
+            "client.id": self.name,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 1000,
+            "enable.auto.offset.store": False,  # we store each offset after its record was handled
+            "partition.assignment.strategy": "cooperative-sticky",
+            # short timeouts so that a stopped or crashed member's partitions move on quickly
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+            **(extra_config or {}),
+        })
+        self.processed = 0
+        self.skipped = 0
+        self.failed = 0
+        self.errors: list[KafkaError] = []
+        self.assigned = threading.Event()
+        self._assignment: set[tuple[str, int]] = set()
+        self._paused: dict[tuple[str, int], float] = {}
+        self._stop = threading.Event()
+        self._progress = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._consumer: Consumer | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> ConsumerRunner:
+        if self._thread is not None:
+            raise RuntimeError(f"runner {self.name} was already started")
+        self._consumer = Consumer(self._config)
+        self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_lost)
+        self._thread = threading.Thread(target=self._run, name=f"consumer-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the loop to finish; returns once it committed its offsets and closed."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"consumer {self.name} did not stop within {timeout:.0f}s")
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def __enter__(self) -> ConsumerRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- waiting ---------------------------------------------------------------------------
+
+    def wait_assigned(self, timeout: float = 30.0) -> bool:
+        return self.assigned.wait(timeout)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+        """Wait until ``predicate()`` holds, re-checked after every record; False on timeout."""
+        with self._progress:
+            return self._progress.wait_for(predicate, timeout=timeout)
+
+    def sleep(self, seconds: float) -> None:
+        """Back off inside the loop without missing ``stop()``; raises ``Stopping`` if asked to stop."""
+        if self._stop.wait(seconds):
+            raise Stopping()
+
+    @property
+    def assignment(self) -> list[tuple[str, int]]:
+        return sorted(self._assignment)
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            while not self._stop.is_set():
+                self._resume_due(consumer)
+                message = consumer.poll(0.25)
+                if message is None:
+                    continue
+                if message.error() is not None:
+                    self._on_error(message.error())
+                    continue
+                self._handle(consumer, message)
+        finally:
+            self._commit(consumer, "on stop")
+            consumer.close()
+            self.log.info("[%s] closed", self.name)
+            with self._progress:
+                self._progress.notify_all()
+
+    def _handle(self, consumer: Consumer, message: Message) -> None:
+        received = Received.from_message(message)
+        try:
+            outcome = self._process(received)
+        except Deferred as deferred:
+            tp = TopicPartition(received.topic, received.partition, received.offset)
+            consumer.seek(tp)
+            consumer.pause([tp])
+            self._paused[(received.topic, received.partition)] = deferred.due
+            return
+        except Stopping:
+            return  # not stored: the record comes again after the restart
+        except Exception as exc:  # the policy itself failed (e.g. dead-letter topic unreachable)
+            self.log.exception("[%s] could not dispose of partition %d offset %d; will retry it",
+                               self.name, received.partition, received.offset)
+            consumer.seek(TopicPartition(received.topic, received.partition, received.offset))
+            self._stop.wait(1.0)
+            self.failed += 1
+            return
+        consumer.store_offsets(message=message)
+        with self._progress:
+            if outcome == "skipped":
+                self.skipped += 1
+            else:
+                self.processed += 1
+            self._progress.notify_all()
+
+    def _process(self, received: Received) -> str:
+        if not self.policy.accepts(self, received):
+            return "skipped"  # e.g. another group's record on a shared retry topic
+        try:
+            event = decode(received)
+        except InvalidEvent as exc:
+            self.log_received(received, None)
+            self.policy.reject(self, received, exc)
+            return "dead-lettered"
+        self.log_received(received, event)
+        handler = self.handlers.get(event.status)
+        if handler is None:
+            return "skipped"
+        self.policy.run(self, received, event, handler)
+        return "handled"
+
+    def log_received(self, received: Received, event: OrderEvent | None) -> None:
+        status = event.status.value if event else "(undecodable)"
+        self.log.info(
+            "\n---- %s received ----\n  topic %s, partition %d, offset %d\n  key (order id): %s\n  status: %s\n"
+            "--------------------------",
+            self.name, received.topic, received.partition, received.offset, received.key, status,
+        )
+
+    def _resume_due(self, consumer: Consumer) -> None:
+        now = time.time()
+        due = [key for key, when in self._paused.items() if when <= now]
+        if due:
+            consumer.resume([TopicPartition(t, p) for t, p in due])
+            for key in due:
+                del self._paused[key]
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        self.errors.append(error)
+        self.log.warning("[%s] consumer error: %s", self.name, error.str())
+        if error.fatal():
+            self.log.error("[%s] fatal error; stopping", self.name)
+            self._stop.set()
+
+    # ---- offsets and rebalances -------------------------------------------------------------
+
+    def _commit(self, consumer: Consumer, why: str) -> None:
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                self.log.warning("[%s] commit %s failed: %s", self.name, why, exc.args[0].str())
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assignment |= {(p.topic, p.partition) for p in partitions}
+        self.log.info("[%s] assigned %s", self.name, _names(partitions))
+        self.assigned.set()
+        with self._progress:
+            self._progress.notify_all()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit(consumer, "on revocation")
+        self._forget(partitions)
+        self.log.info("[%s] revoked %s (processed offsets committed)", self.name, _names(partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+        self.log.warning("[%s] lost %s; uncommitted records will be redelivered", self.name, _names(partitions))
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            self._assignment.discard((p.topic, p.partition))
+            self._paused.pop((p.topic, p.partition), None)
+        with self._progress:
+            self._progress.notify_all()
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "(none)"
+
+
+@contextmanager
+def run_groups(*runners: ConsumerRunner) -> Iterator[tuple[ConsumerRunner, ...]]:
+    """Start every runner; stop them all on exit, even after an error."""
+    started: list[ConsumerRunner] = []
+    try:
+        for runner in runners:
+            started.append(runner.start())
+        yield runners
+    finally:
+        for runner in started:
+            runner._stop.set()  # ask all at once, then wait for each
+        for runner in started:
+            runner.stop()

@@ -1,0 +1,172 @@
+"""The dead-letter topic: write records that failed, read them back, replay them after a fix.
+
+A dead-letter record keeps the original key and value bytes unchanged; headers say where it
+came from (topic, partition, offset, timestamp), which group gave up on it, why (a short
+reason, the error's class and message) and after how many attempts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from .config import Settings
+from .errors import InvalidTransition, PublishError
+
+if TYPE_CHECKING:
+    from .consumer import Received
+
+DLT_PREFIX = "dlt-"
+DLT_HEADERS = ("original-topic", "original-partition", "original-offset", "original-timestamp-ms", "group",
+               "reason", "error-class", "error-message", "attempts", "transition-from", "transition-to")
+
+
+class DeadLetters:
+    """Writes dead-letter and retry records, synchronously: a record counts as disposed of only
+    once the broker has it (the consumer stores its offset after that)."""
+
+    def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self._producer = Producer(settings.client_config(**{
+            "enable.idempotence": True, "acks": "all", "client.id": "order-system-dead-letters"}))
+
+    def send(self, received: Received, error: Exception, *, group: str, attempts: int, reason: str) -> None:
+        origin = {
+            "original-topic": received.header("original-topic") or received.topic,
+            "original-partition": received.header("original-partition") or str(received.partition),
+            "original-offset": received.header("original-offset") or str(received.offset),
+            "original-timestamp-ms": received.header("original-timestamp-ms") or str(received.timestamp_ms),
+        }
+        ours = {**origin, "group": group, "reason": reason, "error-class": type(error).__name__,
+                "error-message": str(error)[:1000], "attempts": str(attempts)}
+        if isinstance(error, InvalidTransition):
+            ours["transition-from"] = getattr(error.current, "value", None) or "(none)"
+            ours["transition-to"] = getattr(error.requested, "value", str(error.requested))
+        kept = [(k, v) for k, v in received.headers.items() if not k.startswith(DLT_PREFIX)]
+        headers = kept + [(DLT_PREFIX + k, v.encode()) for k, v in ours.items()]
+        self._produce(self.settings.dead_letter_topic, received.raw_key, received.value, headers)
+
+    def forward(self, topic: str, received: Received, headers: list[tuple[str, bytes]]) -> None:
+        """Copy ``received`` (same key and value) to a retry topic with ``headers``."""
+        self._produce(topic, received.raw_key, received.value, headers)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        errors: list[str] = []
+        self._producer.produce(topic, key=key, value=value, headers=headers,
+                               on_delivery=lambda err, msg: err is not None and errors.append(err.str()))
+        if self._producer.flush(self.timeout) or errors:
+            raise PublishError(f"could not write to {topic}: {errors[0] if errors else 'timed out'}")
+
+
+def read_dead_letters(settings: Settings, timeout: float = 10.0, limit: int = 10_000) -> pd.DataFrame:
+    """Every record now in the dead-letter topic, one row each, with its headers as columns."""
+    rows = []
+    for message in _read_all(settings, settings.dead_letter_topic, timeout, limit):
+        headers = {k: v.decode(errors="replace") for k, v in (message.headers() or [])}
+        value = message.value()
+        row = {
+            "partition": message.partition(), "offset": message.offset(),
+            "key": message.key().decode(errors="replace") if message.key() is not None else None,
+            **{h: headers.get(DLT_PREFIX + h) for h in DLT_HEADERS},
+            "value": value.decode(errors="replace")[:200] if value is not None else None,
+        }
+        rows.append(row)
+    columns = ["partition", "offset", "key", *DLT_HEADERS, "value"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _read_all(settings: Settings, topic: str, timeout: float, limit: int) -> list:
+    """All records of ``topic`` from the start up to its current end, without a consumer group."""
+    consumer = Consumer(settings.client_config(**{
+        "group.id": f"order-system-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+        "auto.offset.reset": "earliest"}))
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        partitions = list(metadata.topics[topic].partitions) if topic in metadata.topics else []
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        if not ends:
+            return []
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        found: list = []
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline and len(found) < limit:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            found.append(message)
+            if message.offset() + 1 >= ends.get(message.partition(), 0):
+                ends.pop(message.partition(), None)
+        return sorted(found, key=lambda m: (m.partition(), m.offset()))
+    finally:
+        consumer.close()
+
+
+def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tuple[int, int]] | None = None,
+           timeout: float = 30.0) -> int:
+    """Republish chosen dead-letter records, key and value unchanged, to the main topic.
+
+    ``select`` is a predicate over rows of ``read_dead_letters`` or a set of (partition,
+    offset) pairs; ``None`` replays all. Returns how many were republished.
+    """
+    wanted = None if select is None or callable(select) else set(select)
+    producer = Producer(settings.client_config(**{"enable.idempotence": True, "acks": "all"}))
+    count = 0
+    errors: list[str] = []
+    for message in _read_all(settings, settings.dead_letter_topic, timeout, 100_000):
+        headers = {k: v.decode(errors="replace") for k, v in (message.headers() or [])}
+        row = pd.Series({"partition": message.partition(), "offset": message.offset(),
+                         **{h: headers.get(DLT_PREFIX + h) for h in DLT_HEADERS}})
+        chosen = (message.partition(), message.offset()) in wanted if wanted is not None else (
+            select is None or select(row))  # type: ignore[operator]
+        if not chosen:
+            continue
+        kept = [(k, v) for k, v in (message.headers() or []) if not k.startswith(DLT_PREFIX)]
+        kept.append(("replayed-from", f"{settings.dead_letter_topic}/{message.partition()}/{message.offset()}".encode()))
+        producer.produce(settings.topic, key=message.key(), value=message.value(), headers=kept,
+                         on_delivery=lambda err, msg: err is not None and errors.append(err.str()))
+        count += 1
+    if producer.flush(timeout) or errors:
+        raise PublishError(f"replay failed: {errors[0] if errors else 'timed out'}")
+    return count
+
+
+# ---- `order-system dlt list|replay` ---------------------------------------------------------------
+
+
+def _dlt_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "list":
+        frame = read_dead_letters(settings)
+        if frame.empty:
+            print(f"{settings.dead_letter_topic} is empty")
+            return 0
+        columns = ["partition", "offset", "key", "group", "reason", "attempts", "original-partition",
+                   "original-offset", "error-message"]
+        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+            print(frame[columns].to_string(index=False))
+        return 0
+    pairs = [tuple(int(x) for x in item.split(":")) for item in args.records] if args.records else None
+    if pairs is None and not args.all:
+        print("name records as PARTITION:OFFSET (see `order-system dlt list`), or pass --all")
+        return 2
+    count = replay(settings, pairs)  # type: ignore[arg-type]
+    print(f"republished {count} record(s) to {settings.topic}")
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("dlt", help="list dead-lettered records or replay them after a fix")
+    parser.add_argument("action", choices=["list", "replay"])
+    parser.add_argument("records", nargs="*", help="PARTITION:OFFSET of the records to replay")
+    parser.add_argument("--all", action="store_true", help="replay every dead-lettered record")
+    parser.set_defaults(run=_dlt_command)

@@ -1,0 +1,189 @@
+"""What a consumer does when a record fails: retry it, then dead-letter it.
+
+Two styles, chosen per group:
+
+- ``InPlaceRetry`` re-runs the handler inside the consumer loop with a growing back-off. The
+  partition waits meanwhile, and that is the point: ``order-processor`` must not let a
+  retried PAID leave the partition, or the order's SHIPPED would overtake it and be rejected.
+- ``RetryTopics`` forwards the failed record to ``<topic>-retry-0``, then ``-retry-1``, each
+  consumed after a growing delay, and finally to the dead-letter topic. The main partition
+  moves on at once, so one bad record does not hold up others; right for groups where the
+  order between events does not matter (notifications, analytics). A delay that is not yet
+  due pauses only that retry partition; every other partition keeps flowing.
+
+Records that can never succeed (not JSON, wrong schema, unknown status, empty value, no key,
+a forbidden transition) go straight to the dead-letter topic with the reason in a header.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from .config import Settings
+from .dead_letters import DeadLetters
+from .errors import InvalidEvent, InvalidTransition
+from .events import OrderEvent
+
+if TYPE_CHECKING:
+    from .consumer import ConsumerRunner, Handler, Received
+
+log = logging.getLogger("order_system.retry")
+
+# Headers a retry-topic record carries (besides the original record's own headers).
+RETRY_GROUP = "retry-group"
+RETRY_ATTEMPT = "retry-attempt"  # the attempt this record is waiting for: 2, 3 ...
+RETRY_DUE = "retry-due-ms"  # epoch milliseconds before which the record must not be retried
+ORIGINAL_TOPIC = "original-topic"
+ORIGINAL_PARTITION = "original-partition"
+ORIGINAL_OFFSET = "original-offset"
+ORIGINAL_TIMESTAMP = "original-timestamp-ms"
+ERROR_CLASS = "error-class"
+ERROR_MESSAGE = "error-message"
+
+
+def never_succeeds(error: Exception) -> str | None:
+    """The dead-letter reason for an error that retrying cannot fix, else None."""
+    if isinstance(error, InvalidTransition):
+        return "invalid-transition"
+    if isinstance(error, InvalidEvent):
+        return error.reason
+    return None
+
+
+class FailurePolicy(Protocol):
+    """How a runner handles records: the happy path, failures and poison."""
+
+    def extra_topics(self, settings: Settings) -> Sequence[str]: ...
+
+    def accepts(self, runner: ConsumerRunner, received: Received) -> bool: ...
+
+    def run(self, runner: ConsumerRunner, received: Received, event: OrderEvent, handler: Handler) -> None: ...
+
+    def reject(self, runner: ConsumerRunner, received: Received, error: Exception, attempts: int = 1) -> None: ...
+
+
+class _DeadLettering:
+    """Shared by both styles: poison goes straight to the dead-letter topic."""
+
+    dead_letters: DeadLetters | None = None
+
+    def _dead_letters(self, runner: ConsumerRunner) -> DeadLetters:
+        if self.dead_letters is None:
+            self.dead_letters = DeadLetters(runner.settings)
+        return self.dead_letters
+
+    def extra_topics(self, settings: Settings) -> Sequence[str]:
+        return ()
+
+    def accepts(self, runner: ConsumerRunner, received: Received) -> bool:
+        return True
+
+    def reject(self, runner: ConsumerRunner, received: Received, error: Exception, attempts: int = 1) -> None:
+        reason = never_succeeds(error) or "handler-error"
+        self._dead_letters(runner).send(received, error, group=runner.group_id, attempts=attempts, reason=reason)
+        with runner._progress:
+            runner.failed += 1
+        runner.log.error("[%s] dead-lettered partition %d offset %d after %d attempt(s) (%s): %s",
+                         runner.name, received.partition, received.offset, attempts, reason, error)
+
+    def _succeeded(self, runner: ConsumerRunner, result: str | None, attempt: int) -> None:
+        suffix = f" (attempt {attempt})" if attempt > 1 else ""
+        runner.log.info("%s%s", result or f"[{runner.name}] handled", suffix)
+
+
+class InPlaceRetry(_DeadLettering):
+    """Retry inside the loop: ``attempts`` tries in all, waiting ``backoff * factor**n`` between."""
+
+    def __init__(self, attempts: int = 3, backoff: float = 0.2, factor: float = 2.0,
+                 dead_letters: DeadLetters | None = None) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.attempts, self.backoff, self.factor = attempts, backoff, factor
+        self.dead_letters = dead_letters
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return self.backoff * self.factor ** (attempt - 1)
+
+    def run(self, runner: ConsumerRunner, received: Received, event: OrderEvent, handler: Handler) -> None:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self._succeeded(runner, handler(event, received), attempt)
+                return
+            except Exception as exc:
+                if never_succeeds(exc) or attempt == self.attempts:
+                    self.reject(runner, received, exc, attempts=attempt)
+                    return
+                runner.log.warning("[%s] attempt %d of %d failed for order %s: %s; retrying in %.2fs",
+                                   runner.name, attempt, self.attempts, event.order_id, exc, self.delay(attempt))
+                runner.sleep(self.delay(attempt))
+
+
+class RetryTopics(_DeadLettering):
+    """Retry through ``<topic>-retry-0`` and ``-retry-1``, waiting ``delays[n]`` before each."""
+
+    def __init__(self, delays: Sequence[float] = (1.0, 2.0), dead_letters: DeadLetters | None = None) -> None:
+        if not delays:
+            raise ValueError("give at least one retry delay")
+        self.delays = tuple(delays)
+        self.dead_letters = dead_letters
+
+    @property
+    def attempts(self) -> int:
+        return len(self.delays) + 1
+
+    def extra_topics(self, settings: Settings) -> Sequence[str]:
+        topics = settings.retry_topics
+        if len(self.delays) > len(topics):
+            raise ValueError(f"{len(self.delays)} retry delays but only {len(topics)} retry topics")
+        return topics[: len(self.delays)]
+
+    def accepts(self, runner: ConsumerRunner, received: Received) -> bool:
+        group = received.header(RETRY_GROUP)
+        return group is None or group == runner.group_id
+
+    def run(self, runner: ConsumerRunner, received: Received, event: OrderEvent, handler: Handler) -> None:
+        from .consumer import Deferred
+
+        attempt = int(received.header(RETRY_ATTEMPT) or 1)
+        due_ms = int(received.header(RETRY_DUE) or 0)
+        if due_ms and due_ms > time.time() * 1000:
+            raise Deferred(due_ms / 1000)
+        try:
+            self._succeeded(runner, handler(event, received), attempt)
+        except Exception as exc:
+            if never_succeeds(exc) or attempt >= self.attempts:
+                self.reject(runner, received, exc, attempts=attempt)
+            else:
+                self._forward(runner, received, exc, attempt)
+
+    def _forward(self, runner: ConsumerRunner, received: Received, error: Exception, attempt: int) -> None:
+        topic = runner.settings.retry_topics[attempt - 1]
+        delay = self.delays[attempt - 1]
+        headers = {k: v for k, v in received.headers.items()}
+        headers.setdefault(ORIGINAL_TOPIC, received.topic.encode())
+        headers.setdefault(ORIGINAL_PARTITION, str(received.partition).encode())
+        headers.setdefault(ORIGINAL_OFFSET, str(received.offset).encode())
+        headers.setdefault(ORIGINAL_TIMESTAMP, str(received.timestamp_ms).encode())
+        headers.update({
+            RETRY_GROUP: runner.group_id.encode(),
+            RETRY_ATTEMPT: str(attempt + 1).encode(),
+            RETRY_DUE: str(int((time.time() + delay) * 1000)).encode(),
+            ERROR_CLASS: type(error).__name__.encode(),
+            ERROR_MESSAGE: str(error).encode()[:1000],
+        })
+        self._dead_letters(runner).forward(topic, received, list(headers.items()))
+        runner.log.warning("[%s] attempt %d of %d failed for key %s: %s; retry in %.1fs via %s",
+                           runner.name, attempt, self.attempts, received.key, error, delay, topic)
+
+
+def policy_for(style: str, **options: object) -> FailurePolicy:
+    """``"in-place"`` or ``"topics"``, as a group's ``retry_style`` names it."""
+    if style == "in-place":
+        return InPlaceRetry(**options)  # type: ignore[arg-type]
+    if style == "topics":
+        return RetryTopics(**options)  # type: ignore[arg-type]
+    raise ValueError(f"unknown retry style {style!r}; use 'in-place' or 'topics'")

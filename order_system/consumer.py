@@ -57,12 +57,12 @@ class Received:
         return value.decode(errors="replace") if value is not None else None
 
 
-def decode(received: Received) -> OrderEvent:
+def decode(received: Received, require_key: bool = True) -> OrderEvent:
     """The record's event; ``InvalidEvent`` (with a ``reason``) when it can never be one."""
-    if received.raw_key is None:
+    if received.raw_key is None and require_key:
         raise InvalidEvent("record has no key; events must be keyed by order id", "missing-key")
     event = OrderEvent.from_json(received.value)
-    if received.key != event.order_id:
+    if received.raw_key is not None and received.key != event.order_id:
         raise InvalidEvent(f"record key {received.key!r} is not the event's order id {event.order_id!r}", "key-mismatch")
     return event
 
@@ -92,7 +92,9 @@ class ConsumerRunner:
         name: str | None = None,
         failure_policy: FailurePolicy | None = None,
         extra_config: Mapping[str, Any] | None = None,
+        require_key: bool = True,
     ) -> None:
+        """``require_key=False`` accepts keyless records (only to demonstrate why keys matter)."""
         from .retry import InPlaceRetry
 
         self.settings = settings
@@ -101,6 +103,7 @@ class ConsumerRunner:
         self.policy = failure_policy or InPlaceRetry()
         self.topics = list(topics or [settings.topic, *self.policy.extra_topics(settings)])
         self.name = name or group_id
+        self.require_key = require_key
         self.log = logging.getLogger(f"order_system.consumer.{self.name}")
         self._config = settings.client_config(**{
             "group.id": group_id,
@@ -233,7 +236,7 @@ class ConsumerRunner:
         if not self.policy.accepts(self, received):
             return "skipped"  # e.g. another group's record on a shared retry topic
         try:
-            event = decode(received)
+            event = decode(received, self.require_key)
         except InvalidEvent as exc:
             self.log_received(received, None)
             self.policy.reject(self, received, exc)

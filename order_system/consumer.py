@@ -118,9 +118,10 @@ class ConsumerRunner:
             "heartbeat.interval.ms": 500,
             **(extra_config or {}),
         })
-        self.processed = 0
-        self.skipped = 0
-        self.failed = 0
+        self.processed = 0  # records finished with: handled, retried or dead-lettered
+        self.skipped = 0  # records with no handler for their status, or another group's retries
+        self.dead_lettered = 0
+        self.stuck = 0  # times the failure policy itself failed (the record is tried again)
         self.errors: list[KafkaError] = []
         self.assigned = threading.Event()
         self._assignment: set[tuple[str, int]] = set()
@@ -222,7 +223,7 @@ class ConsumerRunner:
                                self.name, received.partition, received.offset)
             consumer.seek(TopicPartition(received.topic, received.partition, received.offset))
             self._stop.wait(1.0)
-            self.failed += 1
+            self.stuck += 1
             return
         consumer.store_offsets(message=message)
         with self._progress:

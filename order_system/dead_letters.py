@@ -125,7 +125,8 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
     errors: list[str] = []
     for message in _read_all(settings, settings.dead_letter_topic, timeout, 100_000):
         headers = {k: v.decode(errors="replace") for k, v in (message.headers() or [])}
-        row = pd.Series({"partition": message.partition(), "offset": message.offset(),
+        key = message.key().decode(errors="replace") if message.key() is not None else None
+        row = pd.Series({"partition": message.partition(), "offset": message.offset(), "key": key,
                          **{h: headers.get(DLT_PREFIX + h) for h in DLT_HEADERS}})
         chosen = (message.partition(), message.offset()) in wanted if wanted is not None else (
             select is None or select(row))  # type: ignore[operator]

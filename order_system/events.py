@@ -55,6 +55,7 @@ DEFAULT_DESCRIPTIONS: Mapping[OrderStatus, str] = {
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+_REQUIRED_ON_WIRE = ("eventId", "timestamp")
 
 
 def new_order_id() -> str:
@@ -139,12 +140,17 @@ class OrderEvent(BaseModel):
             raise _invalid(NOT_JSON, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
         if not isinstance(parsed, dict):
             raise _invalid(SCHEMA, f"expected a JSON object, got {type(parsed).__name__}")
+        # Python callers may leave the id and timestamp to their defaults; the wire may not.
+        problems = [f"{name}: Field required" for name in _REQUIRED_ON_WIRE if name not in parsed]
         try:
-            return cls.model_validate(parsed, by_alias=True, by_name=False)
+            event = cls.model_validate(parsed, by_alias=True, by_name=False)
         except ValidationError as exc:
-            problems = [f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()]
+            problems += [f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()]
             unknown = any(e["loc"] == ("status",) and e["type"] == "enum" for e in exc.errors())
             raise _invalid(UNKNOWN_STATUS if unknown else SCHEMA, "; ".join(problems)) from exc
+        if problems:
+            raise _invalid(SCHEMA, "; ".join(problems))
+        return event
 
     # ---- Kafka record metadata ---------------------------------------------------------
 

@@ -77,12 +77,14 @@ class OrderProducer:
                           event.headers(), event, on_delivery)
 
     def publish_raw(self, value: bytes | None, *, key: bytes | None, headers: list[tuple[str, bytes]] | None = None,
-                    topic: str | None = None, on_delivery: DeliveryCallback | None = None) -> Future[Delivery]:
-        """Send arbitrary bytes (dead-letter tooling, poison-record tests)."""
-        return self._send(topic or self.topic, key, value, headers, None, on_delivery)
+                    topic: str | None = None, partition: int | None = None,
+                    on_delivery: DeliveryCallback | None = None) -> Future[Delivery]:
+        """Send arbitrary bytes, optionally to a chosen partition (poison-record tests, tooling)."""
+        return self._send(topic or self.topic, key, value, headers, None, on_delivery, partition)
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None,
-              event: OrderEvent | None, on_delivery: DeliveryCallback | None) -> Future[Delivery]:
+              event: OrderEvent | None, on_delivery: DeliveryCallback | None,
+              partition: int | None = None) -> Future[Delivery]:
         if self._closed:
             raise PublishError("the producer is closed")
         future: Future[Delivery] = Future()
@@ -112,7 +114,8 @@ class OrderProducer:
             self._lock.notify_all()
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
+                placement = {} if partition is None else {"partition": partition}
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered, **placement)
                 break
             except BufferError:  # the local queue is full: let deliveries drain, then retry
                 self._producer.poll(0.1)

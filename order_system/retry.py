@@ -85,7 +85,7 @@ class _DeadLettering:
         reason = never_succeeds(error) or "handler-error"
         self._dead_letters(runner).send(received, error, group=runner.group_id, attempts=attempts, reason=reason)
         with runner._progress:
-            runner.failed += 1
+            runner.dead_lettered += 1
         runner.log.error("[%s] dead-lettered partition %d offset %d after %d attempt(s) (%s): %s",
                          runner.name, received.partition, received.offset, attempts, reason, error)
 

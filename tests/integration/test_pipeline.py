@@ -46,7 +46,7 @@ def test_200_interleaved_orders_stay_on_one_partition_in_order(topic_settings: S
     groups = (processor, notifications, analytics)
     with run_groups(*(runner_for(g, topic_settings) for g in groups)) as runners:
         lag = wait_for_zero_lag(topic_settings, [g.group_id for g in groups], timeout=90)
-        assert all(r.failed == 0 for r in runners)
+        assert all(r.dead_lettered == 0 for r in runners)
     assert len(lag) == 9 and lag["end_offset"].sum() == 3 * len(events)
 
     expected = final_states(events)
@@ -77,7 +77,7 @@ def test_without_a_key_events_spread_and_the_processor_meets_them_out_of_order(t
         assert runner.wait_until(lambda: runner.processed >= len(events), timeout=60)
     dead = read_dead_letters(topic_settings)
     invalid = dead[dead["reason"] == "invalid-transition"]
-    assert runner.failed == len(dead) == len(invalid) > 0
+    assert runner.dead_lettered == len(dead) == len(invalid) > 0
     assert processor.statuses() != final_states(events)  # the orders did not end where they should
     assert set(invalid["transition-to"]) <= {"PAID", "SHIPPED", "DELIVERED"}
 
@@ -87,7 +87,7 @@ def test_keyless_records_are_dead_lettered_by_default(topic_settings: Settings) 
     publish_all(topic_settings, events, keyed=False)
     runner = runner_for(OrderProcessor(), topic_settings)
     with run_groups(runner):
-        assert runner.wait_until(lambda: runner.failed >= len(events), timeout=60)
+        assert runner.wait_until(lambda: runner.dead_lettered >= len(events), timeout=60)
     assert set(read_dead_letters(topic_settings)["reason"]) == {"missing-key"}
 
 

@@ -59,6 +59,8 @@ def wire(**changes: object) -> bytes:
      (b"not json", "not-json", "not JSON"),
      (b"[1, 2]", "schema", "JSON object"),
      (wire(orderId=...), "schema", "orderId: Field required"),
+     (wire(eventId=...), "schema", "eventId: Field required"),
+     (wire(timestamp=...), "schema", "timestamp: Field required"),
      (wire(orderId="   "), "schema", "orderId"),
      (wire(version=0), "schema", "version: Input should be greater than or equal to 1"),
      (wire(status="LOST"), "unknown-status", "status: Input should be"),

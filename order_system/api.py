@@ -11,7 +11,6 @@ forbids, 503 broker unreachable (the event is kept in the outbox and sent later)
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 import time
@@ -233,18 +232,3 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
         app = create_app(settings, producer, processor, outbox=outbox,
                          groups=tuple(g.group_id for g in groups), publish_timeout=9.0)
         uvicorn.run(app, host=host, port=port, log_level="info")
-
-
-def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
-    serve(settings, port=args.port, host=args.host, api_only=args.api_only, state_dir=args.state_dir)
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = sub.add_parser("serve", help="run the REST API with the consumer groups")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--api-only", action="store_true",
-                        help="run only the API and the order-processor view it answers from")
-    parser.add_argument("--state-dir", default=None, help="keep the groups' state in SQLite files here")
-    parser.set_defaults(run=_serve_command)

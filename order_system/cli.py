@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Sequence
 
-from .broker import LocalBroker, ensure_broker
+from .broker import LocalBroker, answers_metadata, ensure_broker
 from .config import Settings
 from .errors import OrderSystemError
 
-Command = Callable[[argparse.Namespace, Settings], int]
+GROUPS = ("order-processor", "notification-service", "analytics-service")
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
@@ -37,48 +40,160 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _consume(args: argparse.Namespace, settings: Settings) -> int:
+    """One group in this process until SIGINT or SIGTERM; then commit, close and exit 0."""
+    from .groups import runner_for, standard_groups
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    group = {g.group_id: g for g in standard_groups(args.state_dir)}[args.group]
+    runner = runner_for(group, settings)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    runner.start()
+    print(f"{args.group} consuming {', '.join(runner.topics)}; Ctrl-C to stop", flush=True)
+    while not stop.wait(0.5):
+        if not runner.running:
+            print(f"{args.group} stopped on its own: {runner.errors[-1:] or 'see the log'}", file=sys.stderr)
+            return 1
+    runner.stop()
+    print(f"{args.group} stopped after {runner.processed} records; offsets committed", flush=True)
+    return 0
+
+
+def _produce_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from collections import Counter
+
+    from .producer import OrderProducer, publish_lifecycles
+    from .progress import ProgressBar
+    from .topics import create_topics
+
+    create_topics(settings)
+    extra = {"sticky.partitioning.linger.ms": 0} if args.unkeyed else {}
+    with OrderProducer(settings, extra_config=extra) as producer:
+        futures = publish_lifecycles(producer, args.orders, seed=args.seed, keyed=not args.unkeyed,
+                                     progress=ProgressBar("publishing"))
+    deliveries = [f.result() for f in futures]
+    per_partition = Counter(d.partition for d in deliveries)
+    orders = len({d.event.order_id for d in deliveries if d.event})
+    print(f"published {len(deliveries)} events of {orders} orders to {settings.topic}: "
+          + ", ".join(f"partition {p}: {n}" for p, n in sorted(per_partition.items())))
+    return 0
+
+
+def _dlt(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+
+    from .dead_letters import read_dead_letters, replay
+
+    if args.action == "list":
+        frame = read_dead_letters(settings)
+        if frame.empty:
+            print(f"{settings.dead_letter_topic} is empty")
+            return 0
+        columns = ["partition", "offset", "key", "group", "reason", "attempts", "original-partition",
+                   "original-offset", "error-message"]
+        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+            print(frame[columns].to_string(index=False))
+        return 0
+    if not args.records and not args.all:
+        print("name records as PARTITION:OFFSET (see `order-system dlt list`), or pass --all", file=sys.stderr)
+        return 2
+    try:
+        pairs = [tuple(int(x) for x in item.split(":")) for item in args.records] if args.records else None
+    except ValueError:
+        print(f"records must look like 0:17 (partition:offset), got {args.records}", file=sys.stderr)
+        return 2
+    count = replay(settings, pairs)  # type: ignore[arg-type]
+    print(f"republished {count} record(s) to {settings.topic}")
+    return 0
+
+
+def _outbox(args: argparse.Namespace, settings: Settings) -> int:
+    from .outbox import Outbox
+    from .producer import OrderProducer
+    from .progress import ProgressBar
+
+    outbox = Outbox(args.path)
+    kept = outbox.pending()
+    if args.action == "list":
+        for record in kept:
+            print(f"{record.seq:>6}  {record.topic}  key={record.key!r}  error={record.error}")
+        print(f"{len(kept)} record(s) in {outbox.path}")
+        return 0
+    if not kept:
+        print(f"nothing to resend: {outbox.path} is empty")
+        return 0
+    if not answers_metadata(settings.bootstrap_servers, client_options=dict(settings.client_options)):
+        print(f"the broker at {settings.bootstrap_servers} does not answer; {len(kept)} record(s) stay kept",
+              file=sys.stderr)
+        return 1
+    with OrderProducer(settings) as producer:
+        sent = outbox.resend(lambda r: producer.publish_raw(r.value, key=r.key, headers=r.headers, topic=r.topic),
+                             progress=ProgressBar("resending"))
+    print(f"resent {sent} record(s), in order; {len(outbox)} left")
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .api import serve
+
+    serve(settings, port=args.port, host=args.host, api_only=args.api_only, state_dir=args.state_dir)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="order-system", description=__doc__)
+    parser = argparse.ArgumentParser(prog="order-system", description="An event-driven order system on Apache Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    broker = sub.add_parser("broker", help="start, stop or inspect the local Apache Kafka broker")
-    broker.add_argument("action", choices=["start", "stop", "status", "logs"])
-    broker.add_argument("--lines", type=int, default=50, help="how many log lines `logs` shows")
-    broker.set_defaults(run=_broker)
+    p = sub.add_parser("broker", help="start, stop or inspect the local Apache Kafka broker")
+    p.add_argument("action", choices=["start", "stop", "status", "logs"])
+    p.add_argument("--lines", type=int, default=50, help="how many log lines `logs` shows")
+    p.set_defaults(run=_broker)
 
-    topics = sub.add_parser("topics", help="create the order, retry and dead-letter topics")
-    topics.add_argument("action", choices=["create"])
-    topics.set_defaults(run=_topics)
+    p = sub.add_parser("topics", help="create the order, retry and dead-letter topics")
+    p.add_argument("action", choices=["create"])
+    p.set_defaults(run=_topics)
 
-    for register in _extensions():
-        register(sub)
+    p = sub.add_parser("consume", help="run one consumer group until Ctrl-C / SIGTERM")
+    p.add_argument("--group", required=True, choices=GROUPS)
+    p.add_argument("--state-dir", help="keep the group's state in SQLite files here (survives restarts)")
+    p.set_defaults(run=_consume)
+
+    p = sub.add_parser("produce-demo", help="publish N full order lifecycles, interleaved")
+    p.add_argument("--orders", type=int, default=20)
+    p.add_argument("--seed", type=int, default=None, help="make the run repeatable")
+    p.add_argument("--unkeyed", action="store_true", help="publish without keys (to see why keys matter)")
+    p.set_defaults(run=_produce_demo)
+
+    p = sub.add_parser("dlt", help="list dead-lettered records, or replay them after a fix")
+    p.add_argument("action", choices=["list", "replay"])
+    p.add_argument("records", nargs="*", help="PARTITION:OFFSET of the records to replay")
+    p.add_argument("--all", action="store_true", help="replay every dead-lettered record")
+    p.set_defaults(run=_dlt)
+
+    p = sub.add_parser("outbox", help="list or resend events the broker did not acknowledge")
+    p.add_argument("action", choices=["list", "resend"])
+    p.add_argument("--path", default=None, help="the outbox file (default ~/.cache/order-system/outbox.db)")
+    p.set_defaults(run=_outbox)
+
+    p = sub.add_parser("serve", help="run the REST API with the consumer groups")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--api-only", action="store_true",
+                   help="run only the API and the order-processor view it answers from")
+    p.add_argument("--state-dir", default=None, help="keep the groups' state in SQLite files here")
+    p.set_defaults(run=_serve)
     return parser
 
 
-def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
-    """Sub-commands contributed by the other adapters (consumers, API, dead letters ...)."""
-    registrars = []
-    for module, name in [
-        ("order_system.runner", "register_cli"),
-        ("order_system.dead_letters", "register_cli"),
-        ("order_system.outbox", "register_cli"),
-        ("order_system.api", "register_cli"),
-    ]:
-        try:
-            imported = __import__(module, fromlist=[name])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        registrars.append(getattr(imported, name))
-    return registrars
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "orders", 1) < 1:
+        parser.error("--orders must be at least 1")
     try:
-        settings = Settings.from_env()
-        return int(args.run(args, settings) or 0)
+        return int(args.run(args, Settings.from_env()) or 0)
     except OrderSystemError as exc:
         print(f"order-system: {exc}", file=sys.stderr)
         return 1

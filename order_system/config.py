@@ -6,6 +6,7 @@ connect, and the adapters build clients from it when they are used.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,7 @@ from typing import Any
 from .errors import ConfigError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+_KAFKA_LOG = logging.getLogger("order_system.kafka")
 DEFAULT_TOPIC = "order-events"
 
 # Environment variables of the form KAFKA_<SECURITY|SASL|SSL>_... are passed to every client
@@ -95,7 +97,8 @@ class Settings:
 
     def client_config(self, **extra: Any) -> dict[str, Any]:
         """A librdkafka configuration: bootstrap, security pass-through, then ``extra``."""
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        # librdkafka's own log lines go to Python logging instead of straight to stderr
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "logger": _KAFKA_LOG}
         config.update(self.client_options)
         config.update(extra)
         return config

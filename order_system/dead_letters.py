@@ -7,7 +7,6 @@ reason, the error's class and message) and after how many attempts.
 
 from __future__ import annotations
 
-import argparse
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -140,34 +139,3 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
     if producer.flush(timeout) or errors:
         raise PublishError(f"replay failed: {errors[0] if errors else 'timed out'}")
     return count
-
-
-# ---- `order-system dlt list|replay` ---------------------------------------------------------------
-
-
-def _dlt_command(args: argparse.Namespace, settings: Settings) -> int:
-    if args.action == "list":
-        frame = read_dead_letters(settings)
-        if frame.empty:
-            print(f"{settings.dead_letter_topic} is empty")
-            return 0
-        columns = ["partition", "offset", "key", "group", "reason", "attempts", "original-partition",
-                   "original-offset", "error-message"]
-        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-            print(frame[columns].to_string(index=False))
-        return 0
-    pairs = [tuple(int(x) for x in item.split(":")) for item in args.records] if args.records else None
-    if pairs is None and not args.all:
-        print("name records as PARTITION:OFFSET (see `order-system dlt list`), or pass --all")
-        return 2
-    count = replay(settings, pairs)  # type: ignore[arg-type]
-    print(f"republished {count} record(s) to {settings.topic}")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = sub.add_parser("dlt", help="list dead-lettered records or replay them after a fix")
-    parser.add_argument("action", choices=["list", "replay"])
-    parser.add_argument("records", nargs="*", help="PARTITION:OFFSET of the records to replay")
-    parser.add_argument("--all", action="store_true", help="replay every dead-lettered record")
-    parser.set_defaults(run=_dlt_command)

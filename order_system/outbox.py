@@ -104,3 +104,30 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class OutboxRelay:
+    """Re-sends the outbox by itself once the broker is back, while the process runs."""
+
+    def __init__(self, outbox: Outbox, send: Callable[[Kept], Future], reachable: Callable[[], bool],
+                 interval: float = 2.0) -> None:
+        self.outbox, self.send, self.reachable, self.interval = outbox, send, reachable, interval
+        self.resent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if len(self.outbox) and self.reachable():
+                try:
+                    self.resent += self.outbox.resend(self.send)
+                except Exception:  # the broker went away again: keep the rest for the next round
+                    continue
+
+    def start(self) -> OutboxRelay:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from order_system.broker import answers_metadata
+from order_system.broker import LocalBroker, answers_metadata
 from order_system.config import Settings
 from order_system.topics import create_topics, delete_topics
 
@@ -33,3 +34,35 @@ def topic_settings(settings: Settings, unique: Callable[[str], str]) -> Iterator
     create_topics(fresh)
     yield fresh
     delete_topics(fresh, list(fresh.all_topics))
+
+
+def free_port_pair() -> int:
+    """A port p such that p and p + 1 (a broker's controller port) are both free."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no two adjacent free ports")
+
+
+@pytest.fixture
+def free_port() -> int:
+    return free_port_pair()
+
+
+@pytest.fixture
+def spare_broker(settings: Settings) -> Iterator[LocalBroker]:
+    """A second real broker on free ports (not started), for tests that stop and kill it.
+
+    It shares the cached jars with the main broker; it is stopped and its data deleted after.
+    """
+    broker = LocalBroker(port=free_port_pair(), heap="256m")
+    yield broker
+    broker.stop()
+    broker.purge()

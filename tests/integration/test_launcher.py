@@ -16,20 +16,6 @@ from order_system.broker import LocalBroker, speaks_kafka
 from order_system.errors import BrokerError
 
 
-def free_port_pair() -> int:
-    """A port p such that p and p + 1 (the controller port) are both free."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no two adjacent free ports")
-
 
 def fake_java(tmp_path: Path, on_start: str, version: str = "17.0.9") -> str:
     """A `java` stand-in for launcher error paths: reports ``version``; ``on_start`` runs as kafka.Kafka."""
@@ -47,27 +33,27 @@ def fake_java(tmp_path: Path, on_start: str, version: str = "17.0.9") -> str:
     return str(script)
 
 
-def launcher(tmp_path: Path, **kwargs: object) -> LocalBroker:
-    broker = LocalBroker(home=tmp_path / "home", port=free_port_pair(), **kwargs)  # type: ignore[arg-type]
+def launcher(tmp_path: Path, port: int, **kwargs: object) -> LocalBroker:
+    broker = LocalBroker(home=tmp_path / "home", port=port, **kwargs)  # type: ignore[arg-type]
     broker.libs_dir.mkdir(parents=True)
     (broker.libs_dir / ".complete").write_text("test: no jars needed\n")
     return broker
 
 
-def test_missing_java_names_the_docker_alternative(tmp_path: Path) -> None:
-    broker = launcher(tmp_path, java=str(tmp_path / "no-such-java"))
+def test_missing_java_names_the_docker_alternative(tmp_path: Path, free_port: int) -> None:
+    broker = launcher(tmp_path, free_port, java=str(tmp_path / "no-such-java"))
     with pytest.raises(BrokerError, match=r"Java 17 or newer.*docker compose up -d"):
         broker.start(timeout=5)
 
 
-def test_old_java_is_refused(tmp_path: Path) -> None:
-    broker = launcher(tmp_path, java=fake_java(tmp_path, "sys.exit(0)", version="11.0.2"))
+def test_old_java_is_refused(tmp_path: Path, free_port: int) -> None:
+    broker = launcher(tmp_path, free_port, java=fake_java(tmp_path, "sys.exit(0)", version="11.0.2"))
     with pytest.raises(BrokerError, match=r"Java 11.*needs 17"):
         broker.start(timeout=5)
 
 
-def test_missing_maven_is_reported_when_jars_are_not_cached(tmp_path: Path) -> None:
-    broker = LocalBroker(home=tmp_path / "empty", port=free_port_pair(), mvn=str(tmp_path / "no-mvn"))
+def test_missing_maven_is_reported_when_jars_are_not_cached(tmp_path: Path, free_port: int) -> None:
+    broker = LocalBroker(home=tmp_path / "empty", port=free_port, mvn=str(tmp_path / "no-mvn"))
     with pytest.raises(BrokerError, match=r"Maven.*docker compose up -d"):
         broker.start(timeout=5)
 
@@ -105,8 +91,8 @@ def test_port_taken_by_something_else(tmp_path: Path, not_kafka_server: int) -> 
         broker.start(timeout=5)
 
 
-def test_broker_that_never_becomes_ready_is_stopped(tmp_path: Path) -> None:
-    broker = launcher(tmp_path, java=fake_java(tmp_path, "print('pretending to start', flush=True); time.sleep(300)"))
+def test_broker_that_never_becomes_ready_is_stopped(tmp_path: Path, free_port: int) -> None:
+    broker = launcher(tmp_path, free_port, java=fake_java(tmp_path, "print('pretending to start', flush=True); time.sleep(300)"))
     with pytest.raises(BrokerError, match=r"did not answer .* within 2s(.|\n)*pretending to start"):
         broker.start(timeout=2)
     status = broker.status()
@@ -114,33 +100,29 @@ def test_broker_that_never_becomes_ready_is_stopped(tmp_path: Path) -> None:
     assert status.state == "stopped"
 
 
-def test_broker_that_exits_during_start_shows_its_log(tmp_path: Path) -> None:
-    broker = launcher(tmp_path, java=fake_java(tmp_path, "print('FATAL: bad config', flush=True); sys.exit(1)"))
+def test_broker_that_exits_during_start_shows_its_log(tmp_path: Path, free_port: int) -> None:
+    broker = launcher(tmp_path, free_port, java=fake_java(tmp_path, "print('FATAL: bad config', flush=True); sys.exit(1)"))
     with pytest.raises(BrokerError, match=r"exited during start-up(.|\n)*FATAL: bad config"):
         broker.start(timeout=10)
     assert broker.recorded_pid() is None
 
 
-def test_status_is_right_after_start_kill_and_stop() -> None:
+def test_status_is_right_after_start_kill_and_stop(spare_broker: LocalBroker) -> None:
     """A second real broker on free ports, sharing the cached jars with the main one."""
-    broker = LocalBroker(port=free_port_pair(), heap="256m")
+    broker = spare_broker
     assert broker.status().state == "stopped"
-    try:
-        assert broker.start(timeout=90) == "started"
-        status = broker.status()
-        assert status.state == "running" and status.pid is not None and status.reachable
+    assert broker.start(timeout=90) == "started"
+    status = broker.status()
+    assert status.state == "running" and status.pid is not None and status.reachable
 
-        os.kill(status.pid, signal.SIGKILL)
-        assert broker.wait_stopped(timeout=30)
-        killed = broker.status()
-        assert killed.state == "stopped" and killed.stale_pid == status.pid and not killed.reachable
-        assert f"pid {status.pid}) is gone" in killed.describe()
+    os.kill(status.pid, signal.SIGKILL)
+    assert broker.wait_stopped(timeout=30)
+    killed = broker.status()
+    assert killed.state == "stopped" and killed.stale_pid == status.pid and not killed.reachable
+    assert f"pid {status.pid}) is gone" in killed.describe()
 
-        assert broker.start(timeout=90) == "started"  # restarts over the existing storage
-        assert broker.start(timeout=5) == "reused"
-    finally:
-        message = broker.stop()
-        broker.purge()
-    assert message.startswith("stopped the broker")
+    assert broker.start(timeout=90) == "started"  # restarts over the existing storage
+    assert broker.start(timeout=5) == "reused"
+    assert broker.stop().startswith("stopped the broker")
     assert broker.status().state == "stopped"
     assert broker.stop() == "no broker started by order-system is running"

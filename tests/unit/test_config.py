@@ -28,7 +28,9 @@ def test_environment_wins_and_security_options_pass_through() -> None:
     }
     settings = Settings.from_env(env)
     assert settings.bootstrap_from_env
-    assert settings.client_config(**{"group.id": "g"}) == {
+    config = settings.client_config(**{"group.id": "g"})
+    assert config.pop("logger").name == "order_system.kafka"
+    assert config == {
         "bootstrap.servers": "b1.example:9093,b2.example:9093",
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "PLAIN",

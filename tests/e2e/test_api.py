@@ -1,0 +1,205 @@
+"""The REST API over real HTTP (uvicorn) with the real broker and consumer groups behind it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from order_system.api import create_app
+from order_system.config import Settings
+from order_system.consumer import run_groups
+from order_system.dead_letters import _read_all
+from order_system.events import OrderEvent, OrderStatus
+from order_system.groups import OrderProcessor, runner_for
+from order_system.outbox import Outbox
+from order_system.producer import OrderProducer
+from order_system.topics import create_topics, delete_topics
+
+
+@dataclass
+class Api:
+    client: httpx.Client
+    settings: Settings
+    processor: OrderProcessor
+    outbox: Outbox
+
+
+@contextmanager
+def serve_in_thread(app: object) -> Iterator[str]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)  # uvicorn offers no event for "listening"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    settings = Settings.from_env().with_topic(f"api-{uuid.uuid4().hex[:8]}")
+    create_topics(settings)
+    processor = OrderProcessor()
+    outbox = Outbox(tmp_path / "outbox.db")
+    try:
+        with OrderProducer(settings) as producer, run_groups(runner_for(processor, settings)):
+            app = create_app(settings, producer, processor, outbox=outbox, groups=("order-processor",))
+            with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+                yield Api(client, settings, processor, outbox)
+    finally:
+        delete_topics(settings, list(settings.all_topics))
+
+
+def create(api: Api, customer: str = "customer-123") -> str:
+    answer = api.client.post("/api/orders", json={"customerId": customer})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["orderId"]
+
+
+def test_the_tutorial_lifecycle(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="order_system.api")
+    answer = api.client.post("/api/orders", json={"customerId": "customer-123"})
+    assert answer.status_code == 201
+    body = answer.json()
+    order_id = body["orderId"]
+    assert len(order_id) == 8 and order_id.isalnum() and body["message"]
+    for action, status in [("pay", "PAID"), ("ship", "SHIPPED"), ("deliver", "DELIVERED")]:
+        # straight after the previous write: the API waits for its own write to be processed
+        step = api.client.post(f"/api/orders/{order_id}/{action}", params={"customerId": "customer-123"})
+        assert step.status_code == 202, step.text
+        assert step.json()["status"] == status and step.json()["partition"] == body["partition"]
+    assert api.processor.wait_for_version(order_id, 4, timeout=30)
+    order = api.client.get(f"/api/orders/{order_id}").json()
+    assert order["status"] == "DELIVERED" and order["customerId"] == "customer-123"
+    assert [e["status"] for e in order["history"]] == ["CREATED", "PAID", "SHIPPED", "DELIVERED"]
+    assert any(f"POST /api/orders/{order_id}/deliver -> 202 in" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [({}, "customerId: Field required"), ({"customerId": "   "}, "customerId: Value error, must not be blank"),
+     ({"customerId": "x" * 65}, "customerId: String should have at most 64 characters"),
+     ({"customerId": 42}, "customerId: Input should be a valid string"),
+     ({"customerId": "c", "extra": 1}, "extra: Extra inputs are not permitted")],
+)
+def test_bad_create_requests_are_422_with_a_clear_message(api: Api, body: dict, problem: str) -> None:
+    answer = api.client.post("/api/orders", json=body)
+    assert answer.status_code == 422
+    assert problem in answer.json()["error"]
+
+
+def test_malformed_json_is_422(api: Api) -> None:
+    answer = api.client.post("/api/orders", content=b"{not json", headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and "JSON" in answer.json()["error"]
+
+
+def test_errors_on_transitions(api: Api) -> None:
+    order_id = create(api, "alice")
+    unknown = api.client.post("/api/orders/nosuch00/pay", params={"customerId": "alice"})
+    assert unknown.status_code == 404 and "nosuch00 does not exist" in unknown.json()["error"]
+    assert api.client.get("/api/orders/nosuch00").status_code == 404
+
+    stranger = api.client.post(f"/api/orders/{order_id}/pay", params={"customerId": "mallory"})
+    assert stranger.status_code == 403 and "does not belong to customer mallory" in stranger.json()["error"]
+
+    early = api.client.post(f"/api/orders/{order_id}/deliver", params={"customerId": "alice"})
+    assert early.status_code == 409
+    assert (early.json()["currentStatus"], early.json()["requestedStatus"]) == ("CREATED", "DELIVERED")
+    assert "cannot go from CREATED to DELIVERED" in early.json()["error"]
+
+    missing = api.client.post(f"/api/orders/{order_id}/pay")
+    assert missing.status_code == 422 and "customerId" in missing.json()["error"]
+    bogus = api.client.post(f"/api/orders/{order_id}/refund", params={"customerId": "alice"})
+    assert bogus.status_code == 404 and "unknown action" in bogus.json()["error"]
+
+    assert api.client.post(f"/api/orders/{order_id}/cancel", params={"customerId": "alice"}).status_code == 202
+    after = api.client.post(f"/api/orders/{order_id}/pay", params={"customerId": "alice"})
+    assert after.status_code == 409 and after.json()["currentStatus"] == "CANCELLED"
+
+
+def statuses_on_topic(settings: Settings) -> Counter[tuple[str, OrderStatus]]:
+    return Counter((e.order_id, e.status) for e in
+                   (OrderEvent.from_json(m.value()) for m in _read_all(settings, settings.topic, 30, 100_000)))
+
+
+def test_two_concurrent_pays_one_wins(api: Api) -> None:
+    order_id = create(api, "bob")
+    barrier = threading.Barrier(2)
+
+    def pay() -> int:
+        barrier.wait()
+        return api.client.post(f"/api/orders/{order_id}/pay", params={"customerId": "bob"}).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(lambda _: pay(), range(2)))
+    assert codes == [202, 409]
+    assert api.processor.wait_for_version(order_id, 2, timeout=30)
+    assert statuses_on_topic(api.settings)[(order_id, OrderStatus.PAID)] == 1
+
+
+def test_a_burst_of_concurrent_requests_ends_consistent(api: Api) -> None:
+    def lifecycle(n: int) -> str:
+        customer = f"burst-{n % 5}"
+        order_id = create(api, customer)
+        for action in ("pay", "ship", "deliver") if n % 4 else ("pay", "cancel"):
+            answer = api.client.post(f"/api/orders/{order_id}/{action}", params={"customerId": customer})
+            assert answer.status_code == 202, answer.text
+        return order_id
+
+    with ThreadPoolExecutor(8) as pool:
+        orders = list(pool.map(lifecycle, range(40)))
+    for n, order_id in enumerate(orders):
+        assert api.processor.wait_for_version(order_id, 4 if n % 4 else 3, timeout=30)
+    states = api.processor.statuses()
+    assert all(states[o] is (OrderStatus.DELIVERED if n % 4 else OrderStatus.CANCELLED) for n, o in enumerate(orders))
+    counts = statuses_on_topic(api.settings)
+    assert max(counts.values()) == 1  # no transition was published twice
+    listed = api.client.get("/api/orders", params={"status": "CANCELLED", "customerId": "burst-0"}).json()
+    assert {o["orderId"] for o in listed["orders"]} == {o for n, o in enumerate(orders) if n % 4 == 0 and n % 5 == 0}
+
+
+def test_health_reports_broker_and_lag(api: Api) -> None:
+    order_id = create(api)
+    assert api.processor.wait_for_version(order_id, 1, timeout=30)
+    health = api.client.get("/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["broker"] == "up" and body["outbox"] == 0
+    assert {row["group"] for row in body["lag"]} == {"order-processor"} and len(body["lag"]) == 3
+
+
+def test_broker_unreachable_is_503_quickly_and_the_event_is_kept(tmp_path: Path, free_port: int) -> None:
+    settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port}", topic="unreachable")
+    outbox = Outbox(tmp_path / "outbox.db")
+    with OrderProducer(settings, extra_config={"delivery.timeout.ms": 2000, "socket.connection.setup.timeout.ms": 1000}) as producer:
+        app = create_app(settings, producer, OrderProcessor(), outbox=outbox, publish_timeout=5)
+        with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+            began = time.monotonic()
+            answer = client.post("/api/orders", json={"customerId": "carol"})
+            took = time.monotonic() - began
+            health = client.get("/health")
+        producer.flush(0)
+    assert answer.status_code == 503 and took < 8, (answer.status_code, took)
+    assert "kept in the outbox" in answer.json()["error"]
+    [kept] = outbox.pending()
+    assert OrderEvent.from_json(kept.value).order_id == answer.json()["orderId"]
+    assert health.status_code == 503 and health.json()["broker"] == "down"

@@ -12,10 +12,8 @@ forbids, 503 broker unreachable (the event is kept in the outbox and sent later)
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -24,15 +22,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from .events import OrderEvent, OrderStatus, new_order_id
-from .errors import InvalidTransition, PublishError
-from .state_machine import check_transition
+from .commands import OrderCommands
+from .errors import InvalidTransition, NotYourOrder, OrderSystemError, PublishError, StillProcessing, UnknownOrder
+from .events import OrderStatus
 
 if TYPE_CHECKING:
     from .config import Settings
     from .groups import OrderProcessor
     from .outbox import Outbox
-    from .producer import Delivery, OrderProducer
+    from .producer import OrderProducer
 
 log = logging.getLogger("order_system.api")
 
@@ -68,61 +66,13 @@ class ApiError(Exception):
         self.status, self.message, self.details = status, message, details
 
 
+STATUS_OF: dict[type[Exception], int] = {
+    UnknownOrder: 404, NotYourOrder: 403, InvalidTransition: 409, StillProcessing: 503, PublishError: 503,
+}
+
+
 def _error(status: int, message: str, **details: Any) -> JSONResponse:
     return JSONResponse({"error": message, **details}, status_code=status)
-
-
-class OrderCommands:
-    """Turns commands into events, one order at a time, checked against the processor's view."""
-
-    def __init__(self, producer: OrderProducer, processor: OrderProcessor, outbox: Outbox | None,
-                 publish_timeout: float, view_timeout: float) -> None:
-        self.producer, self.processor, self.outbox = producer, processor, outbox
-        self.publish_timeout, self.view_timeout = publish_timeout, view_timeout
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-        self._written: dict[str, int] = {}  # the last version this API wrote per order
-
-    def _lock(self, order_id: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(order_id, threading.Lock())
-
-    def create(self, customer_id: str) -> tuple[OrderEvent, Delivery]:
-        event = OrderEvent.created(new_order_id(), customer_id)
-        with self._lock(event.order_id):
-            return event, self._publish(event)
-
-    def advance(self, order_id: str, customer_id: str, target: OrderStatus) -> tuple[OrderEvent, Delivery]:
-        with self._lock(order_id):
-            written = self._written.get(order_id, 0)
-            if written and not self.processor.wait_for_version(order_id, written, self.view_timeout):
-                raise ApiError(503, f"order {order_id} is still being processed; try again shortly",
-                               orderId=order_id)
-            order = self.processor.get(order_id)
-            if order is None:
-                raise ApiError(404, f"order {order_id} does not exist", orderId=order_id)
-            if customer_id != order.customer_id:
-                raise ApiError(403, f"order {order_id} does not belong to customer {customer_id}", orderId=order_id)
-            try:
-                check_transition(order_id, order.status, target)
-            except InvalidTransition as exc:
-                raise ApiError(409, str(exc), orderId=order_id, currentStatus=order.status.value,
-                               requestedStatus=target.value) from exc
-            event = OrderEvent.for_status(target, order_id, customer_id, order.version + 1)
-            return event, self._publish(event)
-
-    def _publish(self, event: OrderEvent) -> Delivery:
-        future = self.producer.publish(event)
-        try:
-            delivery = future.result(timeout=self.publish_timeout)
-        except (PublishError, FutureTimeout) as exc:
-            kept = ""
-            if self.outbox is not None:
-                self.outbox.keep(self.producer.topic, event.key(), event.to_json(), event.headers(), str(exc) or "timeout")
-                kept = "; the event is kept in the outbox and will be sent when the broker is back"
-            raise ApiError(503, f"the Kafka broker did not acknowledge the event{kept}", orderId=event.order_id) from exc
-        self._written[event.order_id] = event.version
-        return delivery
 
 
 def create_app(
@@ -151,6 +101,17 @@ def create_app(
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.message, **exc.details)
+
+    @app.exception_handler(OrderSystemError)
+    async def domain_error(request: Request, exc: OrderSystemError) -> JSONResponse:
+        details: dict[str, Any] = {}
+        if order_id := getattr(exc, "order_id", None):
+            details["orderId"] = order_id
+        if isinstance(exc, InvalidTransition):
+            details["currentStatus"] = getattr(exc.current, "value", None)
+            details["requestedStatus"] = getattr(exc.requested, "value", None)
+        status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 500)
+        return _error(status, str(exc), **details)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

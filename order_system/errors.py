@@ -9,6 +9,9 @@ to do next.
     ├── TopicError           a topic could not be created or checked
     ├── InvalidEvent         a payload is not a valid OrderEvent (also a ValueError)
     ├── InvalidTransition    the state machine forbids a status change
+    ├── UnknownOrder         a command names an order nobody created
+    ├── NotYourOrder         a command's customer is not the order's customer
+    ├── StillProcessing      the order's last write has not been processed yet
     └── PublishError         the broker did not acknowledge a published event
 """
 
@@ -56,4 +59,32 @@ class InvalidTransition(OrderSystemError):
 
 
 class PublishError(OrderSystemError):
-    """The broker did not acknowledge an event; the event is not lost (see the outbox)."""
+    """The broker did not acknowledge an event; with an outbox, the event is kept there."""
+
+    def __init__(self, message: str, order_id: str | None = None) -> None:
+        super().__init__(message)
+        self.order_id = order_id
+
+
+class UnknownOrder(OrderSystemError, LookupError):
+    """A command names an order that does not exist (in the order-processor's view)."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id} does not exist")
+        self.order_id = order_id
+
+
+class NotYourOrder(OrderSystemError):
+    """A command's customer id is not the customer id of the order."""
+
+    def __init__(self, order_id: str, customer_id: str) -> None:
+        super().__init__(f"order {order_id} does not belong to customer {customer_id}")
+        self.order_id = order_id
+
+
+class StillProcessing(OrderSystemError):
+    """The order's previous write was not processed within the wait; try again shortly."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id} is still being processed; try again shortly")
+        self.order_id = order_id

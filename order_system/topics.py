@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -40,15 +42,24 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
 
 
 def _check_partitions(admin: AdminClient, settings: Settings, timeout: float) -> None:
-    metadata = admin.list_topics(timeout=timeout)
+    """Wait until every topic shows in the metadata with its partitions (creation propagates
+    asynchronously), then check that none has fewer partitions than configured."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metadata = admin.list_topics(timeout=timeout)
+        missing = [n for n in settings.all_topics if n not in metadata.topics or metadata.topics[n].error is not None
+                   or not metadata.topics[n].partitions]
+        if not missing:
+            break
+        if time.monotonic() > deadline:
+            raise TopicError(f"topics {missing} are not visible {timeout:.0f}s after creation")
+        time.sleep(0.1)  # metadata propagation has no event to wait on
     for name in settings.all_topics:
-        topic = metadata.topics.get(name)
-        if topic is None or topic.error is not None:
-            raise TopicError(f"topic {name!r} is not visible after creation: {topic and topic.error}")
-        if len(topic.partitions) < settings.partitions:
+        found = len(metadata.topics[name].partitions)
+        if found < settings.partitions:
             raise TopicError(
-                f"topic {name!r} has {len(topic.partitions)} partitions, fewer than the configured "
-                f"{settings.partitions}; delete it or set ORDER_SYSTEM_PARTITIONS={len(topic.partitions)}"
+                f"topic {name!r} has {found} partitions, fewer than the configured "
+                f"{settings.partitions}; delete it or set ORDER_SYSTEM_PARTITIONS={found}"
             )
 
 

@@ -1,1 +1,35 @@
-"""order_system: an event-driven order system on Apache Kafka."""
+"""order_system: an event-driven order system on Apache Kafka.
+
+    from order_system import Settings, OrderProducer, standard_groups, runner_for, run_groups
+
+Everything a script or notebook needs is importable from here; nothing connects to Kafka
+at import time.
+"""
+
+from .broker import LocalBroker, ensure_broker
+from .commands import OrderCommands
+from .config import Settings
+from .consumer import ConsumerRunner, Received, run_groups
+from .dead_letters import DeadLetters, read_dead_letters, replay
+from .errors import (
+    BrokerError, ConfigError, InvalidEvent, InvalidTransition, NotYourOrder, OrderSystemError, PublishError,
+    StillProcessing, TopicError, UnknownOrder,
+)
+from .events import OrderEvent, OrderStatus, new_order_id
+from .groups import AnalyticsService, NotificationService, OrderProcessor, runner_for, standard_groups
+from .lag import consumer_lag, wait_for_zero_lag
+from .outbox import Outbox
+from .producer import Delivery, OrderProducer, plan_lifecycles, publish_lifecycles
+from .retry import InPlaceRetry, RetryTopics
+from .state_machine import TRANSITIONS, Order, check_transition, rebuild, rebuild_order, transition_table
+from .topics import create_topics, delete_topics
+
+__all__ = [
+    "AnalyticsService", "BrokerError", "ConfigError", "ConsumerRunner", "DeadLetters", "Delivery", "InPlaceRetry",
+    "InvalidEvent", "InvalidTransition", "LocalBroker", "NotYourOrder", "NotificationService", "Order",
+    "OrderCommands", "OrderEvent", "OrderProcessor", "OrderProducer", "OrderStatus", "OrderSystemError", "Outbox",
+    "PublishError", "Received", "RetryTopics", "Settings", "StillProcessing", "TRANSITIONS", "TopicError",
+    "UnknownOrder", "check_transition", "consumer_lag", "create_topics", "delete_topics", "ensure_broker",
+    "new_order_id", "plan_lifecycles", "publish_lifecycles", "read_dead_letters", "rebuild", "rebuild_order",
+    "replay", "run_groups", "runner_for", "standard_groups", "transition_table", "wait_for_zero_lag",
+]

@@ -171,9 +171,19 @@ class ConsumerRunner:
         return self.assigned.wait(timeout)
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-        """Wait until ``predicate()`` holds, re-checked after every record; False on timeout."""
+        """Wait until ``predicate()`` holds; False on timeout.
+
+        It is re-checked after every record and rebalance of this runner, and at least every
+        0.1 s, so a predicate may also watch other runners.
+        """
+        deadline = time.monotonic() + timeout
         with self._progress:
-            return self._progress.wait_for(predicate, timeout=timeout)
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress.wait(min(left, 0.1))
+        return True
 
     def sleep(self, seconds: float) -> None:
         """Back off inside the loop without missing ``stop()``; raises ``Stopping`` if asked to stop."""

@@ -83,10 +83,29 @@ def plot_events_per_partition(frame: pd.DataFrame, title: str = "Events per part
 
     counts = frame.groupby("partition").size()
     fig, ax = plt.subplots(figsize=(5, 2.6))
-    counts.plot.bar(ax=ax, color="#4C72B0")
+    counts.plot.bar(ax=ax, color="#4C72B0", rot=0)
     ax.set_xlabel("partition")
     ax.set_ylabel("events")
     ax.set_title(title)
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def read_order_events(settings: Settings, topic: str | None = None, timeout: float = 10.0) -> list[OrderEvent]:
+    """The decodable events of the topic, partition by partition in offset order (a replay)."""
+    events = []
+    for message in _read_all(settings, topic or settings.topic, timeout, 100_000):
+        try:
+            events.append(OrderEvent.from_json(message.value()))
+        except InvalidEvent:
+            continue
+    return events
+
+
+def history_frame(events: Iterable[OrderEvent]) -> pd.DataFrame:
+    """Events as a table: version, status, description."""
+    return pd.DataFrame(
+        [{"version": e.version, "status": e.status.value, "description": e.description} for e in events],
+        columns=["version", "status", "description"],
+    )

@@ -174,12 +174,16 @@ def create_app(
 
 def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_only: bool = False,
           state_dir: str | None = None) -> None:
-    """Run the API under uvicorn with the consumer groups in background threads."""
+    """Run the API under uvicorn with the consumer groups in background threads.
+
+    The outbox is re-sent by itself whenever the broker answers again.
+    """
     import uvicorn
 
-    from .groups import runner_for, standard_groups
-    from .outbox import Outbox
+    from .broker import answers_metadata
     from .consumer import run_groups
+    from .groups import runner_for, standard_groups
+    from .outbox import Outbox, OutboxRelay
     from .producer import OrderProducer
     from .topics import create_topics
 
@@ -187,9 +191,18 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     create_topics(settings)
     processor, notifications, analytics = standard_groups(state_dir)
     groups = [processor] if api_only else [processor, notifications, analytics]
-    runners = [runner_for(group, settings) for group in groups]
     outbox = Outbox()
-    with OrderProducer(settings, extra_config={"delivery.timeout.ms": 8000}) as producer, run_groups(*runners):
+    with OrderProducer(settings, extra_config={"delivery.timeout.ms": 8000}) as producer, \
+            run_groups(*(runner_for(group, settings) for group in groups)):
+        relay = OutboxRelay(
+            outbox,
+            send=lambda kept: producer.publish_raw(kept.value, key=kept.key, headers=kept.headers, topic=kept.topic),
+            reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0,
+                                               client_options=dict(settings.client_options)),
+        ).start()
         app = create_app(settings, producer, processor, outbox=outbox,
                          groups=tuple(g.group_id for g in groups), publish_timeout=9.0)
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        try:
+            uvicorn.run(app, host=host, port=port, log_level="info")
+        finally:
+            relay.stop()

@@ -88,6 +88,8 @@ def test_processor_killed_mid_stream_ends_as_if_it_never_crashed(topic_settings:
     assert store.effect_counts() == reference.store.effect_counts()  # every side effect exactly once
     assert recorded(db) == len(events)
     redelivered = log.read_text().count("; skipped")
+    print(f"killed after {at_kill} of {len(events)} recorded; {committed_at_kill} committed; "
+          f"{redelivered} redelivered and skipped as duplicates")
     assert redelivered == at_kill - committed_at_kill, (at_kill, committed_at_kill, redelivered)
     assert "offsets committed" in log.read_text()
 

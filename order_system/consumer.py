@@ -228,7 +228,7 @@ class ConsumerRunner:
             return
         except Stopping:
             return  # not stored: the record comes again after the restart
-        except Exception as exc:  # the policy itself failed (e.g. dead-letter topic unreachable)
+        except Exception:  # the policy itself failed (e.g. dead-letter topic unreachable)
             self.log.exception("[%s] could not dispose of partition %d offset %d; will retry it",
                                self.name, received.partition, received.offset)
             consumer.seek(TopicPartition(received.topic, received.partition, received.offset))

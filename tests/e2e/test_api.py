@@ -203,3 +203,9 @@ def test_broker_unreachable_is_503_quickly_and_the_event_is_kept(tmp_path: Path,
     [kept] = outbox.pending()
     assert OrderEvent.from_json(kept.value).order_id == answer.json()["orderId"]
     assert health.status_code == 503 and health.json()["broker"] == "down"
+
+
+def test_openapi_docs_are_served(api: Api) -> None:
+    assert api.client.get("/docs").status_code == 200
+    paths = api.client.get("/openapi.json").json()["paths"]
+    assert {"/api/orders", "/api/orders/{order_id}/{action}", "/api/orders/{order_id}", "/health"} <= set(paths)

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,7 +21,7 @@ from order_system.errors import PublishError
 from order_system.events import OrderEvent
 from order_system.groups import OrderProcessor
 from order_system.lag import consumer_lag, wait_for_zero_lag
-from order_system.outbox import Outbox
+from order_system.outbox import Outbox, OutboxRelay
 from order_system.producer import OrderProducer, plan_lifecycles
 from order_system.store import OrderStore
 from order_system.topics import create_topics
@@ -132,3 +133,30 @@ def test_undelivered_events_wait_in_the_outbox_and_are_resent_once_in_order(
     for order_id in {e.order_id for e in events}:
         versions = [e.version for e in on_topic if e.order_id == order_id]  # _read_all sorts by offset
         assert versions == sorted(versions), f"order {order_id} out of order: {versions}"
+
+
+def test_the_relay_resends_kept_events_by_itself_once_the_broker_answers(
+    topic_settings: Settings, tmp_path: Path
+) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    events = plan_lifecycles(2, seed=12, cancel_every=0)
+    for event in events:
+        outbox.keep(topic_settings.topic, event.key(), event.to_json(), event.headers(), "broker away (simulated)")
+    broker_back = threading.Event()
+    with OrderProducer(topic_settings) as producer:
+        relay = OutboxRelay(
+            outbox, send=lambda k: producer.publish_raw(k.value, key=k.key, headers=k.headers, topic=k.topic),
+            reachable=broker_back.is_set, interval=0.05,
+        ).start()
+        try:
+            assert not relay._stop.wait(0.3) and len(outbox) == len(events)  # broker "away": nothing sent
+            broker_back.set()
+            deadline = time.monotonic() + 30
+            while len(outbox):
+                assert time.monotonic() < deadline, "the relay did not resend"
+                time.sleep(0.05)  # the relay works in its own thread
+        finally:
+            relay.stop()
+    on_topic = [OrderEvent.from_json(m.value()) for m in _read_all(topic_settings, topic_settings.topic, 30, 100)]
+    assert sorted(e.event_id for e in on_topic) == sorted(e.event_id for e in events)
+    assert relay.resent == len(events)

@@ -163,3 +163,25 @@ def test_replay_republishes_a_fixed_record(topic_settings: Settings) -> None:
         assert replay(topic_settings, lambda row: row["key"] == "replay01") == 1
         assert runner.wait_until(lambda: calls.succeeded == ["replay01"], timeout=60)
     assert len(dead) == 1
+
+
+def test_dlt_list_command_shows_a_table(topic_settings: Settings) -> None:
+    import os
+    import subprocess
+    import sys
+
+    publish(topic_settings, (b"cli00001", b"definitely not json"))
+    runner = runner_for(OrderProcessor(), topic_settings)
+    with run_groups(runner):
+        assert runner.wait_until(lambda: runner.dead_lettered == 1, timeout=60)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": topic_settings.bootstrap_servers,
+           "ORDER_SYSTEM_TOPIC": topic_settings.topic}
+    done = subprocess.run([sys.executable, "-m", "order_system", "dlt", "list"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()[:2]
+    assert header.split()[:6] == ["partition", "offset", "key", "group", "reason", "attempts"]
+    assert row.split()[2:6] == ["cli00001", "order-processor", "not-json", "1"]
+    refused = subprocess.run([sys.executable, "-m", "order_system", "dlt", "replay"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 2 and "PARTITION:OFFSET" in refused.stderr

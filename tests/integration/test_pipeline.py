@@ -130,13 +130,13 @@ def test_a_fourth_group_sees_every_event_without_touching_the_others(topic_setti
 
 
 def test_two_consumers_split_partitions_and_hand_over_without_loss(topic_settings: Settings) -> None:
-    first_half = plan_lifecycles(30, seed=21)
-    publish_all(topic_settings, first_half)
-
     seen: dict[str, list[str]] = {"a": [], "b": []}
 
     def handlers(name: str) -> dict:
         return {s: (lambda event, received, n=name: seen[n].append(str(event.event_id)) or "ok") for s in OrderStatus}
+
+    def all_seen(events: list[OrderEvent]) -> bool:
+        return {str(e.event_id) for e in events} <= set(seen["a"]) | set(seen["b"])
 
     group = f"split-{topic_settings.topic}"
     a = ConsumerRunner(topic_settings, group, handlers("a"), name="member-a")
@@ -146,14 +146,18 @@ def test_two_consumers_split_partitions_and_hand_over_without_loss(topic_setting
                             and bool(b.assignment), timeout=60), (a.assignment, b.assignment)
         assert not set(a.assignment) & set(b.assignment)
         assert {p for _, p in a.assignment + b.assignment} == {0, 1, 2}
+        first_half = plan_lifecycles(30, seed=21)  # these orders use all three partitions
+        publish_all(topic_settings, first_half)
+        assert a.wait_until(lambda: all_seen(first_half), timeout=60)
+        assert seen["a"] and seen["b"]  # both members did part of the work
+
         a.stop()
         assert b.wait_until(lambda: len(b.assignment) == 3, timeout=60), b.assignment
         second_half = plan_lifecycles(30, seed=22)
         publish_all(topic_settings, second_half)
-        everything = {str(e.event_id) for e in first_half + second_half}
-        assert b.wait_until(lambda: everything <= set(seen["a"]) | set(seen["b"]), timeout=60)
-    assert everything == set(seen["a"]) | set(seen["b"])
-    assert seen["a"] and seen["b"]
+        assert b.wait_until(lambda: all_seen(second_half), timeout=60)
+    everything = {str(e.event_id) for e in first_half + second_half}
+    assert everything == set(seen["a"]) | set(seen["b"])  # nothing lost, nothing foreign
 
 
 def test_delivery_failure_reaches_the_caller(settings: Settings, unique: Callable[[str], str]) -> None:

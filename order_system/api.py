@@ -126,6 +126,8 @@ def create_app(
 
     @app.post("/api/orders/{order_id}/{action}", status_code=202)
     def advance_order(order_id: str, action: str, customer_id: Annotated[str, Query(alias="customerId", min_length=1, max_length=64)]) -> dict[str, Any]:
+        if not customer_id.strip():
+            raise ApiError(422, "customerId: must not be blank")
         target = ACTIONS.get(action)
         if target is None:
             raise ApiError(404, f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")

@@ -128,6 +128,10 @@ def test_errors_on_transitions(api: Api) -> None:
 
     missing = api.client.post(f"/api/orders/{order_id}/pay")
     assert missing.status_code == 422 and "customerId" in missing.json()["error"]
+    blank = api.client.post(f"/api/orders/{order_id}/pay", params={"customerId": "  "})
+    assert blank.status_code == 422 and "must not be blank" in blank.json()["error"]
+    long = api.client.post(f"/api/orders/{order_id}/pay", params={"customerId": "x" * 65})
+    assert long.status_code == 422 and "at most 64 characters" in long.json()["error"]
     bogus = api.client.post(f"/api/orders/{order_id}/refund", params={"customerId": "alice"})
     assert bogus.status_code == 404 and "unknown action" in bogus.json()["error"]
 

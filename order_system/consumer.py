@@ -190,6 +190,11 @@ class ConsumerRunner:
         if self._stop.wait(seconds):
             raise Stopping()
 
+    def count_dead_letter(self) -> None:
+        """Called by the failure policy once a record is safely in the dead-letter topic."""
+        with self._progress:
+            self.dead_lettered += 1
+
     @property
     def assignment(self) -> list[tuple[str, int]]:
         return sorted(self._assignment)

@@ -7,16 +7,15 @@ reason, the error's class and message) and after how many attempts.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from .config import Settings
 from .errors import InvalidTransition, PublishError
+from .reader import read_records
 
 if TYPE_CHECKING:
     from .consumer import Received
@@ -67,7 +66,7 @@ class DeadLetters:
 def read_dead_letters(settings: Settings, timeout: float = 10.0, limit: int = 10_000) -> pd.DataFrame:
     """Every record now in the dead-letter topic, one row each, with its headers as columns."""
     rows = []
-    for message in _read_all(settings, settings.dead_letter_topic, timeout, limit):
+    for message in read_records(settings, settings.dead_letter_topic, timeout, limit):
         headers = {k: v.decode(errors="replace") for k, v in (message.headers() or [])}
         value = message.value()
         row = {
@@ -81,36 +80,6 @@ def read_dead_letters(settings: Settings, timeout: float = 10.0, limit: int = 10
     return pd.DataFrame(rows, columns=columns)
 
 
-def _read_all(settings: Settings, topic: str, timeout: float, limit: int) -> list:
-    """All records of ``topic`` from the start up to its current end, without a consumer group."""
-    consumer = Consumer(settings.client_config(**{
-        "group.id": f"order-system-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "auto.offset.reset": "earliest"}))
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        partitions = list(metadata.topics[topic].partitions) if topic in metadata.topics else []
-        ends = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
-        if not ends:
-            return []
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        found: list = []
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline and len(found) < limit:
-            message = consumer.poll(0.5)
-            if message is None or message.error() is not None:
-                continue
-            found.append(message)
-            if message.offset() + 1 >= ends.get(message.partition(), 0):
-                ends.pop(message.partition(), None)
-        return sorted(found, key=lambda m: (m.partition(), m.offset()))
-    finally:
-        consumer.close()
-
-
 def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tuple[int, int]] | None = None,
            timeout: float = 30.0) -> int:
     """Republish chosen dead-letter records, key and value unchanged, to the main topic.
@@ -122,7 +91,7 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
     producer = Producer(settings.client_config(**{"enable.idempotence": True, "acks": "all"}))
     count = 0
     errors: list[str] = []
-    for message in _read_all(settings, settings.dead_letter_topic, timeout, 100_000):
+    for message in read_records(settings, settings.dead_letter_topic, timeout, 100_000):
         headers = {k: v.decode(errors="replace") for k, v in (message.headers() or [])}
         key = message.key().decode(errors="replace") if message.key() is not None else None
         row = pd.Series({"partition": message.partition(), "offset": message.offset(), "key": key,

@@ -84,8 +84,7 @@ class _DeadLettering:
     def reject(self, runner: ConsumerRunner, received: Received, error: Exception, attempts: int = 1) -> None:
         reason = never_succeeds(error) or "handler-error"
         self._dead_letters(runner).send(received, error, group=runner.group_id, attempts=attempts, reason=reason)
-        with runner._progress:
-            runner.dead_lettered += 1
+        runner.count_dead_letter()
         runner.log.error("[%s] dead-lettered partition %d offset %d after %d attempt(s) (%s): %s",
                          runner.name, received.partition, received.offset, attempts, reason, error)
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .broker import ensure_broker
 from .config import Settings
-from .dead_letters import _read_all
+from .reader import read_records
 from .errors import InvalidEvent
 from .events import OrderEvent
 from .producer import Delivery
@@ -44,7 +44,7 @@ def teardown(settings: Settings) -> None:
 def read_events(settings: Settings, topic: str | None = None, timeout: float = 10.0) -> pd.DataFrame:
     """Every record of the topic, in partition and offset order, with its decoded event."""
     rows = []
-    for message in _read_all(settings, topic or settings.topic, timeout, 100_000):
+    for message in read_records(settings, topic or settings.topic, timeout, 100_000):
         key = message.key().decode() if message.key() is not None else None
         try:
             event = OrderEvent.from_json(message.value())
@@ -95,7 +95,7 @@ def plot_events_per_partition(frame: pd.DataFrame, title: str = "Events per part
 def read_order_events(settings: Settings, topic: str | None = None, timeout: float = 10.0) -> list[OrderEvent]:
     """The decodable events of the topic, partition by partition in offset order (a replay)."""
     events = []
-    for message in _read_all(settings, topic or settings.topic, timeout, 100_000):
+    for message in read_records(settings, topic or settings.topic, timeout, 100_000):
         try:
             events.append(OrderEvent.from_json(message.value()))
         except InvalidEvent:

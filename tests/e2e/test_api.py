@@ -20,7 +20,7 @@ import uvicorn
 from order_system.api import create_app
 from order_system.config import Settings
 from order_system.consumer import run_groups
-from order_system.dead_letters import _read_all
+from order_system.reader import read_records
 from order_system.events import OrderEvent, OrderStatus
 from order_system.groups import OrderProcessor, runner_for
 from order_system.outbox import Outbox
@@ -142,7 +142,7 @@ def test_errors_on_transitions(api: Api) -> None:
 
 def statuses_on_topic(settings: Settings) -> Counter[tuple[str, OrderStatus]]:
     return Counter((e.order_id, e.status) for e in
-                   (OrderEvent.from_json(m.value()) for m in _read_all(settings, settings.topic, 30, 100_000)))
+                   (OrderEvent.from_json(m.value()) for m in read_records(settings, settings.topic, 30, 100_000)))
 
 
 def test_two_concurrent_pays_one_wins(api: Api) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from order_system.broker import LocalBroker
 from order_system.config import Settings
-from order_system.dead_letters import _read_all
+from order_system.reader import read_records
 from order_system.errors import PublishError
 from order_system.events import OrderEvent
 from order_system.groups import OrderProcessor
@@ -128,10 +128,10 @@ def test_undelivered_events_wait_in_the_outbox_and_are_resent_once_in_order(
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert "nothing to resend" in again.stdout
 
-    on_topic = [OrderEvent.from_json(m.value()) for m in _read_all(own, own.topic, 30, 1000)]
+    on_topic = [OrderEvent.from_json(m.value()) for m in read_records(own, own.topic, 30, 1000)]
     assert Counter(e.event_id for e in on_topic) == Counter(e.event_id for e in events)  # each exactly once
     for order_id in {e.order_id for e in events}:
-        versions = [e.version for e in on_topic if e.order_id == order_id]  # _read_all sorts by offset
+        versions = [e.version for e in on_topic if e.order_id == order_id]  # read_records sorts by offset
         assert versions == sorted(versions), f"order {order_id} out of order: {versions}"
 
 
@@ -157,6 +157,6 @@ def test_the_relay_resends_kept_events_by_itself_once_the_broker_answers(
                 time.sleep(0.05)  # the relay works in its own thread
         finally:
             relay.stop()
-    on_topic = [OrderEvent.from_json(m.value()) for m in _read_all(topic_settings, topic_settings.topic, 30, 100)]
+    on_topic = [OrderEvent.from_json(m.value()) for m in read_records(topic_settings, topic_settings.topic, 30, 100)]
     assert sorted(e.event_id for e in on_topic) == sorted(e.event_id for e in events)
     assert relay.resent == len(events)

@@ -30,6 +30,8 @@ UNKNOWN_STATUS = "unknown-status"
 
 
 class OrderStatus(str, Enum):
+    """Where an order is in its life; the value is the string on the wire."""
+
     CREATED = "CREATED"
     PAID = "PAID"
     SHIPPED = "SHIPPED"
@@ -37,7 +39,7 @@ class OrderStatus(str, Enum):
     CANCELLED = "CANCELLED"
 
 
-EVENT_TYPES: Mapping[OrderStatus, str] = {
+EVENT_TYPES: dict[OrderStatus, str] = {
     OrderStatus.CREATED: "OrderCreated",
     OrderStatus.PAID: "OrderPaid",
     OrderStatus.SHIPPED: "OrderShipped",
@@ -64,6 +66,7 @@ def new_order_id() -> str:
 
 
 def _now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
     return datetime.now(timezone.utc)
 
 
@@ -83,6 +86,7 @@ class OrderEvent(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
+        """Reject naive datetimes: a timestamp on the wire must say which time zone it is in."""
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("must carry a time zone, e.g. 2026-11-24T10:15:30Z")
         return value
@@ -92,28 +96,34 @@ class OrderEvent(BaseModel):
     @classmethod
     def for_status(cls, status: OrderStatus, order_id: str, customer_id: str, version: int,
                    description: str | None = None) -> OrderEvent:
+        """An event moving ``order_id`` to ``status``; ``version`` is the new event's version."""
         status = OrderStatus(status)
         return cls(order_id=order_id, customer_id=customer_id, status=status, version=version,
                    description=DEFAULT_DESCRIPTIONS[status] if description is None else description)
 
     @classmethod
     def created(cls, order_id: str, customer_id: str, description: str | None = None) -> OrderEvent:
+        """The first event of an order (always version 1)."""
         return cls.for_status(OrderStatus.CREATED, order_id, customer_id, 1, description)
 
     @classmethod
     def paid(cls, order_id: str, customer_id: str, version: int, description: str | None = None) -> OrderEvent:
+        """The order was paid for; ``version`` is the previous version + 1."""
         return cls.for_status(OrderStatus.PAID, order_id, customer_id, version, description)
 
     @classmethod
     def shipped(cls, order_id: str, customer_id: str, version: int, description: str | None = None) -> OrderEvent:
+        """The order left the warehouse; ``version`` is the previous version + 1."""
         return cls.for_status(OrderStatus.SHIPPED, order_id, customer_id, version, description)
 
     @classmethod
     def delivered(cls, order_id: str, customer_id: str, version: int, description: str | None = None) -> OrderEvent:
+        """The customer received the order; ``version`` is the previous version + 1."""
         return cls.for_status(OrderStatus.DELIVERED, order_id, customer_id, version, description)
 
     @classmethod
     def cancelled(cls, order_id: str, customer_id: str, version: int, description: str | None = None) -> OrderEvent:
+        """The order was cancelled; ``version`` is the previous version + 1."""
         return cls.for_status(OrderStatus.CANCELLED, order_id, customer_id, version, description)
 
     # ---- the wire ---------------------------------------------------------------------
@@ -123,6 +133,7 @@ class OrderEvent(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
     def to_json(self) -> bytes:
+        """The record value: UTF-8 JSON with camelCase keys and an ISO 8601 timestamp with offset."""
         return self.model_dump_json(by_alias=True).encode()
 
     @classmethod
@@ -156,12 +167,15 @@ class OrderEvent(BaseModel):
 
     @property
     def event_type(self) -> str:
+        """The ``event-type`` header value, e.g. ``OrderPaid``."""
         return EVENT_TYPES[self.status]
 
     def key(self) -> bytes:
+        """The record key: the order id, so that all events of one order share a partition."""
         return self.order_id.encode()
 
     def headers(self) -> list[tuple[str, bytes]]:
+        """The record headers: event type, event id and content type."""
         return [
             ("event-type", self.event_type.encode()),
             ("event-id", str(self.event_id).encode()),
@@ -170,4 +184,5 @@ class OrderEvent(BaseModel):
 
 
 def _invalid(reason: str, problem: str) -> InvalidEvent:
+    """An ``InvalidEvent`` with the common message prefix and a reason code."""
     return InvalidEvent(f"invalid OrderEvent: {problem}", reason)

@@ -30,6 +30,7 @@ _ORDER = list(OrderStatus)
 
 
 def allowed_next(status: OrderStatus | None) -> frozenset[OrderStatus]:
+    """The statuses an order in ``status`` may move to (``None``: no order yet)."""
     return TRANSITIONS[status]
 
 
@@ -43,6 +44,7 @@ def transition_table() -> list[dict[str, str]]:
 
 
 def check_transition(order_id: str, current: OrderStatus | None, requested: OrderStatus) -> None:
+    """Raise ``InvalidTransition`` unless ``current`` may move to ``requested``."""
     if requested not in TRANSITIONS[current]:
         raise InvalidTransition(order_id, current, requested)
 
@@ -59,6 +61,7 @@ class Order:
 
     @classmethod
     def start(cls, event: OrderEvent) -> Order:
+        """A new order from its first event, which must be CREATED (a version above 1 is a gap)."""
         check_transition(event.order_id, None, event.status)
         return cls(event.order_id, event.customer_id, event.status, event.version, (event,))
 
@@ -76,18 +79,23 @@ class Order:
 
     @property
     def created_at(self) -> datetime:
+        """The timestamp of the order's first event."""
         return self.history[0].timestamp
 
     @property
     def updated_at(self) -> datetime:
+        """The timestamp of the order's last event."""
         return self.history[-1].timestamp
 
     @property
     def is_terminal(self) -> bool:
+        """Whether no further transition is possible (DELIVERED or CANCELLED)."""
         return self.status in TERMINAL
 
 
 class Outcome(Enum):
+    """What ``OrderBook.apply`` did with an event."""
+
     APPLIED = "applied"
     DUPLICATE = "duplicate"
 
@@ -110,7 +118,12 @@ class OrderBook:
         self.gaps: list[VersionGap] = []
 
     def apply(self, event: OrderEvent) -> Outcome:
-        """Apply one event; a version already seen is a duplicate and changes nothing."""
+        """Apply one event; a version of the order already applied is a duplicate and changes nothing.
+
+        A late event of a lower version that was never applied is not a duplicate: it goes through
+        the state machine (and is usually refused). Raises ``InvalidTransition`` (forbidden step)
+        or ``InvalidEvent`` (another customer); the book is then unchanged.
+        """
         seen = self._versions.setdefault(event.order_id, set())
         if event.version in seen:
             return Outcome.DUPLICATE
@@ -124,12 +137,15 @@ class OrderBook:
         return Outcome.APPLIED
 
     def get(self, order_id: str) -> Order | None:
+        """The order, or ``None`` if no event of it was applied."""
         return self._orders.get(order_id)
 
     def orders(self) -> list[Order]:
+        """All orders, in the order they were created."""
         return list(self._orders.values())
 
     def __len__(self) -> int:
+        """The number of orders."""
         return len(self._orders)
 
 
@@ -144,7 +160,11 @@ class Rebuild:
 
 
 def rebuild(events: Iterable[OrderEvent]) -> Rebuild:
-    """Replay ``events`` in the given (partition) order into orders."""
+    """Replay ``events`` in the given (partition) order into orders.
+
+    Duplicates (a version at or below the order's current one) and forbidden steps are
+    skipped and listed; version gaps are listed and the event still applied.
+    """
     book = OrderBook()
     duplicates: list[OrderEvent] = []
     rejected: list[tuple[OrderEvent, str]] = []

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
 from order_system.errors import InvalidEvent
-from order_system.events import OrderEvent, OrderStatus, new_order_id
+from order_system.events import (
+    CONTENT_TYPE, EMPTY, EVENT_TYPES, NOT_JSON, SCHEMA, UNKNOWN_STATUS, OrderEvent, OrderStatus, new_order_id,
+)
 
 
 def test_json_round_trip_keeps_every_field() -> None:
@@ -85,3 +88,59 @@ def test_order_ids_are_short_url_safe_and_unique() -> None:
     ids = {new_order_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(re.fullmatch(r"[a-z0-9]{8}", i) for i in ids)
+
+
+def test_round_trip_keeps_an_offset_and_accepts_text() -> None:
+    stamp = datetime(2026, 11, 24, 10, 15, 30, 123456, tzinfo=timezone(timedelta(hours=2)))
+    event = OrderEvent(order_id="o", customer_id="c", status=OrderStatus.SHIPPED, version=3, timestamp=stamp,
+                       description="via DHL")
+    again = OrderEvent.from_json(event.to_json().decode())
+    assert again.model_dump() == event.model_dump()
+    assert event.to_dict()["timestamp"] == "2026-11-24T10:15:30.123456+02:00"
+    assert event.to_dict() == json.loads(event.to_json())
+
+
+def test_ids_are_stripped_and_bounded() -> None:
+    event = OrderEvent.created("  o-1 ", " c-1 ")
+    assert (event.order_id, event.customer_id) == ("o-1", "c-1")
+    for bad in [{"order_id": "x" * 65}, {"customer_id": " "}, {"description": "x" * 501}]:
+        fields = {"order_id": "o", "customer_id": "c", "status": OrderStatus.CREATED, "version": 1} | bad
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            OrderEvent(**fields)
+
+
+def test_events_are_immutable() -> None:
+    event = OrderEvent.created("o", "c")
+    with pytest.raises(ValidationError, match="frozen"):
+        event.version = 2  # type: ignore[misc]
+
+
+def test_schema_error_keeps_the_validation_error_and_lists_every_field() -> None:
+    with pytest.raises(InvalidEvent) as raised:
+        OrderEvent.from_json(wire(status="LOST", version=0))
+    assert isinstance(raised.value.__cause__, ValidationError)
+    assert raised.value.reason == UNKNOWN_STATUS  # one of the problems is the status
+    message = str(raised.value)
+    assert message.startswith("invalid OrderEvent: ")
+    assert "status: Input should be 'CREATED'" in message and "version: Input should be greater" in message
+
+
+def test_reason_codes_are_the_documented_strings() -> None:
+    assert (EMPTY, NOT_JSON, SCHEMA, UNKNOWN_STATUS) == ("empty", "not-json", "schema", "unknown-status")
+
+
+def test_snake_case_keys_are_not_accepted_on_the_wire() -> None:
+    body = OrderEvent.created("o", "c").to_dict()
+    body["order_id"] = body.pop("orderId")
+    with pytest.raises(InvalidEvent, match="orderId: Field required") as raised:
+        OrderEvent.from_json(json.dumps(body))
+    assert raised.value.reason == SCHEMA
+
+
+@pytest.mark.parametrize("status", list(OrderStatus))
+def test_every_status_has_an_event_type_and_a_constructor(status: OrderStatus) -> None:
+    event = OrderEvent.for_status(status, "o", "c", 2)
+    assert dict(event.headers())["event-type"] == EVENT_TYPES[status].encode()
+    assert dict(event.headers())["content-type"] == CONTENT_TYPE.encode()
+    assert EVENT_TYPES[status] == "Order" + status.value.capitalize()
+    assert OrderEvent.for_status(status, "o", "c", 2, "custom").description == "custom"

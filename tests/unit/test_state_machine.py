@@ -9,7 +9,8 @@ import pytest
 from order_system.errors import InvalidEvent, InvalidTransition
 from order_system.events import OrderEvent, OrderStatus
 from order_system.state_machine import (
-    TERMINAL, TRANSITIONS, Order, OrderBook, Outcome, check_transition, rebuild, rebuild_order, transition_table,
+    TERMINAL, TRANSITIONS, Order, OrderBook, Outcome, VersionGap, allowed_next, check_transition, rebuild,
+    rebuild_order, transition_table,
 )
 
 S = OrderStatus
@@ -20,8 +21,10 @@ ALLOWED = {(None, S.CREATED), (S.CREATED, S.PAID), (S.CREATED, S.CANCELLED), (S.
 @pytest.mark.parametrize(("current", "requested"), list(itertools.product([None, *S], S)))
 def test_every_pair_of_statuses(current: OrderStatus | None, requested: OrderStatus) -> None:
     if (current, requested) in ALLOWED:
-        check_transition("o-1", current, requested)
+        assert check_transition("o-1", current, requested) is None
+        assert requested in allowed_next(current)
         return
+    assert requested not in allowed_next(current)
     with pytest.raises(InvalidTransition) as raised:
         check_transition("o-1", current, requested)
     message = str(raised.value)
@@ -98,3 +101,57 @@ def test_order_book_outcomes() -> None:
     with pytest.raises(InvalidTransition):
         book.apply(OrderEvent.delivered("o-1", "c-1", 2))
     assert len(book) == 1 and book.get("o-1").status is S.CREATED  # type: ignore[union-attr]
+
+
+def test_a_late_version_after_a_gap_is_checked_not_skipped() -> None:
+    """Only an (order, version) already applied is a duplicate; a late lower version is refused."""
+    created, paid, shipped, _ = life()
+    late_paid = OrderEvent.paid("o-1", "c-1", 2)
+    result = rebuild([created, OrderEvent.paid("o-1", "c-1", 3), late_paid, shipped])
+    assert result.duplicates == [shipped]  # v3 was applied already
+    assert [(event, "PAID to PAID" in why) for event, why in result.rejected] == [(late_paid, True)]
+    assert result.gaps == [VersionGap("o-1", 2, 3)]
+
+
+def test_first_event_must_be_created() -> None:
+    with pytest.raises(InvalidTransition, match=r"order o-1: cannot go from \(no order yet\) to PAID"):
+        Order.start(OrderEvent.paid("o-1", "c-1", 2))
+    late_start = rebuild([OrderEvent.for_status(S.CREATED, "o-1", "c-1", 2)])
+    assert late_start.orders["o-1"].version == 2 and late_start.gaps == [VersionGap("o-1", 1, 2)]
+
+
+def test_event_for_another_order_is_refused() -> None:
+    order = Order.start(OrderEvent.created("o-1", "c-1"))
+    with pytest.raises(InvalidEvent, match="o-2.*o-1") as raised:
+        order.apply(OrderEvent.paid("o-2", "c-1", 2))
+    assert raised.value.reason == "order-mismatch"
+
+
+def test_apply_returns_a_new_order_and_keeps_the_old() -> None:
+    created, paid = life()[:2]
+    first = Order.start(created)
+    second = first.apply(paid)
+    assert (first.status, first.version, len(first.history)) == (S.CREATED, 1, 1)
+    assert (second.status, second.version, second.history) == (S.PAID, 2, (created, paid))
+    assert second.created_at == created.timestamp and second.updated_at == paid.timestamp
+
+
+def test_customer_mismatch_in_replay_is_rejected() -> None:
+    result = rebuild([OrderEvent.created("o-1", "alice"), OrderEvent.paid("o-1", "mallory", 2)])
+    assert result.orders["o-1"].status is S.CREATED
+    assert len(result.rejected) == 1 and "mallory" in result.rejected[0][1]
+
+
+def test_order_book_records_gaps_and_lists_orders() -> None:
+    book = OrderBook()
+    for event in [*life("a")[:1], OrderEvent.paid("a", "c-1", 3), *life("b")[:2]]:
+        assert book.apply(event) is Outcome.APPLIED
+    assert book.gaps == [VersionGap("a", 2, 3)]
+    assert [o.order_id for o in book.orders()] == ["a", "b"] and len(book) == 2
+    assert book.get("missing") is None
+
+
+def test_rebuild_order_ignores_other_orders() -> None:
+    order = rebuild_order(life("a") + life("b")[:2], "b")
+    assert order is not None and (order.order_id, order.status, order.version) == ("b", S.PAID, 2)
+    assert rebuild_order(life("a"), "nope") is None

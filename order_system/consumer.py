@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .retry import FailurePolicy
 
 Handler = Callable[[OrderEvent, "Received"], "str | None"]
+AssignCallback = Callable[[list[tuple[str, int]]], None]
+MAX_FAILURES_KEPT = 1000  # runner.failures keeps the most recent ones; the policy has the rest
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,13 @@ class ConsumerRunner:
         failure_policy: FailurePolicy | None = None,
         extra_config: Mapping[str, Any] | None = None,
         require_key: bool = True,
+        on_assign: AssignCallback | None = None,
     ) -> None:
-        """``require_key=False`` accepts keyless records (only to demonstrate why keys matter)."""
+        """``require_key=False`` accepts keyless records (only to demonstrate why keys matter).
+
+        ``on_assign(partitions)`` is called in the runner's thread with each newly assigned
+        batch of ``(topic, partition)``.
+        """
         from .retry import InPlaceRetry
 
         self.settings = settings
@@ -104,6 +112,7 @@ class ConsumerRunner:
         self.topics = list(topics or [settings.topic, *self.policy.extra_topics(settings)])
         self.name = name or group_id
         self.require_key = require_key
+        self.on_assign = on_assign
         self.log = logging.getLogger(f"order_system.consumer.{self.name}")
         self._config = settings.client_config(**{
             "group.id": group_id,
@@ -123,6 +132,8 @@ class ConsumerRunner:
         self.dead_lettered = 0
         self.stuck = 0  # times the failure policy itself failed (the record is tried again)
         self.errors: list[KafkaError] = []
+        # every failed decode or handler attempt, newest last, before the policy disposes of it
+        self.failures: deque[tuple[Received, Exception]] = deque(maxlen=MAX_FAILURES_KEPT)
         self.assigned = threading.Event()
         self._assignment: set[tuple[str, int]] = set()
         self._paused: dict[tuple[str, int], float] = {}
@@ -150,6 +161,12 @@ class ConsumerRunner:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 raise TimeoutError(f"consumer {self.name} did not stop within {timeout:.0f}s")
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the loop to end by itself (a fatal error); True once it has."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
 
     @property
     def running(self) -> bool:
@@ -240,7 +257,11 @@ class ConsumerRunner:
             self._stop.wait(1.0)
             self.stuck += 1
             return
-        consumer.store_offsets(message=message)
+        try:
+            consumer.store_offsets(message=message)
+        except KafkaException as exc:  # the partition was taken away meanwhile: it comes again
+            self.log.warning("[%s] could not store offset %d of partition %d: %s", self.name,
+                             received.offset, received.partition, exc.args[0].str())
         with self._progress:
             if outcome == "skipped":
                 self.skipped += 1
@@ -255,14 +276,28 @@ class ConsumerRunner:
             event = decode(received, self.require_key)
         except InvalidEvent as exc:
             self.log_received(received, None)
+            self._failed(received, exc)
             self.policy.reject(self, received, exc)
             return "dead-lettered"
         self.log_received(received, event)
         handler = self.handlers.get(event.status)
         if handler is None:
             return "skipped"
-        self.policy.run(self, received, event, handler)
+
+        def attempt(event: OrderEvent, received: Received) -> str | None:
+            try:
+                return handler(event, received)
+            except Exception as exc:
+                self._failed(received, exc)
+                raise
+
+        self.policy.run(self, received, event, attempt)
         return "handled"
+
+    def _failed(self, received: Received, error: Exception) -> None:
+        with self._progress:
+            self.failures.append((received, error))
+            self._progress.notify_all()
 
     def log_received(self, received: Received, event: OrderEvent | None) -> None:
         status = event.status.value if event else "(undecodable)"
@@ -301,6 +336,11 @@ class ConsumerRunner:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment |= {(p.topic, p.partition) for p in partitions}
         self.log.info("[%s] assigned %s", self.name, _names(partitions))
+        if self.on_assign is not None:
+            try:
+                self.on_assign([(p.topic, p.partition) for p in partitions])
+            except Exception:  # raised here it would escape from poll() and end the loop
+                self.log.exception("[%s] on_assign callback raised", self.name)
         self.assigned.set()
         with self._progress:
             self._progress.notify_all()

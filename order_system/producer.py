@@ -4,7 +4,12 @@
 ``Future`` that resolves to a ``Delivery`` (partition and offset) once the broker acknowledged
 it, or fails with ``PublishError``. A small daemon thread serves librdkafka's delivery
 callbacks while anything is in flight, so futures resolve even if the caller does nothing
-else. ``close()`` (or leaving the ``with`` block) flushes.
+else (``poll()`` and ``flush()`` serve them too). ``close()`` (or leaving the ``with`` block)
+flushes.
+
+Why a thread and not ``poll(0)`` after each ``produce``: that only serves callbacks while the
+caller keeps publishing, so the last futures of a burst would hang in ``result()``. The thread
+sleeps on a condition while nothing is in flight, so an idle producer costs nothing.
 """
 
 from __future__ import annotations
@@ -70,11 +75,14 @@ class OrderProducer:
 
     # ---- publishing ---------------------------------------------------------------------
 
-    def publish(self, event: OrderEvent, *, keyed: bool = True, on_delivery: DeliveryCallback | None = None,
-                topic: str | None = None) -> Future[Delivery]:
-        """Send ``event`` keyed by its order id (``keyed=False`` sends it without a key)."""
+    def publish(self, event: OrderEvent, *, keyed: bool = True, partition: int | None = None,
+                on_delivery: DeliveryCallback | None = None, topic: str | None = None) -> Future[Delivery]:
+        """Send ``event`` keyed by its order id (``keyed=False`` sends it without a key).
+
+        ``partition`` overrides the key's partition (demonstrations only: it breaks ordering).
+        """
         return self._send(topic or self.topic, event.key() if keyed else None, event.to_json(),
-                          event.headers(), event, on_delivery)
+                          event.headers(), event, on_delivery, partition)
 
     def publish_raw(self, value: bytes | None, *, key: bytes | None, headers: list[tuple[str, bytes]] | None = None,
                     topic: str | None = None, partition: int | None = None,
@@ -88,26 +96,31 @@ class OrderProducer:
         if self._closed:
             raise PublishError("the producer is closed")
         future: Future[Delivery] = Future()
+        future.set_running_or_notify_cancel()  # a produced record cannot be called back: no cancel()
         label = f"order {event.order_id}" if event else f"key {key!r}"
+        order_id = event.order_id if event else None
 
         def delivered(error: KafkaError | None, message: Message) -> None:
+            # Runs inside poll(); anything raised here would escape from poll() and kill the
+            # callback thread, so the future is always resolved and user code is fenced off.
             self._done()
             if error is not None:
-                failure = PublishError(f"{label} was not delivered to {topic}: {error.str()}")
+                failure = PublishError(f"{label} was not delivered to {topic}: {error.str()}", order_id)
                 log.error("Publish failed for %s: %s", label, error.str())
                 if self.outbox is not None:
-                    self.outbox.keep(topic, key, value, headers, error.str())
-                    failure = PublishError(f"{failure}; kept in the outbox {self.outbox.path}")
+                    try:
+                        self.outbox.keep(topic, key, value, headers, error.str())
+                        failure = PublishError(f"{failure}; kept in the outbox {self.outbox.path}", order_id)
+                    except Exception:
+                        log.exception("Could not keep %s in the outbox %s", label, self.outbox.path)
                 future.set_exception(failure)
-                if on_delivery:
-                    on_delivery(None, failure)
+                _notify(on_delivery, None, failure)
                 return
             delivery = Delivery(message.topic(), message.partition(), message.offset(), key, event)
             what = f"{event.event_type} for order {event.order_id}" if event else f"record {key!r}"
             log.info("Published %s -> partition %d, offset %d", what, delivery.partition, delivery.offset)
             future.set_result(delivery)
-            if on_delivery:
-                on_delivery(delivery, None)
+            _notify(on_delivery, delivery, None)
 
         with self._lock:
             self._in_flight += 1
@@ -138,6 +151,10 @@ class OrderProducer:
 
     # ---- lifecycle ----------------------------------------------------------------------
 
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery callbacks now (the background thread does it anyway); returns how many."""
+        return self._producer.poll(timeout)
+
     @property
     def in_flight(self) -> int:
         with self._lock:
@@ -164,6 +181,16 @@ class OrderProducer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _notify(callback: DeliveryCallback | None, delivery: Delivery | None, error: Exception | None) -> None:
+    """Call the caller's ``on_delivery``; its bugs are logged, never raised into ``poll()``."""
+    if callback is None:
+        return
+    try:
+        callback(delivery, error)
+    except Exception:
+        log.exception("on_delivery callback %r raised", callback)
 
 
 # ---- demo lifecycles ---------------------------------------------------------------------------
@@ -201,10 +228,15 @@ def plan_lifecycles(orders: int, *, customers: int = 10, interleave: bool = True
     return merged
 
 
-def publish_lifecycles(producer: OrderProducer, orders: int, *, progress: Callable[[int, int], None] | None = None,
-                       keyed: bool = True, **plan: Any) -> list[Future[Delivery]]:
-    """Publish ``orders`` lifecycles (see ``plan_lifecycles``); returns the delivery futures."""
-    events = plan_lifecycles(orders, **plan)
+def publish_lifecycles(producer: OrderProducer, orders: int, *, customers: int = 10, interleave: bool = True,
+                       seed: int | None = None, cancel_every: int = 5, keyed: bool = True,
+                       progress: Callable[[int, int], None] | None = None) -> list[Future[Delivery]]:
+    """Publish ``orders`` lifecycles (see ``plan_lifecycles``); returns the delivery futures.
+
+    ``progress(done, total)`` is called after each event is handed to the producer.
+    """
+    events = plan_lifecycles(orders, customers=customers, interleave=interleave, seed=seed,
+                             cancel_every=cancel_every)
     futures = []
     for n, event in enumerate(events, 1):
         futures.append(producer.publish(event, keyed=keyed))

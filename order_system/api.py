@@ -139,7 +139,7 @@ def create_app(
     def get_order(order_id: str) -> dict[str, Any]:
         order = processor.get(order_id)
         if order is None:
-            raise ApiError(404, f"order {order_id} does not exist", orderId=order_id)
+            raise UnknownOrder(order_id)
         return {"orderId": order.order_id, "customerId": order.customer_id, "status": order.status.value,
                 "version": order.version, "history": [e.to_dict() for e in order.history]}
 
@@ -198,7 +198,7 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
             run_groups(*(runner_for(group, settings) for group in groups)):
         relay = OutboxRelay(
             outbox,
-            send=lambda kept: producer.publish_raw(kept.value, key=kept.key, headers=kept.headers, topic=kept.topic),
+            send=producer.publish_kept,
             reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0,
                                                client_options=dict(settings.client_options)),
         ).start()

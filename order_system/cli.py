@@ -129,8 +129,7 @@ def _outbox(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
         return 1
     with OrderProducer(settings) as producer:
-        sent = outbox.resend(lambda r: producer.publish_raw(r.value, key=r.key, headers=r.headers, topic=r.topic),
-                             progress=ProgressBar("resending"))
+        sent = outbox.resend(producer.publish_kept, progress=ProgressBar("resending"))
     print(f"resent {sent} record(s), in order; {len(outbox)} left")
     return 0
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 
 from .config import Settings
 from .errors import InvalidTransition, PublishError
@@ -63,21 +63,22 @@ class DeadLetters:
             raise PublishError(f"could not write to {topic}: {errors[0] if errors else 'timed out'}")
 
 
+def _row(message: Message) -> dict[str, object]:
+    """One dead-letter record as a row: where it is, its key, its dlt- headers, its value."""
+    headers = {k: v.decode(errors="replace") for k, v in (message.headers() or [])}
+    key, value = message.key(), message.value()
+    return {
+        "partition": message.partition(), "offset": message.offset(),
+        "key": key.decode(errors="replace") if key is not None else None,
+        **{h: headers.get(DLT_PREFIX + h) for h in DLT_HEADERS},
+        "value": value.decode(errors="replace")[:200] if value is not None else None,
+    }
+
+
 def read_dead_letters(settings: Settings, timeout: float = 10.0, limit: int = 10_000) -> pd.DataFrame:
     """Every record now in the dead-letter topic, one row each, with its headers as columns."""
-    rows = []
-    for message in read_records(settings, settings.dead_letter_topic, timeout, limit):
-        headers = {k: v.decode(errors="replace") for k, v in (message.headers() or [])}
-        value = message.value()
-        row = {
-            "partition": message.partition(), "offset": message.offset(),
-            "key": message.key().decode(errors="replace") if message.key() is not None else None,
-            **{h: headers.get(DLT_PREFIX + h) for h in DLT_HEADERS},
-            "value": value.decode(errors="replace")[:200] if value is not None else None,
-        }
-        rows.append(row)
-    columns = ["partition", "offset", "key", *DLT_HEADERS, "value"]
-    return pd.DataFrame(rows, columns=columns)
+    rows = [_row(message) for message in read_records(settings, settings.dead_letter_topic, timeout, limit)]
+    return pd.DataFrame(rows, columns=["partition", "offset", "key", *DLT_HEADERS, "value"])
 
 
 def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tuple[int, int]] | None = None,
@@ -92,10 +93,7 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
     count = 0
     errors: list[str] = []
     for message in read_records(settings, settings.dead_letter_topic, timeout, 100_000):
-        headers = {k: v.decode(errors="replace") for k, v in (message.headers() or [])}
-        key = message.key().decode(errors="replace") if message.key() is not None else None
-        row = pd.Series({"partition": message.partition(), "offset": message.offset(), "key": key,
-                         **{h: headers.get(DLT_PREFIX + h) for h in DLT_HEADERS}})
+        row = pd.Series(_row(message))
         chosen = (message.partition(), message.offset()) in wanted if wanted is not None else (
             select is None or select(row))  # type: ignore[operator]
         if not chosen:

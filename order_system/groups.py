@@ -94,15 +94,17 @@ class OrderProcessor:
 
     def handle(self, event: OrderEvent, received: Received | None = None) -> str:
         order_id = event.order_id
+        duplicate = f"duplicate of {order_id} v{event.version} ({event.status.value}); skipped"
+        # checked before the state machine, which would refuse a redelivered step (PAID -> PAID)
         if self.store.has(order_id, event.version):
-            return f"duplicate of {order_id} v{event.version} ({event.status.value}); skipped"
+            return duplicate
         current = self.store.get(order_id)
         updated = current.apply(event) if current is not None else Order.start(event)  # may raise
         expected = (current.version if current else 0) + 1
         step, summary = self.steps[event.status]
         effects = step(event, current)
-        if not self.store.record(event, effects):
-            return f"duplicate of {order_id} v{event.version} ({event.status.value}); skipped"
+        if not self.store.record(event, effects):  # recorded meanwhile by the partition's previous owner
+            return duplicate
         note = ""
         if event.version != expected:
             self.gaps.append((order_id, expected, event.version))

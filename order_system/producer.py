@@ -27,7 +27,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from .config import Settings
 from .errors import PublishError
 from .events import OrderEvent, OrderStatus, new_order_id
-from .outbox import Outbox
+from .outbox import Kept, Outbox
 
 log = logging.getLogger("order_system.producer")
 
@@ -89,6 +89,10 @@ class OrderProducer:
                     on_delivery: DeliveryCallback | None = None) -> Future[Delivery]:
         """Send arbitrary bytes, optionally to a chosen partition (poison-record tests, tooling)."""
         return self._send(topic or self.topic, key, value, headers, None, on_delivery, partition)
+
+    def publish_kept(self, kept: Kept) -> Future[Delivery]:
+        """Send a record kept in the outbox again, exactly as it was (topic, key, value, headers)."""
+        return self.publish_raw(kept.value, key=kept.key, headers=kept.headers, topic=kept.topic)
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None,
               event: OrderEvent | None, on_delivery: DeliveryCallback | None,

@@ -145,8 +145,7 @@ def test_the_relay_resends_kept_events_by_itself_once_the_broker_answers(
     broker_back = threading.Event()
     with OrderProducer(topic_settings) as producer:
         relay = OutboxRelay(
-            outbox, send=lambda k: producer.publish_raw(k.value, key=k.key, headers=k.headers, topic=k.topic),
-            reachable=broker_back.is_set, interval=0.05,
+            outbox, send=producer.publish_kept, reachable=broker_back.is_set, interval=0.05,
         ).start()
         try:
             assert not relay._stop.wait(0.3) and len(outbox) == len(events)  # broker "away": nothing sent

@@ -168,6 +168,8 @@ def create_app(
             body["lag"] = frame.to_dict(orient="records")
         return JSONResponse(body, status_code=200 if up else 503)
 
+    from .metrics import HttpMetrics, registry_for  # added last: outermost, so /metrics needs no auth
+    app.add_middleware(HttpMetrics, registry=registry_for(settings, groups, outbox))
     return app
 
 

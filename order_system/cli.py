@@ -47,6 +47,10 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     group = {g.group_id: g for g in standard_groups(args.state_dir)}[args.group]
     runner = runner_for(group, settings)
+    if args.metrics_port is not None:
+        from .metrics import registry_for, serve_metrics
+
+        print(f"metrics at {serve_metrics(args.metrics_port, registry_for(settings, [args.group]), args.metrics_host)[0]}", flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -157,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("consume", help="run one consumer group until Ctrl-C / SIGTERM")
     p.add_argument("--group", required=True, choices=GROUPS)
     p.add_argument("--state-dir", help="keep the group's state in SQLite files here (survives restarts)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default)")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="the address --metrics-port listens on")
     p.set_defaults(run=_consume)
 
     p = sub.add_parser("produce-demo", help="publish N full order lifecycles, interleaved")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from . import metrics
 from .config import Settings
 from .errors import InvalidEvent
 from .events import OrderEvent, OrderStatus
@@ -211,6 +212,11 @@ class ConsumerRunner:
         """Called by the failure policy once a record is safely in the dead-letter topic."""
         with self._progress:
             self.dead_lettered += 1
+        metrics.DEAD_LETTERED.labels(self.group_id).inc()
+
+    def count_retry(self) -> None:
+        """Called by the failure policy when a failed record will be tried again."""
+        metrics.RETRIED.labels(self.group_id).inc()
 
     @property
     def assignment(self) -> list[tuple[str, int]]:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from . import metrics
 from .config import Settings
 from .dead_letters import DeadLetters
 from .errors import InvalidEvent, InvalidTransition
@@ -89,6 +90,7 @@ class _DeadLettering:
                          runner.name, received.partition, received.offset, attempts, reason, error)
 
     def _succeeded(self, runner: ConsumerRunner, result: str | None, attempt: int) -> None:
+        metrics.HANDLED.labels(runner.group_id).inc()
         suffix = f" (attempt {attempt})" if attempt > 1 else ""
         runner.log.info("%s%s", result or f"[{runner.name}] handled", suffix)
 
@@ -116,6 +118,7 @@ class InPlaceRetry(_DeadLettering):
                 if never_succeeds(exc) or attempt == self.attempts:
                     self.reject(runner, received, exc, attempts=attempt)
                     return
+                runner.count_retry()
                 runner.log.warning("[%s] attempt %d of %d failed for order %s: %s; retrying in %.2fs",
                                    runner.name, attempt, self.attempts, event.order_id, exc, self.delay(attempt))
                 runner.sleep(self.delay(attempt))
@@ -175,6 +178,7 @@ class RetryTopics(_DeadLettering):
             ERROR_MESSAGE: str(error).encode()[:1000],
         })
         self._dead_letters(runner).forward(topic, received, list(headers.items()))
+        runner.count_retry()
         runner.log.warning("[%s] attempt %d of %d failed for key %s: %s; retry in %.1fs via %s",
                            runner.name, attempt, self.attempts, received.key, error, delay, topic)
 

@@ -1,0 +1,225 @@
+"""Prometheus metrics: what the consumer groups, the REST API and the outbox are doing.
+
+The counters live in one process-wide registry and are moved by small hooks: the consumer
+runner counts records handled, retried and dead-lettered per group; ``HttpMetrics`` times every
+request per route template (``/api/orders/{order_id}``, never the raw path, so the number of
+series stays bounded whatever clients send). Lag and the outbox size are read when scraped.
+
+``registry_for(settings, groups, outbox)`` is what one endpoint shows: the shared counters plus
+its own lag and outbox gauges. ``serve`` adds ``/metrics`` to the API (``HttpMetrics``);
+``order-system consume --metrics-port N`` serves it on a port of its own (``serve_metrics``).
+``read_metrics(url)`` parses what an endpoint shows into a table.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .outbox import Outbox
+
+log = logging.getLogger("order_system.metrics")
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+HANDLED = Counter("order_system_records_handled", "Records a group's handler finished successfully",
+                  ["group"], registry=REGISTRY)
+RETRIED = Counter("order_system_records_retried", "Failed handler attempts that will be tried again",
+                  ["group"], registry=REGISTRY)
+DEAD_LETTERED = Counter("order_system_records_dead_lettered", "Records a group sent to the dead-letter topic",
+                        ["group"], registry=REGISTRY)
+HTTP_SECONDS = Histogram("order_system_http_request_duration_seconds",
+                         "REST API requests by method, route template and status; _count is the request count",
+                         ["method", "route", "status"], registry=REGISTRY,
+                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+UNMATCHED = "unmatched"  # the route label of a request no route answered (404s of unknown paths)
+METRICS_PATH = "/metrics"
+
+
+# ---- gauges read when scraped ------------------------------------------------------------------
+
+
+class _Shared:
+    """Forwards the process-wide counters into an endpoint's own registry."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+class LagCollector:
+    """``order_system_consumer_lag{group,topic,partition}``: records each group has yet to commit.
+
+    Read from the broker when scraped, at most once per ``min_interval`` seconds (scrapes in
+    between get the last reading), so a client hammering ``/metrics`` cannot hammer Kafka.
+    When the broker does not answer, the lag series are left out and
+    ``order_system_consumer_lag_available`` is 0.
+    """
+
+    def __init__(self, settings: Settings, groups: Sequence[str], min_interval: float = 1.0,
+                 timeout: float = 2.0) -> None:
+        self.settings, self.groups = settings, list(groups)
+        self.min_interval, self.timeout = min_interval, timeout
+        self._lock = threading.Lock()
+        self._read_at = float("-inf")
+        self._rows: list[dict[str, Any]] | None = None
+        self._warned_at = float("-inf")
+
+    def rows(self) -> list[dict[str, Any]] | None:
+        """The latest lag rows (group, topic, partition, lag), or None when the broker did not answer."""
+        from .lag import consumer_lag
+
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.min_interval:
+                try:
+                    frame = consumer_lag(self.settings, self.groups, timeout=self.timeout)
+                    self._rows = frame.to_dict(orient="records")
+                except Exception as exc:  # broker down or slow: report "unavailable", never fail the scrape
+                    self._rows = None
+                    if time.monotonic() - self._warned_at >= 10:
+                        self._warned_at = time.monotonic()
+                        log.warning("could not read consumer lag from %s: %s", self.settings.bootstrap_servers, exc)
+                self._read_at = time.monotonic()
+            return self._rows
+
+    def collect(self) -> Iterator[Metric]:
+        rows = self.rows()
+        yield GaugeMetricFamily("order_system_consumer_lag_available",
+                                "1 when the lag below could be read from the broker", value=int(rows is not None))
+        lag = GaugeMetricFamily("order_system_consumer_lag",
+                                "Records in the partition after the group's committed offset",
+                                labels=["group", "topic", "partition"])
+        for row in rows or ():
+            lag.add_metric([row["group"], row["topic"], str(row["partition"])], row["lag"])
+        yield lag
+
+
+class OutboxCollector:
+    """``order_system_outbox_records``: events kept because the broker did not acknowledge them."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("order_system_outbox_records",
+                                "Events waiting in the outbox to be sent again", value=len(self.outbox))
+
+
+def registry_for(settings: Settings | None = None, groups: Iterable[str] = (),
+                 outbox: Outbox | None = None) -> CollectorRegistry:
+    """What one endpoint shows: the shared counters, the lag of ``groups``, the outbox size."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Shared())
+    groups = list(groups)
+    if settings is not None and groups:
+        registry.register(LagCollector(settings, groups))
+    if outbox is not None:
+        registry.register(OutboxCollector(outbox))
+    return registry
+
+
+# ---- exposing them ----------------------------------------------------------------------------
+
+
+class HttpMetrics:
+    """ASGI middleware: answers ``GET /metrics`` itself and times every other request.
+
+    Added last in ``create_app``, it sits outside the routes (so ``/metrics`` is not in the
+    OpenAPI schema) and outside any authentication added before it.
+    """
+
+    def __init__(self, app: Any, registry: CollectorRegistry) -> None:
+        self.app, self.registry = app, registry
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == METRICS_PATH and scope["method"] in ("GET", "HEAD"):
+            await self._expose(scope, send)
+            return
+        began = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def record_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            HTTP_SECONDS.labels(_method(scope), _route(scope), str(status)).observe(time.perf_counter() - began)
+
+    async def _expose(self, scope: dict[str, Any], send: Any) -> None:
+        from anyio import to_thread
+
+        began = time.perf_counter()
+        body = await to_thread.run_sync(generate_latest, self.registry)  # may ask the broker for lag
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        HTTP_SECONDS.labels(scope["method"], METRICS_PATH, "200").observe(time.perf_counter() - began)
+
+
+def _method(scope: dict[str, Any]) -> str:
+    method = scope.get("method", "")
+    return method if method in METHODS else "OTHER"
+
+
+def _route(scope: dict[str, Any]) -> str:
+    """The template of the route that answered, e.g. ``/api/orders/{order_id}``."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+def serve_metrics(port: int, registry: CollectorRegistry, host: str = "127.0.0.1") -> tuple[str, Any]:
+    """Serve ``registry`` at ``http://host:port/metrics`` from a daemon thread (port 0: any free one).
+
+    Returns the URL and the server (``server.shutdown()`` stops it). A port that is taken or
+    not allowed raises ``ConfigError`` with what to do.
+    """
+    from prometheus_client import start_http_server
+
+    from .errors import ConfigError
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"metrics port {port} is not a port number; use 1-65535, or 0 for any free port")
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
+                          "choose another --metrics-port") from exc
+    return f"http://{host}:{server.server_port}{METRICS_PATH}", server
+
+
+# ---- reading them -----------------------------------------------------------------------------
+
+
+def parse_metrics(text: str, prefix: str = "order_system_") -> pd.DataFrame:
+    """Prometheus text as a table: one row per sample (name, labels as columns, value)."""
+    rows = [{"name": sample.name, **sample.labels, "value": sample.value}
+            for family in text_string_to_metric_families(text) if family.name.startswith(prefix)
+            for sample in family.samples]
+    return pd.DataFrame(rows)
+
+
+def read_metrics(url: str, timeout: float = 10.0, prefix: str = "order_system_") -> pd.DataFrame:
+    """Scrape ``url`` once and parse it with ``parse_metrics``."""
+    from urllib.request import urlopen
+
+    with urlopen(url, timeout=timeout) as answer:  # noqa: S310 - a URL the caller chose
+        return parse_metrics(answer.read().decode(), prefix)

@@ -1,0 +1,86 @@
+"""Prometheus metrics moved by real records through the real broker, read over HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pandas as pd
+from confluent_kafka import Producer
+
+from order_system.config import Settings
+from order_system.consumer import ConsumerRunner, run_groups
+from order_system.events import OrderEvent, OrderStatus
+from order_system.metrics import read_metrics, registry_for, serve_metrics
+from order_system.producer import OrderProducer, plan_lifecycles
+from order_system.retry import InPlaceRetry
+
+
+def value(frame: pd.DataFrame, name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` whose labels match (0 when there is none)."""
+    if frame.empty:
+        return 0.0
+    rows = frame[frame["name"] == name]
+    for label, wanted in labels.items():
+        rows = rows[rows.get(label) == wanted] if label in rows else rows.iloc[0:0]
+    return float(rows["value"].sum())
+
+
+def scrape_until(url: str, ready: Callable[[pd.DataFrame], bool], timeout: float = 90.0) -> pd.DataFrame:
+    """Scrape until ``ready(frame)``; fails with the last scrape after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = read_metrics(url)
+        if ready(frame):
+            return frame
+        assert time.monotonic() < deadline, f"metrics never got there:\n{frame.to_string()}"
+        time.sleep(0.2)  # the counters move in other threads and on the broker; nothing local to wait on
+
+
+def publish_poison(settings: Settings, key: str) -> None:
+    """Bytes that are no event at all, keyed like one, straight onto the wire."""
+    producer = Producer(settings.client_config())
+    producer.produce(settings.topic, key=key.encode(), value=b"\xff not json {")
+    assert producer.flush(30) == 0
+
+
+def test_handled_retried_dead_lettered_and_lag_follow_real_records(topic_settings: Settings, unique) -> None:
+    group = unique("metrics-group")
+    events = plan_lifecycles(6, seed=11)
+    paid = sum(e.status is OrderStatus.PAID for e in events)
+    failed_once: set[str] = set()
+
+    def handle(event: OrderEvent, received: object) -> str:
+        if event.status is OrderStatus.PAID and event.order_id not in failed_once:
+            failed_once.add(event.order_id)
+            raise RuntimeError("the payment service hiccupped")  # works on the second attempt
+        return f"handled {event.order_id} {event.status.value}"
+
+    with OrderProducer(topic_settings) as producer:
+        futures = [producer.publish(e) for e in events]
+    [f.result(timeout=30) for f in futures]
+    publish_poison(topic_settings, "poison-1")
+    records = len(events) + 1
+
+    url, server = serve_metrics(0, registry_for(topic_settings, [group]))
+    try:
+        # nobody consumes yet: the whole topic is lag, partition by partition
+        # (a broker that just started may not answer for offsets yet: then lag is "unavailable")
+        before = scrape_until(url, lambda f: value(f, "order_system_consumer_lag_available") == 1)
+        lag = before[(before["name"] == "order_system_consumer_lag") & (before.get("group") == group)]
+        assert sorted(lag["partition"]) == [str(p) for p in range(topic_settings.partitions)]
+        assert lag["value"].sum() == records
+        assert value(before, "order_system_records_handled_total", group=group) == 0
+
+        runner = ConsumerRunner(topic_settings, group, {s: handle for s in OrderStatus},
+                                failure_policy=InPlaceRetry(attempts=3, backoff=0.05))
+        with run_groups(runner):
+            after = scrape_until(url, lambda f: (
+                value(f, "order_system_records_handled_total", group=group) == len(events)
+                and value(f, "order_system_records_dead_lettered_total", group=group) == 1
+                and value(f, "order_system_consumer_lag", group=group) == 0))
+        assert value(after, "order_system_records_retried_total", group=group) == paid > 0
+        assert runner.dead_lettered == 1 and len(failed_once) == paid
+    finally:
+        server.shutdown()
+

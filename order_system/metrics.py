@@ -217,6 +217,16 @@ def parse_metrics(text: str, prefix: str = "order_system_") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sample_value(frame: pd.DataFrame, name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` whose labels match (0 when there is none)."""
+    if frame.empty:
+        return 0.0
+    rows = frame[frame["name"] == name]
+    for label, wanted in labels.items():
+        rows = rows[rows[label] == wanted] if label in rows else rows.iloc[0:0]
+    return float(rows["value"].sum())
+
+
 def read_metrics(url: str, timeout: float = 10.0, prefix: str = "order_system_") -> pd.DataFrame:
     """Scrape ``url`` once and parse it with ``parse_metrics``."""
     from urllib.request import urlopen

@@ -11,19 +11,9 @@ from confluent_kafka import Producer
 from order_system.config import Settings
 from order_system.consumer import ConsumerRunner, run_groups
 from order_system.events import OrderEvent, OrderStatus
-from order_system.metrics import read_metrics, registry_for, serve_metrics
+from order_system.metrics import read_metrics, sample_value as value, registry_for, serve_metrics
 from order_system.producer import OrderProducer, plan_lifecycles
 from order_system.retry import InPlaceRetry
-
-
-def value(frame: pd.DataFrame, name: str, **labels: str) -> float:
-    """The sum of the samples called ``name`` whose labels match (0 when there is none)."""
-    if frame.empty:
-        return 0.0
-    rows = frame[frame["name"] == name]
-    for label, wanted in labels.items():
-        rows = rows[rows.get(label) == wanted] if label in rows else rows.iloc[0:0]
-    return float(rows["value"].sum())
 
 
 def scrape_until(url: str, ready: Callable[[pd.DataFrame], bool], timeout: float = 90.0) -> pd.DataFrame:

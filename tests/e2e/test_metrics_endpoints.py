@@ -19,7 +19,6 @@ from order_system.config import Settings
 from order_system.metrics import parse_metrics, sample_value as value
 from order_system.producer import OrderProducer, plan_lifecycles
 from order_system.topics import create_topics, delete_topics
-from tests.integration.test_metrics_records import publish_poison
 
 GROUPS = ("order-processor", "notification-service", "analytics-service")
 
@@ -82,7 +81,8 @@ def test_serve_exposes_metrics_outside_the_api(own_topic: Settings, free_port: i
             assert client.get("/api/orders/no-such-order").status_code == 404
             assert client.get(f"/no/such/path/{order_id}").status_code == 404
             assert "/metrics" not in client.get("/openapi.json").json()["paths"]
-        publish_poison(own_topic, "poison-serve")
+        with OrderProducer(own_topic) as producer:  # bytes that are no event at all, keyed like one
+            producer.publish_raw(b"\xff not json {", key=b"poison-serve").result(timeout=30)
 
         frame = scrape_until(f"{base}/metrics", lambda f: all(
             value(f, "order_system_records_handled_total", group=g) == 4
@@ -105,8 +105,8 @@ def test_consume_serves_metrics_on_its_own_port(own_topic: Settings, free_port: 
     events = plan_lifecycles(5, seed=21)
     with OrderProducer(own_topic) as producer:
         futures = [producer.publish(e) for e in events]
+        futures.append(producer.publish_raw(b"\xff not json {", key=b"poison-consume"))
     [f.result(timeout=30) for f in futures]
-    publish_poison(own_topic, "poison-consume")
     group = "analytics-service"
     url = f"http://127.0.0.1:{free_port}/metrics"
 

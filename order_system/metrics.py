@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -122,6 +122,9 @@ def registry_for(settings: Settings | None = None, groups: Iterable[str] = (),
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Shared())
     groups = list(groups)
+    for group in groups:  # shown as 0 from the start, not only after the first record
+        for counter in (HANDLED, RETRIED, DEAD_LETTERED):
+            counter.labels(group)
     if settings is not None and groups:
         registry.register(LagCollector(settings, groups))
     if outbox is not None:
@@ -210,10 +213,13 @@ def serve_metrics(port: int, registry: CollectorRegistry, host: str = "127.0.0.1
 
 
 def parse_metrics(text: str, prefix: str = "order_system_") -> pd.DataFrame:
-    """Prometheus text as a table: one row per sample (name, labels as columns, value)."""
+    """Prometheus text as a table: one row per sample (name, labels as columns, value).
+
+    Only metrics whose name starts with ``prefix``; ``*_created`` timestamps are left out.
+    """
     rows = [{"name": sample.name, **sample.labels, "value": sample.value}
             for family in text_string_to_metric_families(text) if family.name.startswith(prefix)
-            for sample in family.samples]
+            for sample in family.samples if not sample.name.endswith("_created")]
     return pd.DataFrame(rows)
 
 
@@ -233,3 +239,22 @@ def read_metrics(url: str, timeout: float = 10.0, prefix: str = "order_system_")
 
     with urlopen(url, timeout=timeout) as answer:  # noqa: S310 - a URL the caller chose
         return parse_metrics(answer.read().decode(), prefix)
+
+
+def wait_for_metrics(url: str, ready: Callable[[pd.DataFrame], bool], timeout: float = 60.0) -> pd.DataFrame:
+    """Scrape ``url`` until ``ready(frame)`` holds and return that scrape; ``TimeoutError`` otherwise.
+
+    An endpoint that does not answer yet is tried again until the timeout.
+    """
+    deadline = time.monotonic() + timeout
+    frame, problem = pd.DataFrame(), ""
+    while True:
+        try:
+            frame, problem = read_metrics(url), ""
+            if ready(frame):
+                return frame
+        except OSError as exc:  # not listening yet, or the connection broke
+            problem = f"{url} did not answer: {exc}"
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"metrics at {url} not as expected within {timeout:.0f}s. {problem}\n{frame.to_string()}")
+        time.sleep(0.2)  # the numbers change in other threads, processes and on the broker: poll

@@ -6,8 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import pandas as pd
 import pytest
 
 from order_system.config import Settings
-from order_system.metrics import parse_metrics, sample_value as value
+from order_system.metrics import sample_value as value
+from order_system.metrics import wait_for_metrics
 from order_system.producer import OrderProducer, plan_lifecycles
 from order_system.topics import create_topics, delete_topics
 
@@ -42,20 +42,13 @@ def running(args: list[str], topic: str, home: Path) -> Iterator[subprocess.Pope
         log.close()
 
 
-def scrape_until(url: str, ready, process: subprocess.Popen[str], home: Path, timeout: float = 90.0) -> pd.DataFrame:
-    """Scrape ``url`` until ``ready(frame)``, failing with the process's log if it never gets there."""
-    deadline = time.monotonic() + timeout
-    frame = pd.DataFrame()
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the process ended:\n{(home / 'process.log').read_text()}"
-        try:
-            frame = parse_metrics(httpx.get(url, timeout=10).text)
-            if ready(frame):
-                return frame
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.2)  # polling another process; nothing local to wait on
-    pytest.fail(f"metrics never got there:\n{frame.to_string()}\n{(home / 'process.log').read_text()}")
+def scrape_until(url: str, ready: Callable[[pd.DataFrame], bool], process: subprocess.Popen[str],
+                 home: Path) -> pd.DataFrame:
+    """Scrape until ``ready(frame)``; on a timeout, fail with the process's log."""
+    try:
+        return wait_for_metrics(url, lambda frame: process.poll() is None and ready(frame), timeout=90)
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}\nexit code {process.poll()}; the process's log:\n{(home / 'process.log').read_text()}")
 
 
 @pytest.fixture

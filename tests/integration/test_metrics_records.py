@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
-import pandas as pd
-
 from order_system.config import Settings
 from order_system.consumer import ConsumerRunner, run_groups
 from order_system.events import OrderEvent, OrderStatus
-from order_system.metrics import read_metrics, registry_for, serve_metrics
+from order_system.metrics import registry_for, serve_metrics, wait_for_metrics
 from order_system.metrics import sample_value as value
 from order_system.producer import OrderProducer, plan_lifecycles
 from order_system.retry import InPlaceRetry
-
-
-def scrape_until(url: str, ready: Callable[[pd.DataFrame], bool], timeout: float = 90.0) -> pd.DataFrame:
-    """Scrape until ``ready(frame)``; fails with the last scrape after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = read_metrics(url)
-        if ready(frame):
-            return frame
-        assert time.monotonic() < deadline, f"metrics never got there:\n{frame.to_string()}"
-        time.sleep(0.2)  # the counters move in other threads and on the broker; nothing local to wait on
 
 
 def test_handled_retried_dead_lettered_and_lag_follow_real_records(topic_settings: Settings, unique) -> None:
@@ -49,7 +33,7 @@ def test_handled_retried_dead_lettered_and_lag_follow_real_records(topic_setting
     try:
         # nobody consumes yet: the whole topic is lag, partition by partition
         # (a broker that just started may not answer for offsets yet: then lag is "unavailable")
-        before = scrape_until(url, lambda f: value(f, "order_system_consumer_lag_available") == 1)
+        before = wait_for_metrics(url, lambda f: value(f, "order_system_consumer_lag_available") == 1, timeout=90)
         lag = before[(before["name"] == "order_system_consumer_lag") & (before.get("group") == group)]
         assert sorted(lag["partition"]) == [str(p) for p in range(topic_settings.partitions)]
         assert lag["value"].sum() == records
@@ -58,10 +42,10 @@ def test_handled_retried_dead_lettered_and_lag_follow_real_records(topic_setting
         runner = ConsumerRunner(topic_settings, group, {s: handle for s in OrderStatus},
                                 failure_policy=InPlaceRetry(attempts=3, backoff=0.05))
         with run_groups(runner):
-            after = scrape_until(url, lambda f: (
+            after = wait_for_metrics(url, lambda f: (
                 value(f, "order_system_records_handled_total", group=group) == len(events)
                 and value(f, "order_system_records_dead_lettered_total", group=group) == 1
-                and value(f, "order_system_consumer_lag", group=group) == 0))
+                and value(f, "order_system_consumer_lag", group=group) == 0), timeout=90)
         assert value(after, "order_system_records_retried_total", group=group) == paid > 0
         assert runner.dead_lettered == 1 and len(failed_once) == paid
     finally:

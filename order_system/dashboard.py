@@ -37,6 +37,7 @@ class OrderDashboard:
         self.order = widgets.Dropdown(options=[], description="Order")
         self.buttons = {name: widgets.Button(description=name) for name in ACTIONS}
         self.message = widgets.HTML()
+        self.message.add_class("order-status")  # the browser test reads the status here
         self.last_message = ""
         self.table = widgets.HTML()
         self.create_button.on_click(lambda _: self._create())

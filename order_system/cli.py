@@ -50,7 +50,8 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     if args.metrics_port is not None:
         from .metrics import registry_for, serve_metrics
 
-        print(f"metrics at {serve_metrics(args.metrics_port, registry_for(settings, [args.group]), args.metrics_host)[0]}", flush=True)
+        url, _ = serve_metrics(args.metrics_port, registry_for(settings, [args.group]), args.metrics_host)
+        print(f"metrics at {url}", flush=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("consume", help="run one consumer group until Ctrl-C / SIGTERM")
     p.add_argument("--group", required=True, choices=GROUPS)
     p.add_argument("--state-dir", help="keep the group's state in SQLite files here (survives restarts)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (off by default)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="the address --metrics-port listens on")
     p.set_defaults(run=_consume)
 

@@ -256,5 +256,6 @@ def wait_for_metrics(url: str, ready: Callable[[pd.DataFrame], bool], timeout: f
         except OSError as exc:  # not listening yet, or the connection broke
             problem = f"{url} did not answer: {exc}"
         if time.monotonic() > deadline:
-            raise TimeoutError(f"metrics at {url} not as expected within {timeout:.0f}s. {problem}\n{frame.to_string()}")
+            raise TimeoutError(f"metrics at {url} not as expected within {timeout:.0f}s. {problem}\n"
+                               f"{frame.to_string()}")
         time.sleep(0.2)  # the numbers change in other threads, processes and on the broker: poll

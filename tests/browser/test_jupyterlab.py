@@ -146,7 +146,7 @@ def _delete_notebook_topics(page) -> None:  # type: ignore[no-untyped-def]
     from order_system.config import Settings
     from order_system.topics import delete_topics
 
-    text = page.locator(".jp-OutputArea").first.inner_text()
+    text = "\n".join(page.locator(".jp-OutputArea").all_inner_texts())
     for topic in re.findall(r"this notebook's topic is (\S+)", text):
         own = Settings.from_env().with_topic(topic)
         delete_topics(own, list(own.all_topics))

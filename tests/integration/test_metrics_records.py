@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from order_system.config import Settings
 from order_system.consumer import ConsumerRunner, run_groups
 from order_system.events import OrderEvent, OrderStatus
@@ -51,3 +53,19 @@ def test_handled_retried_dead_lettered_and_lag_follow_real_records(topic_setting
     finally:
         server.shutdown()
 
+
+
+def test_a_broker_that_does_not_answer_leaves_lag_out_and_the_scrape_bounded(free_port: int) -> None:
+    from prometheus_client import generate_latest
+
+    from order_system.metrics import parse_metrics
+
+    nowhere = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port}"})  # nothing listens there
+    registry = registry_for(nowhere, ["order-processor"])
+    began = time.monotonic()
+    frame = parse_metrics(generate_latest(registry).decode())
+    assert time.monotonic() - began < 15
+    assert value(frame, "order_system_consumer_lag_available") == 0
+    assert "order_system_consumer_lag" not in set(frame["name"])
+    counters = set(zip(frame["name"], frame["group"]))  # the counters are still shown
+    assert ("order_system_records_handled_total", "order-processor") in counters

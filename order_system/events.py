@@ -6,7 +6,6 @@ language can write valid events (the README documents the format).
 
 from __future__ import annotations
 
-import json
 import secrets
 import string
 import uuid
@@ -17,13 +16,20 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import from_json as parse_json
 
 from .errors import InvalidEvent
 
 CONTENT_TYPE = "application/json"
 
+# Bounds of the wire format (the README's "Events on the wire" lists them).
+MAX_VALUE_BYTES = 64 * 1024  # a record value above this is refused unparsed (the broker allows ~1 MB)
+MAX_VERSION = 2**31 - 1  # a signed 32-bit int, as in Java
+MAX_PROBLEMS = 10  # an InvalidEvent names at most this many field problems
+
 # Short reasons an InvalidEvent carries, also used as dead-letter reasons.
 EMPTY = "empty"
+OVERSIZED = "oversized"
 NOT_JSON = "not-json"
 SCHEMA = "schema"
 UNKNOWN_STATUS = "unknown-status"
@@ -81,7 +87,7 @@ class OrderEvent(BaseModel):
     status: OrderStatus
     description: Annotated[str, Field(max_length=500)] = ""
     timestamp: datetime = Field(default_factory=_now)
-    version: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION, strict=True)]
 
     @field_validator("timestamp")
     @classmethod
@@ -139,28 +145,21 @@ class OrderEvent(BaseModel):
     @classmethod
     def from_json(cls, data: bytes | str | None) -> OrderEvent:
         """Parse a record value; raises ``InvalidEvent`` naming the field and the problem."""
-        if data is None or len(data) == 0:
-            raise _invalid(EMPTY, "empty value")
-        try:
-            text = data.decode() if isinstance(data, bytes) else data
-        except UnicodeDecodeError as exc:
-            raise _invalid(NOT_JSON, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _invalid(NOT_JSON, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
-        if not isinstance(parsed, dict):
-            raise _invalid(SCHEMA, f"expected a JSON object, got {type(parsed).__name__}")
+        return cls.from_fields(parse_value(data))
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> OrderEvent:
+        """Validate a parsed JSON object (camelCase keys); raises ``InvalidEvent``."""
         # Python callers may leave the id and timestamp to their defaults; the wire may not.
-        problems = [f"{name}: Field required" for name in _REQUIRED_ON_WIRE if name not in parsed]
+        problems = [f"{name}: Field required" for name in _REQUIRED_ON_WIRE if name not in fields]
         try:
-            event = cls.model_validate(parsed, by_alias=True, by_name=False)
+            event = cls.model_validate(fields, by_alias=True, by_name=False)
         except ValidationError as exc:
             problems += [f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()]
             unknown = any(e["loc"] == ("status",) and e["type"] == "enum" for e in exc.errors())
-            raise _invalid(UNKNOWN_STATUS if unknown else SCHEMA, "; ".join(problems)) from exc
+            raise _invalid(UNKNOWN_STATUS if unknown else SCHEMA, _listed(problems)) from exc
         if problems:
-            raise _invalid(SCHEMA, "; ".join(problems))
+            raise _invalid(SCHEMA, _listed(problems))
         return event
 
     # ---- Kafka record metadata ---------------------------------------------------------
@@ -181,6 +180,37 @@ class OrderEvent(BaseModel):
             ("event-id", str(self.event_id).encode()),
             ("content-type", CONTENT_TYPE.encode()),
         ]
+
+
+def parse_value(data: bytes | str | None) -> dict[str, Any]:
+    """A record value as a JSON object, size and depth bounded; ``InvalidEvent`` otherwise.
+
+    Values over ``MAX_VALUE_BYTES`` are refused before any parsing. The parser (pydantic's,
+    written in Rust) refuses nesting deeper than 200 levels, numbers beyond 4300 digits,
+    NaN and Infinity, and lone UTF-16 surrogates, each as an error, never a crash.
+    """
+    if data is None or len(data) == 0:
+        raise _invalid(EMPTY, "empty value")
+    size = len(data) if isinstance(data, bytes) else len(data.encode(errors="surrogatepass"))
+    if size > MAX_VALUE_BYTES:
+        raise _invalid(OVERSIZED, f"value of {size} bytes is over the limit of {MAX_VALUE_BYTES}")
+    try:
+        text = data.decode() if isinstance(data, bytes) else data
+    except UnicodeError as exc:
+        raise _invalid(NOT_JSON, f"not UTF-8 text ({exc})") from exc
+    try:
+        parsed = parse_json(text, allow_inf_nan=False)
+    except (ValueError, RecursionError, OverflowError) as exc:
+        raise _invalid(NOT_JSON, f"not JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise _invalid(SCHEMA, f"expected a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
+def _listed(problems: list[str]) -> str:
+    """The first ``MAX_PROBLEMS`` problems, joined, and how many more there were."""
+    more = len(problems) - MAX_PROBLEMS
+    return "; ".join(problems[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _invalid(reason: str, problem: str) -> InvalidEvent:

@@ -8,6 +8,7 @@ a fourth group means writing one more small class, and no existing module change
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 
 from .events import OrderEvent, OrderStatus
-from .state_machine import Order, TERMINAL
+from .state_machine import TERMINAL, Order, check_version
 from .store import Effect, OrderStore
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class Group(Protocol):
 # ---- order-processor ------------------------------------------------------------------
 
 BusinessStep = Callable[[OrderEvent, "Order | None"], list[Effect]]
+MAX_DECISIONS = 5  # times the processor decides again when the store changed under it
 
 
 def reserve_inventory(event: OrderEvent, order: Order | None) -> list[Effect]:
@@ -67,10 +69,12 @@ def restore_and_refund(event: OrderEvent, order: Order | None) -> list[Effect]:
 class OrderProcessor:
     """``order-processor``: the authority for order state.
 
-    Every event is checked against the state machine (a forbidden transition raises
-    ``InvalidTransition`` for the failure policy to dead-letter), then its business step runs
-    with simulated services whose side effects are recorded in the store in the same
-    transaction as the new state. A redelivered event is recognised and skipped.
+    Every event is checked against the version policy (``check_version``: a duplicate is
+    skipped and counted, a conflict or gap raises ``InvalidEvent``) and the state machine (a
+    forbidden transition raises ``InvalidTransition``), both for the failure policy to
+    dead-letter; then its business step runs with simulated services whose side effects are
+    recorded in the store in the same transaction as the new state. So the orders row, the
+    history (and GET) and the side effects always agree.
     """
 
     group_id = "order-processor"
@@ -86,7 +90,7 @@ class OrderProcessor:
 
     def __init__(self, store: OrderStore | str | Path | None = None) -> None:
         self.store = store if isinstance(store, OrderStore) else OrderStore(store or ":memory:")
-        self.gaps: list[tuple[str, int, int]] = []  # (order id, expected version, got)
+        self.duplicates = 0  # redelivered or resent events skipped
         self._changed = threading.Condition()
 
     def handlers(self) -> Mapping[OrderStatus, Handler]:
@@ -94,24 +98,23 @@ class OrderProcessor:
 
     def handle(self, event: OrderEvent, received: Received | None = None) -> str:
         order_id = event.order_id
-        duplicate = f"duplicate of {order_id} v{event.version} ({event.status.value}); skipped"
-        # checked before the state machine, which would refuse a redelivered step (PAID -> PAID)
-        if self.store.has(order_id, event.version):
-            return duplicate
-        current = self.store.get(order_id)
-        updated = current.apply(event) if current is not None else Order.start(event)  # may raise
-        expected = (current.version if current else 0) + 1
-        step, summary = self.steps[event.status]
-        effects = step(event, current)
-        if not self.store.record(event, effects):  # recorded meanwhile by the partition's previous owner
-            return duplicate
-        note = ""
-        if event.version != expected:
-            self.gaps.append((order_id, expected, event.version))
-            note = f" (version gap: expected v{expected}, got v{event.version})"
+        for _ in range(MAX_DECISIONS):
+            current = self.store.get(order_id)
+            updated = current.apply(event) if current is not None else Order.start(event)  # may raise
+            if updated is current:
+                with self._changed:
+                    self.duplicates += 1
+                return f"duplicate of {order_id} v{event.version} ({event.status.value}); skipped"
+            step, summary = self.steps[event.status]
+            effects = step(event, current)
+            if self.store.record(event, effects, previous=current.version if current else 0):
+                break
+            # the partition's previous owner recorded this order meanwhile: decide again
+        else:
+            raise RuntimeError(f"order {order_id} kept changing in the store while v{event.version} was handled")
         with self._changed:
             self._changed.notify_all()
-        return f"[{self.group_id}] {summary} - order {order_id} is {updated.status.value}{note}"
+        return f"[{self.group_id}] {summary} - order {order_id} is {updated.status.value}"
 
     # ---- views for the API, notebooks and tests --------------------------------------
 
@@ -151,7 +154,9 @@ NOTIFICATION_TEXT: Mapping[OrderStatus, str] = {
 class NotificationService:
     """``notification-service``: one notification per transition, kept in a log.
 
-    The log lives in its own store, so a redelivered event never notifies twice.
+    The log lives in its own store, so a redelivered event never notifies twice. It follows
+    ``check_version``'s duplicate and conflict rules; a later version may come before an
+    earlier one that is being retried (retry topics), so gaps are allowed here.
     """
 
     group_id = "notification-service"
@@ -165,9 +170,12 @@ class NotificationService:
 
     def notify(self, event: OrderEvent, received: Received | None = None) -> str:
         text = NOTIFICATION_TEXT[event.status].format(order_id=event.order_id)
-        if not self.store.record(event, [Effect("notification", f"to {event.customer_id}: {text}")]):
-            return f"[{self.group_id}] already notified for {event.order_id} v{event.version}; skipped"
-        return f"[{self.group_id}] notified {event.customer_id}: {text}"
+        effect = Effect("notification", f"to {event.customer_id}: {text}")
+        # raises InvalidEvent for a conflict; loops only if another consumer recorded meanwhile
+        while check_version(event, self.store.event_id(event.order_id, event.version)):
+            if self.store.record(event, [effect]):
+                return f"[{self.group_id}] notified {event.customer_id}: {text}"
+        return f"[{self.group_id}] already notified for {event.order_id} v{event.version}; skipped"
 
     def log(self) -> pd.DataFrame:
         """The notification log: order id and message, in the order they were sent."""
@@ -182,14 +190,17 @@ class NotificationService:
 
 
 class AnalyticsService:
-    """``analytics-service``: counts per status, orders per customer, time spent in each state."""
+    """``analytics-service``: counts per status, orders per customer, time spent in each state.
+
+    Follows ``check_version``'s duplicate and conflict rules (in memory), like notifications.
+    """
 
     group_id = "analytics-service"
     retry_style = "topics"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen: set[tuple[str, int]] = set()
+        self._seen: dict[tuple[str, int], uuid.UUID] = {}  # (order id, version) -> eventId
         self._events_per_status: Counter[str] = Counter()
         self._current: dict[str, tuple[OrderStatus, datetime]] = {}
         self._customer: dict[str, str] = {}
@@ -201,9 +212,9 @@ class AnalyticsService:
     def observe(self, event: OrderEvent, received: Received | None = None) -> str:
         key = (event.order_id, event.version)
         with self._lock:
-            if key in self._seen:
+            if not check_version(event, self._seen.get(key)):  # raises InvalidEvent for a conflict
                 return f"[{self.group_id}] {event.order_id} v{event.version} already counted"
-            self._seen.add(key)
+            self._seen[key] = event.event_id
             self._events_per_status[event.status.value] += 1
             self._customer[event.order_id] = event.customer_id
             previous = self._current.get(event.order_id)

@@ -1,12 +1,14 @@
-"""The order state machine and event sourcing: pure Python, no I/O.
+"""The order state machine, the version policy and event sourcing: pure Python, no I/O.
 
 An order's state is never stored on its own: it is what you get by applying its events, in
 order, to nothing. ``rebuild`` does that for any sequence of events (say, a topic replayed
-from offset 0), skipping redelivered duplicates and reporting gaps and forbidden steps.
+from offset 0), skipping redelivered duplicates and reporting conflicts, gaps and forbidden
+steps. ``check_version`` is the one place that decides what an event's version means.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -27,6 +29,10 @@ TRANSITIONS: Mapping[OrderStatus | None, frozenset[OrderStatus]] = MappingProxyT
 })
 TERMINAL = frozenset(status for status, nexts in TRANSITIONS.items() if status is not None and not nexts)
 _ORDER = list(OrderStatus)
+
+# Dead-letter reasons of the version policy.
+VERSION_CONFLICT = "version-conflict"
+VERSION_GAP = "version-gap"
 
 
 def allowed_next(status: OrderStatus | None) -> frozenset[OrderStatus]:
@@ -49,6 +55,37 @@ def check_transition(order_id: str, current: OrderStatus | None, requested: Orde
         raise InvalidTransition(order_id, current, requested)
 
 
+def check_version(event: OrderEvent, applied_id: uuid.UUID | None, current: int | None = None) -> bool:
+    """The version policy, the same for every consumer, view and replay. True: apply ``event``;
+    False: it is a duplicate, skip it (and count it). Raises ``InvalidEvent`` (to dead-letter it).
+
+    ``applied_id`` is the eventId of the event already applied at ``event.version`` for this
+    order (None: none yet); ``current`` is the order's version (0: no order yet).
+
+    1. Same version, same eventId: a duplicate (a redelivery or a resend), skipped.
+    2. Same version, another eventId: ``version-conflict``; two writers claimed one version.
+    3. A gap, ``event.version > current + 1``: ``version-gap``; the missing events have not
+       been applied, so applying this one would make the state disagree with its history.
+    4. A late lower version: its version is already taken (rule 1 or 2). An order's applied
+       versions are always 1, 2, ... ``current`` without holes, so there is no other case.
+
+    Groups that keep no order state and let a retried event come later on purpose
+    (notifications, analytics) pass ``current=None``: rules 1 and 2 only.
+    """
+    if applied_id is not None:
+        if applied_id == event.event_id:
+            return False
+        raise InvalidEvent(
+            f"order {event.order_id} v{event.version} is already event {applied_id}, not {event.event_id}",
+            VERSION_CONFLICT,
+        )
+    if current is not None and event.version != current + 1:
+        reason = VERSION_GAP if event.version > current + 1 else VERSION_CONFLICT
+        raise InvalidEvent(f"order {event.order_id} is at v{current}; v{event.version} is not the next version "
+                           f"(v{current + 1})", reason)
+    return True
+
+
 @dataclass(frozen=True)
 class Order:
     """An order as its events made it."""
@@ -61,12 +98,21 @@ class Order:
 
     @classmethod
     def start(cls, event: OrderEvent) -> Order:
-        """A new order from its first event, which must be CREATED (a version above 1 is a gap)."""
+        """A new order from its first event, which must be CREATED with version 1."""
+        check_version(event, None, 0)
         check_transition(event.order_id, None, event.status)
         return cls(event.order_id, event.customer_id, event.status, event.version, (event,))
 
+    def applied_id(self, version: int) -> uuid.UUID | None:
+        """The eventId of the applied event with ``version``, or None."""
+        return self.history[version - 1].event_id if 1 <= version <= len(self.history) else None
+
     def apply(self, event: OrderEvent) -> Order:
-        """The order after ``event``; raises if the event is for another order or forbidden."""
+        """The order after ``event``; the same order (``is self``) when it is a duplicate.
+
+        Raises ``InvalidEvent`` for another order or customer, or a version ``check_version``
+        refuses, and ``InvalidTransition`` for a step the state machine forbids.
+        """
         if event.order_id != self.order_id:
             raise InvalidEvent(f"event for order {event.order_id} applied to order {self.order_id}", "order-mismatch")
         if event.customer_id != self.customer_id:
@@ -74,6 +120,8 @@ class Order:
                 f"order {self.order_id} belongs to customer {self.customer_id}, not {event.customer_id}",
                 "customer-mismatch",
             )
+        if not check_version(event, self.applied_id(event.version), self.version):
+            return self
         check_transition(self.order_id, self.status, event.status)
         return replace(self, status=event.status, version=event.version, history=(*self.history, event))
 
@@ -102,7 +150,7 @@ class Outcome(Enum):
 
 @dataclass(frozen=True)
 class VersionGap:
-    """Events between ``expected`` and ``got`` never arrived (or arrived out of order)."""
+    """An event of version ``got`` came when ``expected`` was next; it was refused."""
 
     order_id: str
     expected: int
@@ -114,26 +162,24 @@ class OrderBook:
 
     def __init__(self) -> None:
         self._orders: dict[str, Order] = {}
-        self._versions: dict[str, set[int]] = {}
         self.gaps: list[VersionGap] = []
 
     def apply(self, event: OrderEvent) -> Outcome:
-        """Apply one event; a version of the order already applied is a duplicate and changes nothing.
+        """Apply one event under ``check_version``'s policy; a duplicate changes nothing.
 
-        A late event of a lower version that was never applied is not a duplicate: it goes through
-        the state machine (and is usually refused). Raises ``InvalidTransition`` (forbidden step)
-        or ``InvalidEvent`` (another customer); the book is then unchanged.
+        Raises ``InvalidEvent`` (version conflict or gap, another customer) or
+        ``InvalidTransition`` (forbidden step); the book is then unchanged.
         """
-        seen = self._versions.setdefault(event.order_id, set())
-        if event.version in seen:
-            return Outcome.DUPLICATE
         current = self._orders.get(event.order_id)
-        updated = current.apply(event) if current else Order.start(event)
-        expected = (current.version if current else 0) + 1
-        if event.version != expected:
-            self.gaps.append(VersionGap(event.order_id, expected, event.version))
+        try:
+            updated = current.apply(event) if current else Order.start(event)
+        except InvalidEvent as exc:
+            if exc.reason == VERSION_GAP:
+                self.gaps.append(VersionGap(event.order_id, (current.version if current else 0) + 1, event.version))
+            raise
+        if updated is current:
+            return Outcome.DUPLICATE
         self._orders[event.order_id] = updated
-        seen.add(event.version)
         return Outcome.APPLIED
 
     def get(self, order_id: str) -> Order | None:
@@ -162,8 +208,9 @@ class Rebuild:
 def rebuild(events: Iterable[OrderEvent]) -> Rebuild:
     """Replay ``events`` in the given (partition) order into orders.
 
-    Duplicates (a version at or below the order's current one) and forbidden steps are
-    skipped and listed; version gaps are listed and the event still applied.
+    Duplicates (an eventId already applied) are skipped and listed; events ``check_version``
+    or the state machine refuses (conflicts, gaps, forbidden steps) are listed as rejected,
+    gaps also in ``gaps``. Each order ends exactly as a consumer of the same events leaves it.
     """
     book = OrderBook()
     duplicates: list[OrderEvent] = []

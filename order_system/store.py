@@ -2,10 +2,11 @@
 
 Kafka delivers at least once: after a crash, everything after the last committed offset comes
 again. This store makes that harmless. Each event is recorded in ONE transaction together with
-the state change and the side effects it caused, and an event whose (order id, version) is
-already recorded is recognised as a duplicate and changes nothing. So a restarted consumer,
-fed the same records again, ends with exactly the state and the side effects of a run without
-the crash. (The alternative, rebuilding state from offset 0 with side effects suppressed,
+the state change and the side effects it caused; what an event's version means (duplicate,
+conflict, gap) is decided by ``state_machine.check_version`` before, and ``record`` refuses to
+write when another consumer recorded something for the order meanwhile. So a restarted
+consumer, fed the same records again, ends with exactly the state and the side effects of a
+run without the crash. (The alternative, rebuilding state from offset 0 with side effects suppressed,
 costs a full replay on every start.)
 
 ``:memory:`` (the default) keeps everything in the process, which suits notebooks; a file path
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,13 +81,13 @@ class OrderStore:
         """The order rebuilt from its recorded history, or None."""
         return rebuild_order(self.history(order_id), order_id)
 
-    def has(self, order_id: str, version: int) -> bool:
-        """Whether this version of the order is already recorded (a redelivery)."""
+    def event_id(self, order_id: str, version: int) -> uuid.UUID | None:
+        """The eventId recorded for this version of the order, or None."""
         with self._lock:
             row = self._db.execute(
-                "SELECT 1 FROM history WHERE order_id = ? AND version = ?", (order_id, version)
+                "SELECT event_json FROM history WHERE order_id = ? AND version = ?", (order_id, version)
             ).fetchone()
-        return row is not None
+        return OrderEvent.from_json(row[0]).event_id if row else None
 
     def history(self, order_id: str) -> list[OrderEvent]:
         with self._lock:
@@ -94,14 +96,20 @@ class OrderStore:
             ).fetchall()
         return [OrderEvent.from_json(row[0]) for row in rows]
 
-    def record(self, event: OrderEvent, effects: Iterable[Effect] = ()) -> bool:
+    def record(self, event: OrderEvent, effects: Iterable[Effect] = (), previous: int | None = None) -> bool:
         """Record ``event``, the order's new state and ``effects`` atomically.
 
-        Returns False (and changes nothing) when this version of the order is already recorded:
-        that is a redelivered duplicate. The caller checks the transition beforehand.
+        Returns False (and changes nothing) when this version of the order is already recorded
+        or, given ``previous``, when the order is no longer at version ``previous`` (0: no
+        order): someone recorded meanwhile, so the caller decides again. The caller checks the
+        version and the transition beforehand.
         """
         stamp = event.timestamp.isoformat()
         with self._transaction() as db:
+            if previous is not None:
+                row = db.execute("SELECT version FROM orders WHERE order_id = ?", (event.order_id,)).fetchone()
+                if (row[0] if row else 0) != previous:
+                    return False
             inserted = db.execute(
                 "INSERT OR IGNORE INTO history (order_id, version, event_json) VALUES (?, ?, ?)",
                 (event.order_id, event.version, event.to_json().decode()),

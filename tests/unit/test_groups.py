@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from order_system.errors import InvalidTransition
+from order_system.errors import InvalidEvent, InvalidTransition
 from order_system.events import OrderEvent, OrderStatus
 from order_system.groups import AnalyticsService, NotificationService, OrderProcessor
 from order_system.store import OrderStore
@@ -58,29 +58,79 @@ def test_forbidden_transition_raises_and_records_nothing() -> None:
     with pytest.raises(InvalidTransition, match="x9.*CREATED.*SHIPPED"):
         processor.handle(OrderEvent.shipped("x9", "c-1", 2))
     with pytest.raises(InvalidTransition):
-        processor.handle(OrderEvent.paid("never-created", "c-1", 2))
+        processor.handle(OrderEvent.for_status(OrderStatus.PAID, "never-created", "c-1", 1))
     assert processor.statuses() == {"x9": OrderStatus.CREATED}
     assert processor.version("x9") == 1
 
 
-def test_version_gap_is_reported_but_allowed_transition_applies() -> None:
+def test_a_version_gap_is_refused_and_records_nothing() -> None:
+    """Policy change: a gap used to be applied (and noted); now it is dead-lettered."""
     processor = OrderProcessor()
     processor.handle(OrderEvent.created("g1", "c-1"))
-    reply = processor.handle(OrderEvent.paid("g1", "c-1", 3))
-    assert "version gap: expected v2, got v3" in reply
-    assert processor.gaps == [("g1", 2, 3)]
-    assert processor.statuses()["g1"] is OrderStatus.PAID
+    with pytest.raises(InvalidEvent, match="g1 is at v1; v3 is not the next version") as raised:
+        processor.handle(OrderEvent.paid("g1", "c-1", 3))
+    assert raised.value.reason == "version-gap"
+    assert processor.statuses()["g1"] is OrderStatus.CREATED and processor.version("g1") == 1
+    with pytest.raises(InvalidEvent, match="v2 is not the next version") as first:
+        processor.handle(OrderEvent.paid("never1", "c-1", 2))
+    assert first.value.reason == "version-gap" and processor.get("never1") is None
+
+
+def test_get_history_and_effects_agree_after_v1_v3_v2() -> None:
+    """v1 CREATED, v3 PAID, v2 SHIPPED: v3 is a gap, v2 a forbidden step; nothing disagrees."""
+    processor = OrderProcessor()
+    created = OrderEvent.created("h1", "c-1")
+    processor.handle(created)
+    with pytest.raises(InvalidEvent, match="not the next version"):
+        processor.handle(OrderEvent.paid("h1", "c-1", 3))
+    with pytest.raises(InvalidTransition, match="CREATED to SHIPPED"):
+        processor.handle(OrderEvent.shipped("h1", "c-1", 2))
+    order = processor.get("h1")
+    assert order is not None and (order.status, order.version, order.history) == (OrderStatus.CREATED, 1, (created,))
+    assert processor.store.summaries()[0]["version"] == 1
+    assert {e["event_id"] for e in processor.store.effects()} == {str(created.event_id)}
+
+
+def test_same_version_with_another_event_id_is_a_conflict_not_a_duplicate() -> None:
+    processor = OrderProcessor()
+    created, paid = lifecycle("k1")[:2]
+    for event in (created, paid):
+        processor.handle(event)
+    assert "duplicate" in processor.handle(paid) and processor.duplicates == 1
+    with pytest.raises(InvalidEvent, match="k1 v2 is already event") as raised:
+        processor.handle(OrderEvent.cancelled("k1", "c-1", 2))
+    assert raised.value.reason == "version-conflict"
+    with pytest.raises(InvalidEvent) as late:  # a late lower version, another eventId
+        processor.handle(OrderEvent.paid("k1", "c-1", 1))
+    assert late.value.reason == "version-conflict"
+    assert processor.statuses() == {"k1": OrderStatus.PAID} and processor.duplicates == 1
+    assert [e.event_id for e in processor.get("k1").history] == [created.event_id, paid.event_id]  # type: ignore[union-attr]
+
+
+def test_notifications_and_analytics_refuse_conflicts_but_allow_gaps() -> None:
+    service, analytics = NotificationService(), AnalyticsService()
+    created, paid = lifecycle("m1")[:2]
+    conflicting = OrderEvent.cancelled("m1", "c-1", 2)
+    for consumer in (service.notify, analytics.observe):
+        consumer(paid)  # v2 before v1: a retried v1 may come later on purpose
+        consumer(created)
+        assert "already" in consumer(paid)
+        with pytest.raises(InvalidEvent) as raised:
+            consumer(conflicting)
+        assert raised.value.reason == "version-conflict"
+    assert service.count() == 2 and analytics.events_seen == 2
 
 
 def test_processor_state_survives_in_a_file(tmp_path) -> None:
     path = tmp_path / "processor.db"
     first = OrderProcessor(path)
-    for event in lifecycle("p1")[:2]:
+    events = lifecycle("p1")[:2]
+    for event in events:
         first.handle(event)
     first.store.close()
     second = OrderProcessor(OrderStore(path))
     assert second.statuses() == {"p1": OrderStatus.PAID}
-    assert "duplicate" in second.handle(lifecycle("p1")[1])
+    assert "duplicate" in second.handle(events[1])  # the same event again (a fresh v2 would conflict)
 
 
 def test_notifications_once_per_transition() -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 
 import pytest
 
 from order_system.errors import InvalidEvent, InvalidTransition
 from order_system.events import OrderEvent, OrderStatus
 from order_system.state_machine import (
-    TERMINAL, TRANSITIONS, Order, OrderBook, Outcome, VersionGap, allowed_next, check_transition, rebuild,
-    rebuild_order, transition_table,
+    TERMINAL, TRANSITIONS, Order, OrderBook, Outcome, VersionGap, allowed_next, check_transition, check_version,
+    rebuild, rebuild_order, transition_table,
 )
 
 S = OrderStatus
@@ -70,14 +71,15 @@ def test_replayed_duplicates_are_skipped() -> None:
     assert len(twice.duplicates) == len(events)
 
 
-def test_gap_is_reported() -> None:
+def test_gap_is_reported_and_refused() -> None:
+    """Policy change: a gap used to be applied; the version check now comes before the transition."""
     events = life()
-    result = rebuild([events[0], events[2]])  # CREATED v1, then SHIPPED v3: a gap and a forbidden step
-    assert [(g.expected, g.got) for g in result.gaps] == []
-    assert len(result.rejected) == 1 and "CREATED to SHIPPED" in result.rejected[0][1]
+    result = rebuild([events[0], events[2]])  # CREATED v1, then SHIPPED v3: a gap (and a forbidden step)
+    assert [(g.expected, g.got) for g in result.gaps] == [(2, 3)]
+    assert len(result.rejected) == 1 and "v3 is not the next version (v2)" in result.rejected[0][1]
     gap = rebuild([events[0], OrderEvent.paid("o-1", "c-1", 3)])
     assert [(g.order_id, g.expected, g.got) for g in gap.gaps] == [("o-1", 2, 3)]
-    assert gap.orders["o-1"].status is S.PAID
+    assert gap.orders["o-1"].status is S.CREATED and gap.orders["o-1"].version == 1
 
 
 def test_forbidden_step_in_replay_is_rejected_not_applied() -> None:
@@ -103,21 +105,47 @@ def test_order_book_outcomes() -> None:
     assert len(book) == 1 and book.get("o-1").status is S.CREATED  # type: ignore[union-attr]
 
 
-def test_a_late_version_after_a_gap_is_checked_not_skipped() -> None:
-    """Only an (order, version) already applied is a duplicate; a late lower version is refused."""
+def test_a_late_version_after_a_gap_fills_it() -> None:
+    """Policy change: the gap (v3) is refused, so the late v2 is the next version and applies;
+    a v3 that comes after it applies too. Only the same eventId is a duplicate."""
     created, paid, shipped, _ = life()
-    late_paid = OrderEvent.paid("o-1", "c-1", 2)
-    result = rebuild([created, OrderEvent.paid("o-1", "c-1", 3), late_paid, shipped])
-    assert result.duplicates == [shipped]  # v3 was applied already
-    assert [(event, "PAID to PAID" in why) for event, why in result.rejected] == [(late_paid, True)]
+    early = OrderEvent.paid("o-1", "c-1", 3)
+    result = rebuild([created, early, paid, shipped, shipped])
+    assert result.duplicates == [shipped]
+    assert [event for event, _ in result.rejected] == [early]
     assert result.gaps == [VersionGap("o-1", 2, 3)]
+    assert [e.status for e in result.orders["o-1"].history] == [S.CREATED, S.PAID, S.SHIPPED]
 
 
-def test_first_event_must_be_created() -> None:
+def test_same_version_with_another_event_id_is_a_conflict() -> None:
+    created, paid = life()[:2]
+    cancelled = OrderEvent.cancelled("o-1", "c-1", 2)
+    result = rebuild([created, paid, cancelled, OrderEvent.created("o-1", "c-1")])
+    assert [(event.status, why.split(" is already")[0]) for event, why in result.rejected] == [
+        (S.CANCELLED, "order o-1 v2"), (S.CREATED, "order o-1 v1")]
+    assert result.orders["o-1"].status is S.PAID and not result.duplicates
+    with pytest.raises(InvalidEvent) as raised:
+        Order.start(created).apply(paid).apply(cancelled)
+    assert raised.value.reason == "version-conflict"
+
+
+def test_check_version_is_the_policy() -> None:
+    event = OrderEvent.paid("o-1", "c-1", 2)
+    assert check_version(event, None, 1) is True  # the next version
+    assert check_version(event, event.event_id, 2) is False  # a duplicate
+    assert check_version(event, None) is True  # no order state kept: gaps allowed
+    for applied, current, reason in [(uuid.uuid4(), 2, "version-conflict"), (None, 0, "version-gap"),
+                                     (None, 5, "version-conflict"), (uuid.uuid4(), None, "version-conflict")]:
+        with pytest.raises(InvalidEvent) as raised:
+            check_version(event, applied, current)
+        assert raised.value.reason == reason
+
+
+def test_first_event_must_be_created_with_version_1() -> None:
     with pytest.raises(InvalidTransition, match=r"order o-1: cannot go from \(no order yet\) to PAID"):
-        Order.start(OrderEvent.paid("o-1", "c-1", 2))
-    late_start = rebuild([OrderEvent.for_status(S.CREATED, "o-1", "c-1", 2)])
-    assert late_start.orders["o-1"].version == 2 and late_start.gaps == [VersionGap("o-1", 1, 2)]
+        Order.start(OrderEvent.for_status(S.PAID, "o-1", "c-1", 1))
+    late_start = rebuild([OrderEvent.for_status(S.CREATED, "o-1", "c-1", 2)])  # policy change: refused
+    assert late_start.orders == {} and late_start.gaps == [VersionGap("o-1", 1, 2)]
 
 
 def test_event_for_another_order_is_refused() -> None:
@@ -144,9 +172,11 @@ def test_customer_mismatch_in_replay_is_rejected() -> None:
 
 def test_order_book_records_gaps_and_lists_orders() -> None:
     book = OrderBook()
-    for event in [*life("a")[:1], OrderEvent.paid("a", "c-1", 3), *life("b")[:2]]:
+    for event in [*life("a")[:1], *life("b")[:2]]:
         assert book.apply(event) is Outcome.APPLIED
-    assert book.gaps == [VersionGap("a", 2, 3)]
+    with pytest.raises(InvalidEvent, match="not the next version"):
+        book.apply(OrderEvent.paid("a", "c-1", 3))
+    assert book.gaps == [VersionGap("a", 2, 3)] and book.get("a").version == 1  # type: ignore[union-attr]
     assert [o.order_id for o in book.orders()] == ["a", "b"] and len(book) == 2
     assert book.get("missing") is None
 

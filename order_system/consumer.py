@@ -5,6 +5,11 @@ at least once: a record's offset is stored only after its handler (or the failur
 finished with it, and stored offsets are committed in the background, on revocation and on
 ``stop()``. What to do when a record fails is the failure policy's business (see
 ``retry.py``); the runner only promises that no record is skipped without the policy's say.
+
+No record can stop a partition: a record that cannot be decoded is an ``InvalidEvent``,
+dead-lettered at once; anything else unexpected while deciding about a record (outside a
+handler) dead-letters it with reason ``internal-error``. Only a failure to write to the
+dead-letter or retry topic (the broker) makes the runner try the same record again.
 """
 
 from __future__ import annotations
@@ -15,14 +20,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from . import metrics
 from .config import Settings
-from .errors import InvalidEvent
+from .errors import InvalidEvent, PublishError
 from .events import OrderEvent, OrderStatus
 
 if TYPE_CHECKING:
@@ -49,10 +54,14 @@ class Received:
     @classmethod
     def from_message(cls, message: Message) -> Received:
         raw_key = message.key()
+        try:
+            headers = dict(message.headers() or [])
+        except Exception:  # a header name that is not UTF-8: the record is kept, its headers not
+            headers = {}
         return cls(
             topic=message.topic(), partition=message.partition(), offset=message.offset(),
             key=raw_key.decode(errors="replace") if raw_key is not None else None,
-            timestamp_ms=message.timestamp()[1], headers=dict(message.headers() or []),
+            timestamp_ms=message.timestamp()[1], headers=headers,
             value=message.value(), raw_key=raw_key,
         )
 
@@ -62,12 +71,19 @@ class Received:
 
 
 def decode(received: Received, require_key: bool = True) -> OrderEvent:
-    """The record's event; ``InvalidEvent`` (with a ``reason``) when it can never be one."""
+    """The record's event; ``InvalidEvent`` (with a ``reason``) when it can never be one, whatever
+    went wrong (an error nobody foresaw is reason ``undecodable``)."""
     if received.raw_key is None and require_key:
         raise InvalidEvent("record has no key; events must be keyed by order id", "missing-key")
-    event = OrderEvent.from_json(received.value)
+    try:
+        event = OrderEvent.from_json(received.value)
+    except InvalidEvent:
+        raise
+    except Exception as exc:
+        raise InvalidEvent(f"undecodable value: {type(exc).__name__}: {exc}"[:1000], "undecodable") from exc
     if received.raw_key is not None and received.key != event.order_id:
-        raise InvalidEvent(f"record key {received.key!r} is not the event's order id {event.order_id!r}", "key-mismatch")
+        raise InvalidEvent(f"record key {received.key[:100]!r} is not the event's order id {event.order_id!r}",
+                           "key-mismatch")
     return event
 
 
@@ -131,7 +147,7 @@ class ConsumerRunner:
         self.processed = 0  # records finished with: handled, retried or dead-lettered
         self.skipped = 0  # records with no handler for their status, or another group's retries
         self.dead_lettered = 0
-        self.stuck = 0  # times the failure policy itself failed (the record is tried again)
+        self.stuck = 0  # times a record could not be written to the dead-letter/retry topic (tried again)
         self.errors: list[KafkaError] = []
         # every failed decode or handler attempt, newest last, before the policy disposes of it
         self.failures: deque[tuple[Received, Exception]] = deque(maxlen=MAX_FAILURES_KEPT)
@@ -247,7 +263,12 @@ class ConsumerRunner:
     def _handle(self, consumer: Consumer, message: Message) -> None:
         received = Received.from_message(message)
         try:
-            outcome = self._process(received)
+            try:
+                outcome = self._process(received)
+            except (Deferred, Stopping, PublishError):
+                raise
+            except Exception as exc:  # a bug or an input nobody foresaw, outside any handler
+                outcome = self._internal_error(received, exc)
         except Deferred as deferred:
             tp = TopicPartition(received.topic, received.partition, received.offset)
             consumer.seek(tp)
@@ -256,7 +277,7 @@ class ConsumerRunner:
             return
         except Stopping:
             return  # not stored: the record comes again after the restart
-        except Exception:  # the policy itself failed (e.g. dead-letter topic unreachable)
+        except PublishError:  # the dead-letter or retry topic did not take the record (broker trouble)
             self.log.exception("[%s] could not dispose of partition %d offset %d; will retry it",
                                self.name, received.partition, received.offset)
             consumer.seek(TopicPartition(received.topic, received.partition, received.offset))
@@ -274,6 +295,23 @@ class ConsumerRunner:
             else:
                 self.processed += 1
             self._progress.notify_all()
+
+    def _internal_error(self, received: Received, error: Exception) -> str:
+        """Dead-letter a record whose disposal failed unexpectedly, rather than retry it forever."""
+        self.log.exception("[%s] unexpected error with partition %d offset %d; dead-lettering it",
+                           self.name, received.partition, received.offset)
+        self._failed(received, error)
+        failure = InvalidEvent(f"internal error: {type(error).__name__}: {error}"[:1000], "internal-error")
+        try:
+            self.policy.reject(self, received, failure)
+        except PublishError:
+            raise
+        except Exception:  # the record's own headers may be what breaks: dead-letter it without them
+            try:
+                self.policy.reject(self, replace(received, headers={}), failure)
+            except Exception as exc:  # then it is the dead-letter topic's side: try the record again
+                raise PublishError(f"could not dead-letter: {type(exc).__name__}: {exc}") from exc
+        return "dead-lettered"
 
     def _process(self, received: Received) -> str:
         if not self.policy.accepts(self, received):

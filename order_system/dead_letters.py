@@ -2,7 +2,10 @@
 
 A dead-letter record keeps the original key and value bytes unchanged; headers say where it
 came from (topic, partition, offset, timestamp), which group gave up on it, why (a short
-reason, the error's class and message) and after how many attempts.
+reason, the error's class and message) and after how many attempts. Only a record too large
+for the broker once these headers are added is cut: its first ``MAX_VALUE_BYTES`` of value and
+1 KiB of key are kept, its own headers dropped, and ``dlt-original-value-bytes`` /
+``dlt-original-key-bytes`` say how long they were.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from confluent_kafka import Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from .config import Settings
 from .errors import InvalidTransition, PublishError
+from .events import MAX_VALUE_BYTES
 from .reader import read_records
 
 if TYPE_CHECKING:
@@ -23,6 +27,11 @@ if TYPE_CHECKING:
 DLT_PREFIX = "dlt-"
 DLT_HEADERS = ("original-topic", "original-partition", "original-offset", "original-timestamp-ms", "group",
                "reason", "error-class", "error-message", "attempts", "transition-from", "transition-to")
+MAX_KEY_KEPT = 1024  # bytes of key a cut dead-letter record keeps
+
+
+class _TooLarge(PublishError):
+    """The broker (or the client) refused a record for its size."""
 
 
 class DeadLetters:
@@ -48,19 +57,31 @@ class DeadLetters:
             ours["transition-from"] = getattr(error.current, "value", None) or "(none)"
             ours["transition-to"] = getattr(error.requested, "value", str(error.requested))
         kept = [(k, v) for k, v in received.headers.items() if not k.startswith(DLT_PREFIX)]
-        headers = kept + [(DLT_PREFIX + k, v.encode()) for k, v in ours.items()]
-        self._produce(self.settings.dead_letter_topic, received.raw_key, received.value, headers)
+        headers = [(DLT_PREFIX + k, v.encode(errors="replace")) for k, v in ours.items()]
+        key, value = received.raw_key, received.value
+        try:
+            self._produce(self.settings.dead_letter_topic, key, value, kept + headers)
+        except _TooLarge:
+            headers += [(DLT_PREFIX + "original-key-bytes", str(len(key or b"")).encode()),
+                        (DLT_PREFIX + "original-value-bytes", str(len(value or b"")).encode())]
+            self._produce(self.settings.dead_letter_topic, key[:MAX_KEY_KEPT] if key else key,
+                          value[:MAX_VALUE_BYTES] if value else value, headers)
 
     def forward(self, topic: str, received: Received, headers: list[tuple[str, bytes]]) -> None:
         """Copy ``received`` (same key and value) to a retry topic with ``headers``."""
         self._produce(topic, received.raw_key, received.value, headers)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        errors: list[str] = []
-        self._producer.produce(topic, key=key, value=value, headers=headers,
-                               on_delivery=lambda err, msg: err is not None and errors.append(err.str()))
+        errors: list[KafkaError] = []
+        try:
+            self._producer.produce(topic, key=key, value=value, headers=headers,
+                                   on_delivery=lambda err, msg: err is not None and errors.append(err))
+        except KafkaException as exc:  # refused by the client itself, e.g. for its size
+            errors.append(exc.args[0])
         if self._producer.flush(self.timeout) or errors:
-            raise PublishError(f"could not write to {topic}: {errors[0] if errors else 'timed out'}")
+            too_large = any(e.code() == KafkaError.MSG_SIZE_TOO_LARGE for e in errors)
+            raise (_TooLarge if too_large else PublishError)(
+                f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
 
 
 def _row(message: Message) -> dict[str, object]:

@@ -11,8 +11,13 @@ Two styles, chosen per group:
   order between events does not matter (notifications, analytics). A delay that is not yet
   due pauses only that retry partition; every other partition keeps flowing.
 
-Records that can never succeed (not JSON, wrong schema, unknown status, empty value, no key,
-a forbidden transition) go straight to the dead-letter topic with the reason in a header.
+Records that can never succeed go straight to the dead-letter topic with the reason in a
+header: anything that is not a valid event (``InvalidEvent``: not JSON, too large, wrong
+schema, out-of-range number, unknown status, empty value, no key, a version conflict or gap)
+and a forbidden transition. Only a handler's other failures are retried.
+
+The retry headers below are trusted only on the retry topics, and bounded there: a record
+is never put off for longer than the longest retry delay, whatever its headers say.
 """
 
 from __future__ import annotations
@@ -45,8 +50,11 @@ ERROR_CLASS = "error-class"
 ERROR_MESSAGE = "error-message"
 
 
+MAX_DEFERRED_KEPT = 10_000  # records remembered as put off (see RetryTopics._due)
+
+
 def never_succeeds(error: Exception) -> str | None:
-    """The dead-letter reason for an error that retrying cannot fix, else None."""
+    """The dead-letter reason for an error that retrying cannot fix, else None (retry it)."""
     if isinstance(error, InvalidTransition):
         return "invalid-transition"
     if isinstance(error, InvalidEvent):
@@ -132,6 +140,7 @@ class RetryTopics(_DeadLettering):
             raise ValueError("give at least one retry delay")
         self.delays = tuple(delays)
         self.dead_letters = dead_letters
+        self._put_off: dict[tuple[str, int, int], float] = {}  # record -> when it was first put off
 
     @property
     def attempts(self) -> int:
@@ -144,16 +153,35 @@ class RetryTopics(_DeadLettering):
         return topics[: len(self.delays)]
 
     def accepts(self, runner: ConsumerRunner, received: Received) -> bool:
+        if received.topic not in runner.settings.retry_topics:
+            return True  # retry headers on the main topic (say, a replayed record) mean nothing
         group = received.header(RETRY_GROUP)
         return group is None or group == runner.group_id
+
+    def _attempt(self, runner: ConsumerRunner, received: Received) -> int:
+        """The attempt a record stands for: 1 on the main topic, its header (bounded) on a retry topic."""
+        if received.topic not in runner.settings.retry_topics:
+            return 1
+        return _bounded(received.header(RETRY_ATTEMPT), 2, self.attempts, default=self.attempts)
+
+    def _due(self, runner: ConsumerRunner, received: Received) -> float:
+        """When a retry record may run: its header, but never later than the longest delay after
+        it was first put off here (a forged or skewed header cannot hold the partition)."""
+        if received.topic not in runner.settings.retry_topics:
+            return 0.0
+        if len(self._put_off) > MAX_DEFERRED_KEPT:
+            self._put_off.clear()
+        first = self._put_off.setdefault((received.topic, received.partition, received.offset), time.time())
+        return min(_bounded(received.header(RETRY_DUE), 0, 2**53, default=0) / 1000, first + max(self.delays))
 
     def run(self, runner: ConsumerRunner, received: Received, event: OrderEvent, handler: Handler) -> None:
         from .consumer import Deferred
 
-        attempt = int(received.header(RETRY_ATTEMPT) or 1)
-        due_ms = int(received.header(RETRY_DUE) or 0)
-        if due_ms and due_ms > time.time() * 1000:
-            raise Deferred(due_ms / 1000)
+        attempt = self._attempt(runner, received)
+        due = self._due(runner, received)
+        if due > time.time():
+            raise Deferred(due)
+        self._put_off.pop((received.topic, received.partition, received.offset), None)
         try:
             self._succeeded(runner, handler(event, received), attempt)
         except Exception as exc:
@@ -181,6 +209,14 @@ class RetryTopics(_DeadLettering):
         runner.count_retry()
         runner.log.warning("[%s] attempt %d of %d failed for key %s: %s; retry in %.1fs via %s",
                            runner.name, attempt, self.attempts, received.key, error, delay, topic)
+
+
+def _bounded(text: str | None, low: int, high: int, default: int) -> int:
+    """``text`` as an int within ``low``..``high``; ``default`` when it is missing or not a number."""
+    try:
+        return min(max(int(text), low), high) if text is not None and len(text) <= 20 else default
+    except ValueError:
+        return default
 
 
 def policy_for(style: str, **options: object) -> FailurePolicy:

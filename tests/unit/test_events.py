@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from order_system.errors import InvalidEvent
 from order_system.events import (
-    CONTENT_TYPE, EMPTY, EVENT_TYPES, NOT_JSON, SCHEMA, UNKNOWN_STATUS, OrderEvent, OrderStatus, new_order_id,
+    CONTENT_TYPE, EMPTY, EVENT_TYPES, MAX_VALUE_BYTES, MAX_VERSION, NOT_JSON, OVERSIZED, SCHEMA, UNKNOWN_STATUS,
+    OrderEvent, OrderStatus, new_order_id,
 )
 
 
@@ -144,3 +145,62 @@ def test_every_status_has_an_event_type_and_a_constructor(status: OrderStatus) -
     assert dict(event.headers())["content-type"] == CONTENT_TYPE.encode()
     assert EVENT_TYPES[status] == "Order" + status.value.capitalize()
     assert OrderEvent.for_status(status, "o", "c", 2, "custom").description == "custom"
+
+
+def test_documented_bounds() -> None:
+    assert (MAX_VALUE_BYTES, MAX_VERSION, OVERSIZED) == (64 * 1024, 2**31 - 1, "oversized")
+    assert OrderEvent.for_status(OrderStatus.PAID, "o", "c", MAX_VERSION).version == MAX_VERSION
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "named"),
+    [(b"[" * 100_000 + b"]" * 100_000, "oversized", "200000 bytes is over the limit of 65536"),
+     (b" " * 900_000, "oversized", "900000 bytes"),
+     (wire(description="x" * MAX_VALUE_BYTES), "oversized", "over the limit"),
+     (b"[" * 30_000 + b"]" * 30_000, "not-json", "recursion limit exceeded"),
+     (b'{"a":' * 1000 + b"1" + b"}" * 1000, "not-json", "recursion limit exceeded"),
+     (b"1" * 5000, "not-json", "number out of range"),
+     (wire(version=2**70), "schema", "version: Input should be less than or equal to 2147483647"),
+     (wire(version=2**62), "schema", "version: Input should be less than or equal to 2147483647"),
+     (wire(version=2**31), "schema", "version: Input should be less than or equal to 2147483647"),
+     (wire(version=-(2**70)), "schema", "version: Input should be greater than or equal to 1"),
+     (wire(version=1.0), "schema", "version: Input should be a valid integer"),
+     (wire(version="1"), "schema", "version: Input should be a valid integer"),
+     (wire(version=True), "schema", "version: Input should be a valid integer"),
+     (wire(version=1e308), "schema", "version: Input should be a valid integer"),
+     (wire(version=None), "schema", "version: Input should be a valid integer"),
+     (wire(orderId=12345678), "schema", "orderId: Input should be a valid string"),
+     (wire(status=["CREATED"]), "unknown-status", "status"),
+     (wire(timestamp=10**20), "schema", "timestamp: Input should be a valid datetime"),
+     (wire(timestamp="99999-01-01T00:00:00Z"), "schema", "timestamp"),
+     (wire(eventId="not-a-uuid"), "schema", "eventId: Input should be a valid UUID"),
+     (wire(description={"nested": ["deep"]}), "schema", "description: Input should be a valid string"),
+     (b'{"version": NaN}', "not-json", "not JSON"),
+     (b'{"version": Infinity}', "not-json", "not JSON"),
+     (b'{"description": "\\ud800"}', "not-json", "not JSON"),
+     (b"\xc3\x28", "not-json", "not UTF-8"),
+     (b"\xed\xa0\x80", "not-json", "not UTF-8"),  # a UTF-16 surrogate encoded as UTF-8
+     (b"null", "schema", "expected a JSON object, got NoneType"),
+     (b'"just a string"', "schema", "expected a JSON object, got str"),
+     (b"{}" + b" " * 10 + b"{}", "not-json", "trailing characters")],
+)
+def test_hostile_values_are_invalid_events_with_a_reason(payload: bytes, reason: str, named: str) -> None:
+    with pytest.raises(InvalidEvent) as raised:
+        OrderEvent.from_json(payload)
+    assert (raised.value.reason, named in str(raised.value)) == (reason, True), str(raised.value)
+
+
+def test_an_invalid_event_lists_at_most_ten_problems() -> None:
+    body = json.loads(wire()) | {f"extra{n}": n for n in range(100)}
+    with pytest.raises(InvalidEvent) as raised:
+        OrderEvent.from_json(json.dumps(body))
+    assert str(raised.value).count("Extra inputs are not permitted") == 10
+    assert str(raised.value).endswith("; and 90 more")
+
+
+def test_text_is_measured_in_utf8_bytes() -> None:
+    body = wire(description="é" * 400)  # 400 characters, 800 bytes: under every bound
+    assert OrderEvent.from_json(body.decode()).description == "é" * 400
+    with pytest.raises(InvalidEvent, match="over the limit") as raised:
+        OrderEvent.from_json("é" * (MAX_VALUE_BYTES // 2 + 1))
+    assert raised.value.reason == OVERSIZED

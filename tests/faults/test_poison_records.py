@@ -1,0 +1,110 @@
+"""Poison bytes on the wire, interleaved with good orders, read by the three standard groups.
+
+Every bad record must end in the dead-letter topic once per group with its reason, every good
+order must reach its final state, no consumer may die or stall, and every group's lag must go
+back to 0.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+
+import pytest
+
+from order_system.config import Settings
+from order_system.consumer import run_groups
+from order_system.dead_letters import read_dead_letters
+from order_system.events import OrderEvent, OrderStatus
+from order_system.groups import runner_for, standard_groups
+from order_system.lag import wait_for_zero_lag
+from order_system.producer import OrderProducer, plan_lifecycles
+from order_system.state_machine import rebuild
+
+pytestmark = pytest.mark.slow
+
+
+def with_field(event: OrderEvent, **changes: object) -> bytes:
+    """``event``'s JSON with some fields replaced by raw (possibly absurd) values."""
+    body = event.to_dict() | changes
+    return json.dumps(body).encode()
+
+
+def poison_set(victim: OrderEvent, rng: random.Random) -> list[tuple[str, bytes | None, bytes | None]]:
+    """(expected reason, key, value) for each bad record; keyed by a good order where possible,
+    so that the poison shares that order's partition."""
+    key = victim.key()
+    fresh = OrderEvent.created(victim.order_id, victim.customer_id)
+    return [
+        ("oversized", key, b"[" * 100_000 + b"]" * 100_000),  # the issue's record: over 64 KiB, not parsed
+        ("not-json", key, b"[" * 30_000 + b"]" * 30_000),  # deep nesting within the size limit
+        ("not-json", key, b'{"version": ' + b"9" * 5000 + b"}"),  # a 5000-digit number
+        ("schema", key, with_field(fresh, version=2**70)),
+        ("schema", key, with_field(fresh, version=2**62)),
+        ("schema", key, with_field(fresh, version=-1)),
+        ("schema", key, with_field(fresh, version="1")),  # wrong type
+        ("not-json", key, rng.randbytes(300)),  # random bytes
+        ("empty", key, b""),
+        ("empty", key, None),  # a tombstone
+        ("missing-key", None, fresh.to_json()),  # null key
+        ("oversized", key, b" " * 900_000),  # 900 KB, below the broker's 1 MB
+        ("unknown-status", key, fresh.to_json().replace(b'"CREATED"', b'"TELEPORTED"')),
+        ("not-json", key, b'{"orderId": "\xff\xfe\xfd"}'),  # invalid UTF-8
+        ("not-json", key, b'{"description": "\\udc00"}'),  # a lone surrogate
+    ]
+
+
+def test_poison_is_dead_lettered_by_every_group_and_good_orders_finish(topic_settings: Settings) -> None:
+    rng = random.Random(2026)
+    good = plan_lifecycles(30, seed=2026, cancel_every=4)
+    second = {e.order_id: e for e in good if e.version == 2}
+    victim = next(iter(second.values()))  # an order whose partition the poison shares
+    conflict = OrderEvent.for_status(OrderStatus.CANCELLED, victim.order_id, victim.customer_id, 2,
+                                     "a second writer claims v2")
+    forged = {"retry-group": b"someone-else", "retry-attempt": b"not a number", "retry-due-ms": b"9" * 30}
+
+    sent: list[tuple[str | None, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+    poison = poison_set(victim, rng)
+    for event in good:
+        # forged retry headers on a good record of the main topic must change nothing
+        sent.append((None, event.key(), event.to_json(), [*event.headers(), *forged.items()]))
+        if event is second[victim.order_id]:
+            sent.append(("version-conflict", conflict.key(), conflict.to_json(), conflict.headers()))
+        if poison and rng.random() < 0.25:
+            reason, key, value = poison.pop()
+            sent.append((reason, key, value, []))
+    sent += [(reason, key, value, []) for reason, key, value in poison]
+    with OrderProducer(topic_settings) as producer:
+        futures = [producer.publish_raw(value, key=key, headers=headers) for _, key, value, headers in sent]
+        deliveries = [future.result(timeout=60) for future in futures]
+    bad = {(d.partition, d.offset): reason for (reason, *_), d in zip(sent, deliveries) if reason is not None}
+    assert len(bad) == 16
+
+    processor, notifications, analytics = standard_groups()
+    groups = (processor, notifications, analytics)
+    runners = [runner_for(group, topic_settings) for group in groups]
+    with run_groups(*runners):
+        wait_for_zero_lag(topic_settings, [g.group_id for g in groups], timeout=90)
+        assert all(r.running for r in runners), "a consumer died"
+        assert [r.stuck for r in runners] == [0, 0, 0]
+        assert all(r.wait_until(lambda r=r: r.dead_lettered == len(bad), timeout=30) for r in runners), \
+            [r.dead_lettered for r in runners]
+
+    expected = rebuild(good)
+    assert not expected.rejected and not expected.duplicates
+    assert processor.statuses() == {order_id: o.status for order_id, o in expected.orders.items()}
+    assert processor.get(victim.order_id).history == expected.orders[victim.order_id].history  # type: ignore[union-attr]
+    assert notifications.count() == len(good) and analytics.events_seen == len(good)
+
+    dead = read_dead_letters(topic_settings, timeout=30)
+    found: dict[str, dict[tuple[int, int], str]] = defaultdict(dict)
+    for row in dead.to_dict("records"):
+        spot = (int(row["original-partition"]), int(row["original-offset"]))
+        assert spot not in found[row["group"]], f"{row['group']} dead-lettered {spot} twice"
+        found[row["group"]][spot] = row["reason"]
+    assert set(found) == {g.group_id for g in groups}
+    for group in groups:
+        assert found[group.group_id] == bad, group.group_id
+    assert (dead["attempts"] == "1").all() and dead["original-topic"].eq(topic_settings.topic).all()
+    assert dead["error-message"].str.len().max() <= 1000

@@ -56,8 +56,9 @@ def check_transition(order_id: str, current: OrderStatus | None, requested: Orde
 
 
 def check_version(event: OrderEvent, applied_id: uuid.UUID | None, current: int | None = None) -> bool:
-    """The version policy, the same for every consumer, view and replay. True: apply ``event``;
-    False: it is a duplicate, skip it (and count it). Raises ``InvalidEvent`` (to dead-letter it).
+    """The version policy, the same for every consumer, view and replay. True: go on with
+    ``event``; False: it is a duplicate, skip it (and count it). Raises ``InvalidEvent`` (to
+    dead-letter it).
 
     ``applied_id`` is the eventId of the event already applied at ``event.version`` for this
     order (None: none yet); ``current`` is the order's version (0: no order yet).
@@ -66,11 +67,15 @@ def check_version(event: OrderEvent, applied_id: uuid.UUID | None, current: int 
     2. Same version, another eventId: ``version-conflict``; two writers claimed one version.
     3. A gap, ``event.version > current + 1``: ``version-gap``; the missing events have not
        been applied, so applying this one would make the state disagree with its history.
+       It is not held back: once the missing events came, it can be replayed from the
+       dead-letter topic.
     4. A late lower version: its version is already taken (rule 1 or 2). An order's applied
        versions are always 1, 2, ... ``current`` without holes, so there is no other case.
 
-    Groups that keep no order state and let a retried event come later on purpose
-    (notifications, analytics) pass ``current=None``: rules 1 and 2 only.
+    ``Order`` checks rules 1 and 2 (``current=None``), then the state machine, then rules 3
+    and 4, so a step that is impossible anyway is reported as ``invalid-transition``. Groups
+    that keep no order state and let a retried event come later on purpose (notifications,
+    analytics) check rules 1 and 2 only.
     """
     if applied_id is not None:
         if applied_id == event.event_id:
@@ -99,8 +104,8 @@ class Order:
     @classmethod
     def start(cls, event: OrderEvent) -> Order:
         """A new order from its first event, which must be CREATED with version 1."""
-        check_version(event, None, 0)
         check_transition(event.order_id, None, event.status)
+        check_version(event, None, 0)
         return cls(event.order_id, event.customer_id, event.status, event.version, (event,))
 
     def applied_id(self, version: int) -> uuid.UUID | None:
@@ -120,9 +125,10 @@ class Order:
                 f"order {self.order_id} belongs to customer {self.customer_id}, not {event.customer_id}",
                 "customer-mismatch",
             )
-        if not check_version(event, self.applied_id(event.version), self.version):
+        if not check_version(event, self.applied_id(event.version)):  # rules 1 and 2
             return self
         check_transition(self.order_id, self.status, event.status)
+        check_version(event, None, self.version)  # rules 3 and 4
         return replace(self, status=event.status, version=event.version, history=(*self.history, event))
 
     @property

@@ -128,7 +128,7 @@ POISON: list[tuple[str, bytes | None, bytes | None]] = [
 def test_poison_records_go_straight_to_the_dead_letter_topic(topic_settings: Settings) -> None:
     processor = OrderProcessor()
     good = [OrderEvent.created("good0002", "c-1"), OrderEvent.paid("good0002", "c-1", 2)]
-    invalid = OrderEvent.for_status(OrderStatus.SHIPPED, "nowhere1", "c-1", 1)  # v1, or it would be a version gap
+    invalid = OrderEvent.shipped("good0002", "c-1", 3).model_copy(update={"order_id": "nowhere1"})
     records = [(good[0].key(), good[0].to_json())] + [(key, value) for _, key, value in POISON]
     records += [(invalid.key(), invalid.to_json()), (good[1].key(), good[1].to_json())]
     with OrderProducer(topic_settings) as producer:  # one partition, so the last good record comes after the poison

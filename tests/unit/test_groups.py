@@ -58,7 +58,7 @@ def test_forbidden_transition_raises_and_records_nothing() -> None:
     with pytest.raises(InvalidTransition, match="x9.*CREATED.*SHIPPED"):
         processor.handle(OrderEvent.shipped("x9", "c-1", 2))
     with pytest.raises(InvalidTransition):
-        processor.handle(OrderEvent.for_status(OrderStatus.PAID, "never-created", "c-1", 1))
+        processor.handle(OrderEvent.paid("never-created", "c-1", 2))
     assert processor.statuses() == {"x9": OrderStatus.CREATED}
     assert processor.version("x9") == 1
 
@@ -72,7 +72,7 @@ def test_a_version_gap_is_refused_and_records_nothing() -> None:
     assert raised.value.reason == "version-gap"
     assert processor.statuses()["g1"] is OrderStatus.CREATED and processor.version("g1") == 1
     with pytest.raises(InvalidEvent, match="v2 is not the next version") as first:
-        processor.handle(OrderEvent.paid("never1", "c-1", 2))
+        processor.handle(OrderEvent.for_status(OrderStatus.CREATED, "never1", "c-1", 2))
     assert first.value.reason == "version-gap" and processor.get("never1") is None
 
 

@@ -72,13 +72,14 @@ def test_replayed_duplicates_are_skipped() -> None:
 
 
 def test_gap_is_reported_and_refused() -> None:
-    """Policy change: a gap used to be applied; the version check now comes before the transition."""
+    """Policy change: a gap used to be applied; now it is refused (and still reported)."""
     events = life()
-    result = rebuild([events[0], events[2]])  # CREATED v1, then SHIPPED v3: a gap (and a forbidden step)
-    assert [(g.expected, g.got) for g in result.gaps] == [(2, 3)]
-    assert len(result.rejected) == 1 and "v3 is not the next version (v2)" in result.rejected[0][1]
+    result = rebuild([events[0], events[2]])  # CREATED v1, then SHIPPED v3: a forbidden step (and a gap)
+    assert [(g.expected, g.got) for g in result.gaps] == []
+    assert len(result.rejected) == 1 and "CREATED to SHIPPED" in result.rejected[0][1]
     gap = rebuild([events[0], OrderEvent.paid("o-1", "c-1", 3)])
     assert [(g.order_id, g.expected, g.got) for g in gap.gaps] == [("o-1", 2, 3)]
+    assert "v3 is not the next version (v2)" in gap.rejected[0][1]
     assert gap.orders["o-1"].status is S.CREATED and gap.orders["o-1"].version == 1
 
 
@@ -143,7 +144,7 @@ def test_check_version_is_the_policy() -> None:
 
 def test_first_event_must_be_created_with_version_1() -> None:
     with pytest.raises(InvalidTransition, match=r"order o-1: cannot go from \(no order yet\) to PAID"):
-        Order.start(OrderEvent.for_status(S.PAID, "o-1", "c-1", 1))
+        Order.start(OrderEvent.paid("o-1", "c-1", 2))
     late_start = rebuild([OrderEvent.for_status(S.CREATED, "o-1", "c-1", 2)])  # policy change: refused
     assert late_start.orders == {} and late_start.gaps == [VersionGap("o-1", 1, 2)]
 

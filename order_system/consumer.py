@@ -270,17 +270,14 @@ class ConsumerRunner:
             except Exception as exc:  # a bug or an input nobody foresaw, outside any handler
                 outcome = self._internal_error(received, exc)
         except Deferred as deferred:
-            tp = TopicPartition(received.topic, received.partition, received.offset)
-            consumer.seek(tp)
-            consumer.pause([tp])
-            self._paused[(received.topic, received.partition)] = deferred.due
+            self._rewind(consumer, received, pause_until=deferred.due)
             return
         except Stopping:
             return  # not stored: the record comes again after the restart
         except PublishError:  # the dead-letter or retry topic did not take the record (broker trouble)
             self.log.exception("[%s] could not dispose of partition %d offset %d; will retry it",
                                self.name, received.partition, received.offset)
-            consumer.seek(TopicPartition(received.topic, received.partition, received.offset))
+            self._rewind(consumer, received)
             self._stop.wait(1.0)
             self.stuck += 1
             return
@@ -295,6 +292,18 @@ class ConsumerRunner:
             else:
                 self.processed += 1
             self._progress.notify_all()
+
+    def _rewind(self, consumer: Consumer, received: Received, pause_until: float | None = None) -> None:
+        """Make ``received`` the partition's next record (paused until ``pause_until``)."""
+        tp = TopicPartition(received.topic, received.partition, received.offset)
+        try:
+            consumer.seek(tp)
+            if pause_until is not None:
+                consumer.pause([tp])
+                self._paused[(received.topic, received.partition)] = pause_until
+        except KafkaException as exc:  # the partition was taken away meanwhile: its new owner reads it
+            self.log.warning("[%s] could not go back to offset %d of partition %d: %s", self.name,
+                             received.offset, received.partition, exc.args[0].str())
 
     def _internal_error(self, received: Received, error: Exception) -> str:
         """Dead-letter a record whose disposal failed unexpectedly, rather than retry it forever."""
@@ -348,7 +357,8 @@ class ConsumerRunner:
         self.log.info(
             "\n---- %s received ----\n  topic %s, partition %d, offset %d\n  key (order id): %s\n  status: %s\n"
             "--------------------------",
-            self.name, received.topic, received.partition, received.offset, received.key, status,
+            self.name, received.topic, received.partition, received.offset,
+            received.key[:100] if received.key is not None else None, status,
         )
 
     def _resume_due(self, consumer: Consumer) -> None:

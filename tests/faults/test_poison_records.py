@@ -14,15 +14,18 @@ from collections import defaultdict
 import pytest
 
 from order_system.config import Settings
-from order_system.consumer import run_groups
+from order_system.consumer import ConsumerRunner, Received, run_groups
 from order_system.dead_letters import read_dead_letters
-from order_system.events import OrderEvent, OrderStatus
-from order_system.groups import runner_for, standard_groups
+from order_system.events import MAX_VALUE_BYTES, OrderEvent, OrderStatus
+from order_system.groups import OrderProcessor, runner_for, standard_groups
 from order_system.lag import wait_for_zero_lag
 from order_system.producer import OrderProducer, plan_lifecycles
+from order_system.reader import read_records
+from order_system.retry import RetryTopics
 from order_system.state_machine import rebuild
 
 pytestmark = pytest.mark.slow
+NEAR_LIMIT = 999_900  # the largest value (with a short key) the producer's 1,000,000-byte limit lets through
 
 
 def with_field(event: OrderEvent, **changes: object) -> bytes:
@@ -49,6 +52,7 @@ def poison_set(victim: OrderEvent, rng: random.Random) -> list[tuple[str, bytes 
         ("empty", key, None),  # a tombstone
         ("missing-key", None, fresh.to_json()),  # null key
         ("oversized", key, b" " * 900_000),  # 900 KB, below the broker's 1 MB
+        ("oversized", key, b" " * NEAR_LIMIT),  # too large to dead-letter whole once headers are added
         ("unknown-status", key, fresh.to_json().replace(b'"CREATED"', b'"TELEPORTED"')),
         ("not-json", key, b'{"orderId": "\xff\xfe\xfd"}'),  # invalid UTF-8
         ("not-json", key, b'{"description": "\\udc00"}'),  # a lone surrogate
@@ -79,7 +83,7 @@ def test_poison_is_dead_lettered_by_every_group_and_good_orders_finish(topic_set
         futures = [producer.publish_raw(value, key=key, headers=headers) for _, key, value, headers in sent]
         deliveries = [future.result(timeout=60) for future in futures]
     bad = {(d.partition, d.offset): reason for (reason, *_), d in zip(sent, deliveries) if reason is not None}
-    assert len(bad) == 16
+    assert len(bad) == 17
 
     processor, notifications, analytics = standard_groups()
     groups = (processor, notifications, analytics)
@@ -108,3 +112,39 @@ def test_poison_is_dead_lettered_by_every_group_and_good_orders_finish(topic_set
         assert found[group.group_id] == bad, group.group_id
     assert (dead["attempts"] == "1").all() and dead["original-topic"].eq(topic_settings.topic).all()
     assert dead["error-message"].str.len().max() <= 1000
+
+    near = next((d.partition, d.offset) for (_, _, value, _), d in zip(sent, deliveries)
+                if value is not None and len(value) == NEAR_LIMIT)
+    cut = [m for m in read_records(topic_settings, topic_settings.dead_letter_topic, 30, 1000)
+           if dict(m.headers())["dlt-original-offset"] == str(near[1]).encode()
+           and dict(m.headers())["dlt-original-partition"] == str(near[0]).encode()]
+    assert len(cut) == 3, "the near-limit record was not dead-lettered once per group"
+    for message in cut:
+        headers = dict(message.headers())
+        assert headers["dlt-original-value-bytes"] == str(NEAR_LIMIT).encode() and headers["dlt-reason"] == b"oversized"
+        assert len(message.value()) == MAX_VALUE_BYTES
+
+
+class BrokenPolicy(RetryTopics):
+    """A failure policy with a bug that shows only for one key (outside any handler)."""
+
+    def accepts(self, runner: ConsumerRunner, received: Received) -> bool:
+        if received.key == "boom0001":
+            raise ZeroDivisionError("a bug in the policy")
+        return super().accepts(runner, received)
+
+
+def test_an_unexpected_error_outside_the_handlers_dead_letters_the_record(topic_settings: Settings) -> None:
+    boom, after = OrderEvent.created("boom0001", "c-1"), OrderEvent.created("late0001", "c-1")
+    with OrderProducer(topic_settings) as producer:  # one partition, so "after" really comes after
+        for event in (boom, after):
+            producer.publish_raw(event.to_json(), key=event.key(), partition=0).result(30)
+    processor = OrderProcessor()
+    runner = runner_for(processor, topic_settings, failure_policy=BrokenPolicy(delays=(0.1,)))
+    with run_groups(runner):
+        assert runner.wait_until(lambda: runner.processed == 2, timeout=60)
+        assert runner.running and runner.stuck == 0
+    assert processor.statuses() == {"late0001": OrderStatus.CREATED}
+    dead = read_dead_letters(topic_settings)
+    assert list(dead["reason"]) == ["internal-error"] and list(dead["key"]) == ["boom0001"]
+    assert "ZeroDivisionError: a bug in the policy" in dead["error-message"].iloc[0]

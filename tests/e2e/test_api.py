@@ -213,3 +213,37 @@ def test_openapi_docs_are_served(api: Api) -> None:
     assert api.client.get("/docs").status_code == 200
     paths = api.client.get("/openapi.json").json()["paths"]
     assert {"/api/orders", "/api/orders/{order_id}/{action}", "/api/orders/{order_id}", "/health"} <= set(paths)
+
+
+def test_get_history_effects_and_the_list_agree_whatever_versions_come(api: Api) -> None:
+    """The issue's case: v1 CREATED (the API), then v3 PAID and v2 SHIPPED from elsewhere, then a
+    conflicting v2 after the API's own v2: one version policy, so every view tells one story."""
+    from order_system.dead_letters import read_dead_letters
+    from order_system.lag import wait_for_zero_lag
+
+    order_id = create(api)
+    assert api.processor.wait_for_version(order_id, 1, timeout=30)
+    strangers = [OrderEvent.paid(order_id, "customer-123", 3), OrderEvent.shipped(order_id, "customer-123", 2)]
+    with OrderProducer(api.settings) as producer:
+        for event in strangers:
+            producer.publish(event).result(timeout=30)
+    wait_for_zero_lag(api.settings, ["order-processor"], timeout=60)
+    assert api.client.get(f"/api/orders/{order_id}").json()["version"] == 1
+
+    paid = api.client.post(f"/api/orders/{order_id}/pay", params={"customerId": "customer-123"})
+    assert paid.status_code == 202 and paid.json()["version"] == 2, paid.text
+    assert api.processor.wait_for_version(order_id, 2, timeout=30)
+    with OrderProducer(api.settings) as producer:
+        producer.publish(OrderEvent.cancelled(order_id, "customer-123", 2)).result(timeout=30)
+    wait_for_zero_lag(api.settings, ["order-processor"], timeout=60)
+
+    order = api.client.get(f"/api/orders/{order_id}").json()
+    assert (order["status"], order["version"]) == ("PAID", 2)
+    assert [(e["version"], e["status"]) for e in order["history"]] == [(1, "CREATED"), (2, "PAID")]
+    listed = api.client.get("/api/orders").json()
+    row = next(o for o in listed["orders"] if o["orderId"] == order_id)
+    assert (row["status"], row["version"]) == ("PAID", 2)
+    effect_events = {e["event_id"] for e in api.processor.store.effects() if e["order_id"] == order_id}
+    assert effect_events == {e["eventId"] for e in order["history"]}
+    dead = read_dead_letters(api.settings)
+    assert sorted(dead["reason"]) == ["invalid-transition", "version-conflict", "version-gap"]

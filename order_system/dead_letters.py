@@ -46,11 +46,11 @@ class DeadLetters:
 
     def send(self, received: Received, error: Exception, *, group: str, attempts: int, reason: str) -> None:
         origin = {
-            "original-topic": received.header("original-topic") or received.topic,
-            "original-partition": received.header("original-partition") or str(received.partition),
-            "original-offset": received.header("original-offset") or str(received.offset),
-            "original-timestamp-ms": received.header("original-timestamp-ms") or str(received.timestamp_ms),
+            "original-topic": received.topic, "original-partition": str(received.partition),
+            "original-offset": str(received.offset), "original-timestamp-ms": str(received.timestamp_ms),
         }
+        if received.topic in self.settings.retry_topics:  # where it came from before the retries
+            origin = {name: received.header(name) or here for name, here in origin.items()}
         ours = {**origin, "group": group, "reason": reason, "error-class": type(error).__name__,
                 "error-message": str(error)[:1000], "attempts": str(attempts)}
         if isinstance(error, InvalidTransition):

@@ -6,8 +6,8 @@ the state change and the side effects it caused; what an event's version means (
 conflict, gap) is decided by ``state_machine.check_version`` before, and ``record`` refuses to
 write when another consumer recorded something for the order meanwhile. So a restarted
 consumer, fed the same records again, ends with exactly the state and the side effects of a
-run without the crash. (The alternative, rebuilding state from offset 0 with side effects suppressed,
-costs a full replay on every start.)
+run without the crash. (The alternative, rebuilding state from offset 0 with side effects
+suppressed, costs a full replay on every start.)
 
 ``:memory:`` (the default) keeps everything in the process, which suits notebooks; a file path
 makes the state survive the process.

@@ -25,7 +25,7 @@ from order_system.retry import RetryTopics
 from order_system.state_machine import rebuild
 
 pytestmark = pytest.mark.slow
-NEAR_LIMIT = 999_800  # about the largest value (short key, few headers) the producer's 1,000,000-byte limit lets through
+NEAR_LIMIT = 999_800  # about the largest value (short key, few headers) the producer's 1,000,000-byte limit takes
 
 
 def with_field(event: OrderEvent, **changes: object) -> bytes:
@@ -100,7 +100,8 @@ def test_poison_is_dead_lettered_by_every_group_and_good_orders_finish(topic_set
     expected = rebuild(good)
     assert not expected.rejected and not expected.duplicates
     assert processor.statuses() == {order_id: o.status for order_id, o in expected.orders.items()}
-    assert processor.get(victim.order_id).history == expected.orders[victim.order_id].history  # type: ignore[union-attr]
+    histories = {order_id: processor.get(order_id).history for order_id in expected.orders}  # type: ignore[union-attr]
+    assert histories == {order_id: o.history for order_id, o in expected.orders.items()}
     assert notifications.count() == len(good) and analytics.events_seen == len(good)
 
     dead = read_dead_letters(topic_settings, timeout=30)

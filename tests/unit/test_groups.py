@@ -104,7 +104,8 @@ def test_same_version_with_another_event_id_is_a_conflict_not_a_duplicate() -> N
         processor.handle(OrderEvent.paid("k1", "c-1", 1))
     assert late.value.reason == "version-conflict"
     assert processor.statuses() == {"k1": OrderStatus.PAID} and processor.duplicates == 1
-    assert [e.event_id for e in processor.get("k1").history] == [created.event_id, paid.event_id]  # type: ignore[union-attr]
+    order = processor.get("k1")
+    assert order is not None and [e.event_id for e in order.history] == [created.event_id, paid.event_id]
 
 
 def test_notifications_and_analytics_refuse_conflicts_but_allow_gaps() -> None:

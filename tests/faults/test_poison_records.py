@@ -151,3 +151,20 @@ def test_an_unexpected_error_outside_the_handlers_dead_letters_the_record(topic_
     dead = read_dead_letters(topic_settings)
     assert list(dead["reason"]) == ["internal-error"] and list(dead["key"]) == ["boom0001"]
     assert "ZeroDivisionError: a bug in the policy" in dead["error-message"].iloc[0]
+
+
+def test_a_forged_retry_due_time_cannot_hold_a_retry_partition(topic_settings: Settings) -> None:
+    """A record on a retry topic claiming to be due in the year 285,000 waits at most the
+    longest retry delay, and an unreadable attempt number counts as the last attempt."""
+    event = OrderEvent.created("wait0001", "c-1")
+    seen: list[str] = []
+    group = "forged-retry"
+    headers = [("retry-group", group.encode()), ("retry-attempt", b"zwei"), ("retry-due-ms", b"9" * 16)]
+    with OrderProducer(topic_settings) as producer:
+        producer.publish_raw(event.to_json(), key=event.key(), headers=headers,
+                             topic=topic_settings.retry_topics[0]).result(30)
+    runner = ConsumerRunner(topic_settings, group, {OrderStatus.CREATED: lambda e, r: seen.append(e.order_id)},
+                            failure_policy=RetryTopics(delays=(0.5, 1.0)))
+    with run_groups(runner):
+        assert runner.wait_until(lambda: seen == ["wait0001"], timeout=30), "the forged due time held the record"
+    assert runner.dead_lettered == 0 and runner.stuck == 0

@@ -105,6 +105,26 @@ def answers_metadata(bootstrap: str, timeout: float = 5.0, client_options: dict[
     return bool(metadata.brokers)
 
 
+def outage_cause(settings: Settings) -> str:
+    """Which brokers of the bootstrap list do not answer, as a sentence ('' when all answer).
+
+    The API adds it to a 503 so that "2 of 3 brokers do not answer" is said, not only "timed out".
+    """
+    addresses = [a.strip() for a in settings.bootstrap_servers.split(",") if a.strip()]
+    plain = settings.client_options.get("security.protocol", "PLAINTEXT").upper() == "PLAINTEXT"
+    down = []
+    for address in addresses:
+        host, port = parse_bootstrap(address)
+        if not (speaks_kafka(host, port, timeout=0.5) if plain else port_open(host, port, timeout=0.5)):
+            down.append(address)
+    if not down:
+        return ""
+    if len(down) == len(addresses):
+        return f"no broker answers at {settings.bootstrap_servers}"
+    return (f"{len(down)} of {len(addresses)} brokers do not answer ({', '.join(down)}), so the cluster cannot "
+            "keep min.insync.replicas copies of a write (acks=all) until they are back")
+
+
 def java_major_version(java: str) -> int | None:
     """The major version of ``java``, or None when it cannot be run."""
     try:

@@ -19,7 +19,7 @@ import uuid
 
 from confluent_kafka import Producer
 
-from order_system.cluster import FAILOVER_TUNING, LocalCluster, cluster_port, partitions, wait_for
+from order_system.cluster import FAILOVER_TUNING, LocalCluster, cluster_port, leader_of, wait_for, wait_for_new_leader, wait_isr_whole
 from order_system.config import Settings
 from order_system.topics import create_topics, delete_topics
 
@@ -41,10 +41,11 @@ def one_failover(cluster: LocalCluster) -> tuple[float, float]:
     thread = threading.Thread(target=publish, daemon=True)
     thread.start()
     wait_for(lambda: len(acked) > 20, 30, "first acknowledgements")
-    leader = int(partitions(settings).loc[0, "leader"])
+    leader = leader_of(settings, 0)
+    assert leader is not None
     killed_at = time.monotonic()
     cluster.kill_node(leader)
-    wait_for(lambda: partitions(settings).loc[0, "leader"] not in (None, leader), 60, "a new leader")
+    wait_for_new_leader(settings, 0, leader)
     leader_s = time.monotonic() - killed_at
     wait_for(lambda: any(t > killed_at + leader_s for t in acked), 60, "an acknowledgement from the new leader")
     stop.set()
@@ -53,7 +54,7 @@ def one_failover(cluster: LocalCluster) -> tuple[float, float]:
     times = [killed_at] + [t for t in acked if t > killed_at]
     gap_s = max(b - a for a, b in zip(times, times[1:]))
     cluster.start_node(leader)
-    wait_for(lambda: all(len(isr) == 3 for isr in partitions(settings)["isr"]), 120, "the ISR whole again")
+    wait_isr_whole(settings)
     delete_topics(settings, list(settings.all_topics))
     return leader_s, gap_s
 

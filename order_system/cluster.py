@@ -288,7 +288,7 @@ def leader_counts(bootstrap: str, timeout: float = 3.0) -> dict[int, int] | None
     return counts
 
 
-def partitions(settings: Settings, topic: str | None = None, timeout: float = 5.0) -> pd.DataFrame:
+def partition_table(settings: Settings, topic: str | None = None, timeout: float = 5.0) -> pd.DataFrame:
     """A table of the topic's partitions: leader, replicas and in-sync replicas, as the brokers see them."""
     import pandas as pd
 
@@ -302,6 +302,29 @@ def partitions(settings: Settings, topic: str | None = None, timeout: float = 5.
     rows = [{"partition": p.id, "leader": p.leader if p.leader >= 0 else None, "replicas": sorted(p.replicas),
              "isr": sorted(p.isrs)} for p in sorted(found.partitions.values(), key=lambda p: p.id)]
     return pd.DataFrame(rows).set_index("partition")
+
+
+def leader_of(settings: Settings, partition: int, topic: str | None = None) -> int | None:
+    """The node leading ``partition`` of the topic, or None while it has no leader."""
+    import pandas as pd
+
+    leader = partition_table(settings, topic).loc[partition, "leader"]
+    return None if pd.isna(leader) else int(leader)
+
+
+def wait_for_new_leader(settings: Settings, partition: int, old: int, timeout: float = 60.0) -> int:
+    """Wait until ``partition`` is led by a node other than ``old``; returns the new leader."""
+    def moved() -> int | None:
+        leader = leader_of(settings, partition)
+        return leader if leader not in (None, old) else None
+
+    return int(wait_for(moved, timeout, f"a new leader for partition {partition}"))
+
+
+def wait_isr_whole(settings: Settings, replicas: int = NODES, timeout: float = 120.0) -> None:
+    """Wait until every partition of the topic has all its replicas in sync."""
+    wait_for(lambda: all(len(isr) == replicas for isr in partition_table(settings)["isr"]), timeout,
+             f"every partition of {settings.topic} with {replicas} in-sync replicas")
 
 
 def wait_for(check: Any, timeout: float, what: str, interval: float = 0.1) -> Any:

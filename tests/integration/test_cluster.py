@@ -21,7 +21,7 @@ import pytest
 from conftest import serve_in_thread
 from order_system.api import create_app
 from order_system.broker import answers_metadata
-from order_system.cluster import LocalCluster, partitions, wait_for
+from order_system.cluster import LocalCluster, leader_of, wait_for, wait_for_new_leader, wait_isr_whole
 from order_system.config import Settings
 from order_system.consumer import run_groups
 from order_system.groups import OrderProcessor, runner_for
@@ -98,11 +98,12 @@ def test_api_keeps_answering_through_a_leader_sigkill(cluster: LocalCluster, clu
     def fault() -> None:
         """SIGKILL partition 0's leader a quarter into the run; restart it at two thirds."""
         wait_for(lambda: finished[0] >= LIFECYCLES // 4 or done.is_set(), 600, "a quarter of the lifecycles")
-        victim = int(partitions(settings).loc[0, "leader"])
+        victim = leader_of(settings, 0)
+        assert victim is not None
         timeline["victim"] = victim
         timeline["killed"] = time.monotonic()
         cluster.kill_node(victim)
-        wait_for(lambda: partitions(settings).loc[0, "leader"] not in (None, victim), 60, "a new leader")
+        wait_for_new_leader(settings, 0, victim)
         timeline["new leader"] = time.monotonic()
         wait_for(lambda: finished[0] >= 2 * LIFECYCLES // 3 or done.is_set(), 600, "two thirds of the lifecycles")
         timeline["restart"] = time.monotonic()
@@ -163,7 +164,7 @@ def test_api_keeps_answering_through_a_leader_sigkill(cluster: LocalCluster, clu
     assert seen == {o: [c.version for c in cs] for o, cs in by_order.items()}
 
     # the restarted node is back in the ISR of every partition
-    wait_for(lambda: all(isr == [1, 2, 3] for isr in partitions(settings)["isr"]), 120, "the ISR whole again")
+    wait_isr_whole(settings)
 
 
 def _status(action: str) -> str:
@@ -177,7 +178,8 @@ def test_two_of_three_down_fails_within_the_bound_keeps_the_event_and_applies_it
         answer = client.post("/api/orders", json={"customerId": "customer-7"})
         assert answer.status_code == 201, answer.text
         order_id = answer.json()["orderId"]
-        leader = int(partitions(settings).loc[answer.json()["partition"], "leader"])
+        leader = leader_of(settings, answer.json()["partition"])
+        assert leader is not None
         other = next(n for n in (1, 2, 3) if n != leader)
         wait_for(lambda: processor.version(order_id) == 1, 60, "the order-processor seeing the order")
 

@@ -327,14 +327,24 @@ def wait_isr_whole(settings: Settings, replicas: int = NODES, timeout: float = 1
              f"every partition of {settings.topic} with {replicas} in-sync replicas")
 
 
+def wait_out_of_isr(settings: Settings, node_id: int, timeout: float = 60.0) -> pd.DataFrame:
+    """Wait until ``node_id`` is in no ISR of the topic (the controller fenced it); returns the table."""
+    def shrunk() -> pd.DataFrame | None:
+        table = partition_table(settings)
+        return table if all(node_id not in isr for isr in table["isr"]) else None
+
+    return wait_for(shrunk, timeout, f"node {node_id} leaving every ISR of {settings.topic}")
+
+
 def wait_for(check: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Call ``check`` until it returns something truthy (errors count as not yet); raise after ``timeout``."""
+    """Call ``check`` until it returns something other than None or False (errors count as not yet);
+    return that, or raise after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             result = check()
-            if result:
+            if result is not None and result is not False:
                 return result
         except Exception as exc:  # a node that is down or electing answers with errors for a while
             last = exc

@@ -35,6 +35,10 @@ class SteadyPublisher:
         self._thread.start()
         return self
 
+    def elapsed(self) -> float:
+        """Seconds since the publisher started."""
+        return time.monotonic() - self.started
+
     def _run(self) -> None:
         with OrderProducer(self.settings) as producer:
             for n, event in enumerate(self.events):

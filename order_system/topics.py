@@ -38,13 +38,16 @@ class Replication:
 
 
 def choose_replication(settings: Settings, admin: AdminClient | None = None, timeout: float = 30.0) -> Replication:
+    """``replication_for`` the number of brokers that answer."""
+    return replication_for(settings, len((admin or admin_client(settings)).list_topics(timeout=timeout).brokers))
+
+
+def replication_for(settings: Settings, brokers: int) -> Replication:
     """Replication 3 with min.insync.replicas=2 when three or more brokers answer, else one copy per
-    broker (at most 3); ORDER_SYSTEM_REPLICATION_FACTOR and ORDER_SYSTEM_MIN_INSYNC_REPLICAS win."""
-    brokers = len((admin or admin_client(settings)).list_topics(timeout=timeout).brokers)
+    broker; ORDER_SYSTEM_REPLICATION_FACTOR and ORDER_SYSTEM_MIN_INSYNC_REPLICAS win."""
     if settings.replication_from_env:
         factor = settings.replication_factor
-        default_isr = 2 if factor >= 3 else None
-        return Replication(factor, settings.min_insync_replicas or default_isr, brokers, chosen=False)
+        return Replication(factor, settings.min_insync_replicas or (2 if factor >= 3 else None), brokers, chosen=False)
     factor = max(1, min(brokers, 3))
     min_insync = settings.min_insync_replicas or (factor - 1 if factor > 1 else None)
     return Replication(factor, min_insync, brokers, chosen=True)

@@ -9,10 +9,10 @@ import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -207,3 +207,57 @@ def test_two_of_three_down_fails_within_the_bound_keeps_the_event_and_applies_it
         print(f"\n503 after {took:.1f}s: {error}\nPAID on the topic {len(paid)} time(s), applied once")
         answer = client.post(f"/api/orders/{order_id}/ship", params={"customerId": "customer-7"})
         assert answer.status_code == 202, answer.text
+
+
+def test_cli_status_kill_and_start_one_node(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from order_system.cli import main
+
+    cluster.start(timeout=180)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", cluster.bootstrap)
+    assert main(["broker", "status"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("broker+controller") == 3 and f"bootstrap list: {cluster.bootstrap}" in out
+    assert main(["broker", "kill", "--node", "3"]) == 0
+    assert "node 3: killed (SIGKILL to pid" in capsys.readouterr().out
+    assert main(["broker", "status"]) == 3
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()}
+    assert rows["3"][1] == "-" and rows["3"][5] == "no" and rows["1"][5] == rows["2"][5] == "yes"
+    assert main(["broker", "start", "--node", "3"]) == 0
+    assert f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap}" in capsys.readouterr().out
+    assert main(["broker", "status"]) == 0
+
+
+def test_topics_create_chooses_rf3_and_refuses_thin_topics(cluster: LocalCluster, unique: Callable[[str], str],
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from confluent_kafka.admin import ConfigResource
+
+    from order_system.cli import main
+    from order_system.topics import admin_client, create_topics, delete_topics
+
+    cluster.start(timeout=180)
+    fresh, thin = cluster.settings().with_topic(unique("rf3")), cluster.settings().with_topic(unique("rf1"))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", cluster.bootstrap)
+    try:
+        monkeypatch.setenv("ORDER_SYSTEM_TOPIC", fresh.topic)
+        assert main(["topics", "create"]) == 0
+        assert "using replication factor 3, min.insync.replicas=2 (3 broker(s) answer)" in capsys.readouterr().out
+        admin = admin_client(fresh)  # kept in a variable: its futures die with it
+        metadata = admin.list_topics(fresh.topic, timeout=10)
+        assert all(len(p.replicas) == 3 for p in metadata.topics[fresh.topic].partitions.values())
+        resource = ConfigResource("topic", fresh.topic)
+        config = admin.describe_configs([resource])[resource].result(timeout=10)
+        assert config["min.insync.replicas"].value == "2"
+
+        create_topics(replace(thin, replication_factor=1, replication_from_env=True))  # as an older run left it
+        monkeypatch.setenv("ORDER_SYSTEM_TOPIC", thin.topic)
+        assert main(["topics", "create"]) == 1
+        error = capsys.readouterr().err
+        assert "fewer replicas than the replication factor 3" in error and "kafka-reassign-partitions.sh" in error
+        assert "ORDER_SYSTEM_REPLICATION_FACTOR" in error
+        monkeypatch.setenv("ORDER_SYSTEM_REPLICATION_FACTOR", "1")  # said out loud, RF 1 is accepted
+        assert main(["topics", "create"]) == 0
+    finally:
+        delete_topics(fresh, list(fresh.all_topics))
+        delete_topics(thin, list(thin.all_topics))

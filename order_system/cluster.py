@@ -218,7 +218,9 @@ class LocalCluster:
             _signal(pid, signal.SIGTERM)
         lines = []
         for node, pid in running:
-            lines.append(f"node {node.node_id}: stopped (pid {pid}) {node._terminate(pid, grace=timeout)}")
+            how = node._terminate(pid, grace=timeout)  # SIGTERM again is harmless; SIGKILL after the grace
+            how = "cleanly (SIGTERM)" if how == "(it had already exited)" else how
+            lines.append(f"node {node.node_id}: stopped (pid {pid}) {how}")
             node.pid_file.unlink(missing_ok=True)
         return "\n".join(lines) or "no node of this cluster is running"
 

@@ -7,6 +7,7 @@ at import time.
 """
 
 from .broker import LocalBroker, ensure_broker
+from .cluster import LocalCluster, cluster_port, partition_table
 from .commands import OrderCommands
 from .config import Settings
 from .consumer import ConsumerRunner, Received, run_groups
@@ -16,13 +17,14 @@ from .errors import (
     StillProcessing, TopicError, UnknownOrder,
 )
 from .events import OrderEvent, OrderStatus, new_order_id
+from .failover import SteadyPublisher, arrival_table
 from .groups import AnalyticsService, NotificationService, OrderProcessor, runner_for, standard_groups
 from .lag import consumer_lag, wait_for_zero_lag
 from .outbox import Outbox
 from .producer import Delivery, OrderProducer, plan_lifecycles, publish_lifecycles
 from .retry import InPlaceRetry, RetryTopics
 from .state_machine import TRANSITIONS, Order, check_transition, rebuild, rebuild_order, transition_table
-from .topics import create_topics, delete_topics
+from .topics import choose_replication, create_topics, delete_topics
 
 __all__ = [
     "AnalyticsService", "BrokerError", "ConfigError", "ConsumerRunner", "DeadLetters", "Delivery", "InPlaceRetry",
@@ -32,4 +34,5 @@ __all__ = [
     "UnknownOrder", "check_transition", "consumer_lag", "create_topics", "delete_topics", "ensure_broker",
     "new_order_id", "plan_lifecycles", "publish_lifecycles", "read_dead_letters", "rebuild", "rebuild_order",
     "replay", "run_groups", "runner_for", "standard_groups", "transition_table", "wait_for_zero_lag",
+    "LocalCluster", "cluster_port", "partition_table", "SteadyPublisher", "arrival_table", "choose_replication",
 ]

@@ -105,6 +105,26 @@ def answers_metadata(bootstrap: str, timeout: float = 5.0, client_options: dict[
     return bool(metadata.brokers)
 
 
+def outage_cause(settings: Settings) -> str:
+    """Which brokers of the bootstrap list do not answer, as a sentence ('' when all answer).
+
+    The API adds it to a 503 so that "2 of 3 brokers do not answer" is said, not only "timed out".
+    """
+    addresses = [a.strip() for a in settings.bootstrap_servers.split(",") if a.strip()]
+    plain = settings.client_options.get("security.protocol", "PLAINTEXT").upper() == "PLAINTEXT"
+    down = []
+    for address in addresses:
+        host, port = parse_bootstrap(address)
+        if not (speaks_kafka(host, port, timeout=0.5) if plain else port_open(host, port, timeout=0.5)):
+            down.append(address)
+    if not down:
+        return ""
+    if len(down) == len(addresses):
+        return f"no broker answers at {settings.bootstrap_servers}"
+    return (f"{len(down)} of {len(addresses)} brokers do not answer ({', '.join(down)}), so the cluster cannot "
+            "keep min.insync.replicas copies of a write (acks=all) until they are back")
+
+
 def java_major_version(java: str) -> int | None:
     """The major version of ``java``, or None when it cannot be run."""
     try:
@@ -161,6 +181,7 @@ class LocalBroker:
         java: str = "java",
         mvn: str = "mvn",
         version: str = KAFKA_VERSION,
+        state_dir: Path | None = None,
     ) -> None:
         self.home = Path(home) if home else default_home()
         self.host = host
@@ -172,7 +193,7 @@ class LocalBroker:
         self.version = version
         self.dist_dir = self.home / f"kafka-{version}"
         self.libs_dir = self.dist_dir / "libs"
-        self.state_dir = self.home / f"broker-{port}"
+        self.state_dir = Path(state_dir) if state_dir else self.home / f"broker-{port}"
         self.data_dir = self.state_dir / "data"
         self.config_file = self.state_dir / "server.properties"
         self.log4j_file = self.state_dir / "log4j2.properties"
@@ -289,7 +310,11 @@ class LocalBroker:
         )
 
     def _server_properties(self) -> str:
-        props = {
+        return "".join(f"{k}={v}\n" for k, v in self._properties().items())
+
+    def _properties(self) -> dict[str, str]:
+        """The node's server.properties as a dict (a cluster node overrides some of them)."""
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
@@ -308,8 +333,13 @@ class LocalBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # the cleaner allocates its dedupe buffer at start; Kafka's 128 MB default does not fit a small heap
+            "log.cleaner.dedupe.buffer.size": str(cleaner_buffer_bytes(self.heap)),
         }
-        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _quorum_args(self) -> list[str]:
+        """How StorageTool sets up the controller quorum: this node alone (a cluster overrides it)."""
+        return ["--standalone"]
 
     def _log4j_properties(self) -> str:
         return (
@@ -330,20 +360,24 @@ class LocalBroker:
             "-cp", f"{self.libs_dir}/*", main, *args,
         ]
 
-    def format_storage(self) -> None:
-        """Write the configuration and, the first time, format the KRaft storage."""
+    def format_storage(self, cluster_id: str | None = None) -> None:
+        """Write the configuration and, the first time, format the KRaft storage.
+
+        ``cluster_id`` is made here when not given (the nodes of a cluster share one).
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self._server_properties())
         self.log4j_file.write_text(self._log4j_properties())
         if (self.data_dir / "meta.properties").exists():
             return
         tool = "kafka.tools.StorageTool"
-        cluster = subprocess.run(self._java(tool, "random-uuid", heap="128m"), capture_output=True, text=True)
-        cluster_id = cluster.stdout.strip().splitlines()[-1] if cluster.stdout.strip() else ""
-        if cluster.returncode != 0 or not cluster_id:
-            raise BrokerError(f"could not make a cluster id:\n{cluster.stderr[-2000:]}")
+        if cluster_id is None:
+            cluster = subprocess.run(self._java(tool, "random-uuid", heap="128m"), capture_output=True, text=True)
+            cluster_id = cluster.stdout.strip().splitlines()[-1] if cluster.stdout.strip() else ""
+            if cluster.returncode != 0 or not cluster_id:
+                raise BrokerError(f"could not make a cluster id:\n{cluster.stderr[-2000:]}")
         done = subprocess.run(
-            self._java(tool, "format", "--standalone", "-t", cluster_id, "-c", str(self.config_file),
+            self._java(tool, "format", *self._quorum_args(), "-t", cluster_id, "-c", str(self.config_file),
                        "--ignore-formatted", heap="128m"),
             capture_output=True, text=True,
         )
@@ -460,6 +494,20 @@ class LocalBroker:
             pass
         _reap(pid)
         return f"with SIGKILL after {grace:.0f}s without exiting on SIGTERM"
+
+
+def heap_bytes(heap: str) -> int:
+    """A JVM heap size such as ``512m`` or ``1g`` in bytes."""
+    match = re.fullmatch(r"(\d+)([kmg]?)", heap.strip().lower())
+    if not match:
+        raise BrokerError(f"heap size {heap!r} is not like 512m or 1g")
+    return int(match.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2)]
+
+
+def cleaner_buffer_bytes(heap: str) -> int:
+    """The log cleaner's dedupe buffer for a heap: an eighth of it, at least 8 MB (Kafka's default is
+    128 MB whatever the heap, which killed a 256 MB broker with OutOfMemoryError)."""
+    return max(heap_bytes(heap) // 8, 8 << 20)
 
 
 def _reap(pid: int) -> None:

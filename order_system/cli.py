@@ -17,6 +17,52 @@ GROUPS = ("order-processor", "notification-service", "analytics-service")
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
+    from .cluster import LocalCluster
+
+    wants_cluster = (args.nodes or 0) > 1 or (args.nodes is None and (args.node is not None or _cluster_here(settings)))
+    cluster = LocalCluster.for_settings(settings, nodes=args.nodes or 3) if wants_cluster else None
+    if cluster is None:
+        if args.node is not None or args.action == "kill":
+            print(f"no cluster was set up at {settings.bootstrap_servers}; start one with `broker start --nodes 3`",
+                  file=sys.stderr)
+            return 2
+        return _single_broker(args, settings)
+    if args.action == "start":
+        if args.node is not None:
+            cluster.start_node(args.node, say=print)
+        else:
+            cluster.start(say=print)
+        print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap}")
+        return 0
+    if args.action == "stop":
+        print(cluster.stop_node(args.node) if args.node is not None else cluster.stop())
+        return 0
+    if args.action == "kill":
+        if args.node is None:
+            print("say which node to kill: `broker kill --node N`", file=sys.stderr)
+            return 2
+        print(cluster.kill_node(args.node))
+        return 0
+    if args.action == "status":
+        import pandas as pd
+
+        nodes = cluster.status()
+        print(pd.DataFrame([n.row() for n in nodes]).to_string(index=False))
+        print(f"bootstrap list: {cluster.bootstrap}")
+        return 0 if all(n.alive for n in nodes) else 3
+    print(cluster.logs(args.node or 1, args.lines))
+    return 0
+
+
+def _cluster_here(settings: Settings) -> bool:
+    from .broker import is_loopback, parse_bootstrap
+    from .cluster import LocalCluster
+
+    host, port = parse_bootstrap(settings.bootstrap_servers)
+    return is_loopback(host) and LocalCluster(port=port).exists()
+
+
+def _single_broker(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "start":
         ensure_broker(settings, say=print)
         return 0
@@ -33,9 +79,11 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from .topics import create_topics
+    from .topics import admin_client, choose_replication, create_topics
 
-    for name, outcome in create_topics(settings).items():
+    replication = choose_replication(settings, admin_client(settings))
+    print(f"using {replication.describe()}")
+    for name, outcome in create_topics(settings, replication=replication).items():
         print(f"{name:<28} {outcome}")
     return 0
 
@@ -150,9 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="order-system", description="An event-driven order system on Apache Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("broker", help="start, stop or inspect the local Apache Kafka broker")
-    p.add_argument("action", choices=["start", "stop", "status", "logs"])
+    p = sub.add_parser("broker", help="start, stop or inspect the local Apache Kafka broker (or cluster)")
+    p.add_argument("action", choices=["start", "stop", "status", "logs", "kill"])
     p.add_argument("--lines", type=int, default=50, help="how many log lines `logs` shows")
+    p.add_argument("--nodes", type=int, choices=range(1, 10), metavar="N", default=None,
+                   help="start a cluster of N KRaft nodes (3 or more); 1 forces the single broker")
+    p.add_argument("--node", type=int, default=None, metavar="N",
+                   help="act on one node of the cluster (start, stop, kill with SIGKILL, logs)")
     p.set_defaults(run=_broker)
 
     p = sub.add_parser("topics", help="create the order, retry and dead-letter topics")

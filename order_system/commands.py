@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from .broker import outage_cause
 from .errors import NotYourOrder, PublishError, StillProcessing, UnknownOrder
 from .events import OrderEvent, OrderStatus, new_order_id
 from .groups import OrderProcessor
@@ -66,6 +67,8 @@ class OrderCommands:
             delivery = future.result(timeout=self.publish_timeout)
         except (PublishError, FutureTimeout) as exc:
             message = f"the Kafka broker did not acknowledge the event for order {event.order_id}"
+            if cause := outage_cause(self.producer.settings):
+                message += f": {cause}"
             if self.producer.outbox is not None:  # the producer keeps what it failed to deliver
                 message += "; the event is kept in the outbox and will be sent when the broker is back"
             elif self.outbox is not None:

@@ -62,6 +62,9 @@ class Settings:
     replication_factor: int = 1
     client_options: Mapping[str, str] = field(default_factory=dict)
     bootstrap_from_env: bool = False
+    # False: `topics create` chooses replication from the brokers that answer (3 and min ISR 2 on a cluster)
+    replication_from_env: bool = False
+    min_insync_replicas: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +78,8 @@ class Settings:
             topic=topic,
             partitions=_int(env, "ORDER_SYSTEM_PARTITIONS", 3),
             replication_factor=_int(env, "ORDER_SYSTEM_REPLICATION_FACTOR", 1),
+            replication_from_env=bool((env.get("ORDER_SYSTEM_REPLICATION_FACTOR") or "").strip()),
+            min_insync_replicas=_int(env, "ORDER_SYSTEM_MIN_INSYNC_REPLICAS", 0) or None,
             client_options=client_options_from_env(env),
             bootstrap_from_env=bool(bootstrap),
         )

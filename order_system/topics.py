@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -15,15 +18,53 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(settings.client_config())
 
 
-def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
+@dataclass(frozen=True)
+class Replication:
+    """How many copies each partition gets, and how many must hold a record before acks=all answers."""
+
+    factor: int
+    min_insync: int | None  # None: the broker's default
+    brokers: int
+    chosen: bool  # True: chosen from the brokers that answer; False: set in the environment
+
+    def describe(self) -> str:
+        isr = f"min.insync.replicas={self.min_insync}" if self.min_insync else "the broker's min.insync.replicas"
+        why = (f"{self.brokers} broker(s) answer" if self.chosen
+               else "ORDER_SYSTEM_REPLICATION_FACTOR is set")
+        return f"replication factor {self.factor}, {isr} ({why})"
+
+    def topic_config(self) -> dict[str, str]:
+        return {"min.insync.replicas": str(self.min_insync)} if self.min_insync else {}
+
+
+def choose_replication(settings: Settings, admin: AdminClient | None = None, timeout: float = 30.0) -> Replication:
+    """``replication_for`` the number of brokers that answer."""
+    return replication_for(settings, len((admin or admin_client(settings)).list_topics(timeout=timeout).brokers))
+
+
+def replication_for(settings: Settings, brokers: int) -> Replication:
+    """Replication 3 with min.insync.replicas=2 when three or more brokers answer, else one copy per
+    broker; ORDER_SYSTEM_REPLICATION_FACTOR and ORDER_SYSTEM_MIN_INSYNC_REPLICAS win."""
+    if settings.replication_from_env:
+        factor = settings.replication_factor
+        return Replication(factor, settings.min_insync_replicas or (2 if factor >= 3 else None), brokers, chosen=False)
+    factor = max(1, min(brokers, 3))
+    min_insync = settings.min_insync_replicas or (factor - 1 if factor > 1 else None)
+    return Replication(factor, min_insync, brokers, chosen=True)
+
+
+def create_topics(settings: Settings, timeout: float = 30.0, replication: Replication | None = None) -> dict[str, str]:
     """Create every topic of ``settings`` that is missing; idempotent.
 
-    Returns ``{topic: "created" | "exists"}``. A topic that exists with fewer partitions than
-    configured is reported as a ``TopicError`` rather than silently used.
+    Returns ``{topic: "created" | "exists"}``. A topic that exists with fewer partitions or fewer
+    replicas than configured is reported as a ``TopicError`` (saying how to fix it) rather than
+    silently used. ``replication`` defaults to ``choose_replication``.
     """
     admin = admin_client(settings)
+    replication = replication or choose_replication(settings, admin, timeout)
     wanted = [
-        NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor)
+        NewTopic(name, num_partitions=settings.partitions, replication_factor=replication.factor,
+                 config=replication.topic_config())
         for name in settings.all_topics
     ]
     futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
@@ -37,11 +78,40 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
             if error.name() != "TOPIC_ALREADY_EXISTS":
                 raise TopicError(f"could not create topic {name!r}: {error.str()}") from exc
             outcome[name] = "exists"
-    _check_partitions(admin, settings, timeout)
+    metadata = _check_partitions(admin, settings, timeout)
+    _check_replicas(metadata, settings, replication, [n for n, o in outcome.items() if o == "exists"])
     return outcome
 
 
-def _check_partitions(admin: AdminClient, settings: Settings, timeout: float) -> None:
+def _check_replicas(metadata: Any, settings: Settings, replication: Replication, existing: list[str]) -> None:
+    """An existing topic with fewer replicas than chosen loses acknowledged records with one broker:
+    say so, and how to fix it, instead of using it."""
+    thin = {name: metadata.topics[name] for name in existing
+            if min(len(p.replicas) for p in metadata.topics[name].partitions.values()) < replication.factor}
+    if not thin:
+        return
+    brokers = sorted(metadata.brokers)
+    plan = {"version": 1, "partitions": [
+        {"topic": name, "partition": p.id,
+         "replicas": (list(p.replicas) + [b for b in _rotate(brokers, p.id) if b not in p.replicas])[:replication.factor]}
+        for name, topic in thin.items() for p in sorted(topic.partitions.values(), key=lambda p: p.id)]}
+    found = ", ".join(f"{name!r} ({min(len(p.replicas) for p in t.partitions.values())} replica(s))"
+                      for name, t in thin.items())
+    raise TopicError(
+        f"topics {found} exist with fewer replicas than the {replication.describe()}: one broker's loss "
+        "would lose their acknowledged records. To keep their records, save this plan as plan.json and run "
+        f"Kafka's `kafka-reassign-partitions.sh --bootstrap-server {settings.bootstrap_servers} "
+        f"--reassignment-json-file plan.json --execute`, then set min.insync.replicas with kafka-configs.sh: "
+        f"{json.dumps(plan, separators=(',', ':'))} . Or delete them (their records are lost) and run "
+        "`order-system topics create` again. To keep them as they are, set ORDER_SYSTEM_REPLICATION_FACTOR."
+    )
+
+
+def _rotate(items: list[int], by: int) -> list[int]:
+    return items[by % len(items):] + items[:by % len(items)] if items else items
+
+
+def _check_partitions(admin: AdminClient, settings: Settings, timeout: float) -> Any:
     """Wait until every topic shows in the metadata with its partitions (creation propagates
     asynchronously), then check that none has fewer partitions than configured."""
     deadline = time.monotonic() + timeout
@@ -61,6 +131,7 @@ def _check_partitions(admin: AdminClient, settings: Settings, timeout: float) ->
                 f"topic {name!r} has {found} partitions, fewer than the configured "
                 f"{settings.partitions}; delete it or set ORDER_SYSTEM_PARTITIONS={found}"
             )
+    return metadata
 
 
 def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from order_system.broker import LocalBroker, answers_metadata
+from order_system.cluster import LocalCluster, cluster_port
 from order_system.config import Settings
 from order_system.topics import create_topics, delete_topics
 
@@ -66,3 +70,45 @@ def spare_broker(settings: Settings) -> Iterator[LocalBroker]:
     yield broker
     broker.stop()
     broker.purge()
+
+
+@contextmanager
+def serve_in_thread(app: object) -> Iterator[str]:
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)  # uvicorn offers no event for "listening"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def cluster(settings: Settings) -> Iterator[LocalCluster]:
+    """The three-node cluster beside the single broker (ports from ``cluster_port``), started once per
+    session for the tests that need it, with 384 MB heaps; stopped and deleted after if it started it."""
+    local = LocalCluster(port=cluster_port(settings))
+    outcome = local.start(timeout=180)
+    yield local
+    if outcome == "started":
+        local.stop()
+        local.purge()
+
+
+@pytest.fixture
+def cluster_settings(cluster: LocalCluster, unique: Callable[[str], str]) -> Iterator[Settings]:
+    """Settings for a fresh topic on the cluster (RF 3, min ISR 2), every node up first; deleted after."""
+    cluster.start(timeout=180)  # a test or notebook before may have stopped a node
+    fresh = cluster.settings().with_topic(unique("cluster-orders"))
+    create_topics(fresh)
+    yield fresh
+    delete_topics(fresh, list(fresh.all_topics))

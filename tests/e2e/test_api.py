@@ -27,6 +27,8 @@ from order_system.outbox import Outbox
 from order_system.producer import OrderProducer
 from order_system.topics import create_topics, delete_topics
 
+from conftest import serve_in_thread
+
 
 @dataclass
 class Api:
@@ -34,24 +36,6 @@ class Api:
     settings: Settings
     processor: OrderProcessor
     outbox: Outbox
-
-
-@contextmanager
-def serve_in_thread(app: object) -> Iterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)  # uvicorn offers no event for "listening"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

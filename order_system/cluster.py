@@ -1,0 +1,354 @@
+"""Three KRaft nodes on this machine: replication, leader election and failover you can watch.
+
+Each node is one JVM that is both a controller and a broker (``process.roles=broker,controller``),
+like the single node, so three processes give a controller quorum of three and three brokers.
+A separate quorum would need three more JVMs on a 2-core machine, for nothing a learner can see.
+The quorum is formatted as a dynamic (KIP-853) quorum with StorageTool ``--initial-controllers``,
+the same kind of quorum ``--standalone`` gives the single node, so ``controller.quorum.bootstrap.servers``
+is used everywhere and no static ``controller.quorum.voters`` list is needed.
+
+Port scheme, from the bootstrap port P: node n (1, 2, 3) listens for clients on P + 2(n - 1) and
+for the controller quorum on P + 2(n - 1) + 1. Node 1 uses the single node's two ports, so a
+single node and a cluster cannot share a base port. Files live in ``<home>/cluster-<P>/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .broker import LocalBroker, Say, _quiet, _reap, is_loopback, parse_bootstrap, port_open, speaks_kafka
+from .config import Settings, default_home
+from .errors import BrokerError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NODES = 3
+NODE_HEAP = "384m"  # three nodes plus clients on a 2-core, 24 GB machine
+# A SIGKILLed broker sends nothing: the controller fences it only when its session expires
+# (Kafka's default 9 s, about 11 s until clients see a new leader). A 500 ms heartbeat and a
+# 3 s session bring that to a few seconds, below the API's publish bound.
+FAILOVER_TUNING = {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500"}
+
+
+def cluster_port(settings: Settings, env: Mapping[str, str] | None = None) -> int:
+    """Node 1's port for a cluster beside the configured single broker (notebook 08, cluster tests):
+    ``ORDER_SYSTEM_CLUSTER_PORT``, else the bootstrap port + 100 (9192 beside 9092)."""
+    env = os.environ if env is None else env
+    raw = (env.get("ORDER_SYSTEM_CLUSTER_PORT") or "").strip()
+    if raw:
+        if not raw.isdigit() or not 1024 <= int(raw) <= 65535 - 2 * NODES:
+            raise BrokerError(f"ORDER_SYSTEM_CLUSTER_PORT={raw!r} is not a port between 1024 and {65535 - 2 * NODES}")
+        return int(raw)
+    return parse_bootstrap(settings.bootstrap_servers)[1] + 100
+
+
+def kafka_uuid() -> str:
+    """A random id in Kafka's text form (URL-safe base64 of 16 bytes), as StorageTool random-uuid prints."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):  # Kafka avoids ids that look like a command-line option
+            return text
+
+
+class ClusterNode(LocalBroker):
+    """One node of a ``LocalCluster``: LocalBroker's launcher with the cluster's settings."""
+
+    def __init__(self, cluster: LocalCluster, node_id: int) -> None:
+        super().__init__(home=cluster.home, host=cluster.host, port=cluster.port + 2 * (node_id - 1),
+                         heap=cluster.heap, java=cluster.java, mvn=cluster.mvn,
+                         state_dir=cluster.state_dir / f"node-{node_id}")
+        self.node_id = node_id
+        self.cluster = cluster
+
+    def _properties(self) -> dict[str, str]:
+        props = super()._properties()
+        props.update({
+            "node.id": str(self.node_id),
+            "controller.quorum.bootstrap.servers": self.cluster.controller_addresses(),
+            "default.replication.factor": "3",
+            "min.insync.replicas": "2",  # also the internal topics' (consumer offsets, share state)
+            "offsets.topic.replication.factor": "3",
+            "transaction.state.log.replication.factor": "3",
+            "transaction.state.log.min.isr": "2",
+            "share.coordinator.state.topic.replication.factor": "3",
+            "share.coordinator.state.topic.min.isr": "2",
+            **(FAILOVER_TUNING if self.cluster.tuned else {}),
+        })
+        return props
+
+    def _quorum_args(self) -> list[str]:
+        return ["--initial-controllers", self.cluster.initial_controllers()]
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node as ``broker status`` shows it."""
+
+    node_id: int
+    pid: int | None
+    role: str
+    port: int
+    controller_port: int
+    alive: bool
+    leads: int | None  # partitions it leads; None when no node answers
+
+    def row(self) -> dict[str, Any]:
+        return {"node": self.node_id, "pid": self.pid or "-", "role": self.role, "port": self.port,
+                "controller port": self.controller_port, "alive": "yes" if self.alive else "no",
+                "leads": "?" if self.leads is None else self.leads}
+
+
+class LocalCluster:
+    """Start, stop, kill and inspect a cluster of KRaft nodes on 127.0.0.1 (see the module doc)."""
+
+    def __init__(self, home: Path | None = None, host: str = "127.0.0.1", port: int = 9092, nodes: int = NODES,
+                 heap: str = NODE_HEAP, java: str = "java", mvn: str = "mvn", tuned: bool = True) -> None:
+        if nodes < 3:
+            raise BrokerError(f"a cluster has at least 3 nodes (a quorum that survives one loss), not {nodes}")
+        self.home = Path(home) if home else default_home()
+        self.host, self.port, self.heap, self.java, self.mvn, self.tuned = host, port, heap, java, mvn, tuned
+        self.state_dir = self.home / f"cluster-{port}"
+        self.layout_file = self.state_dir / "cluster.json"
+        recorded = self._layout().get("nodes")
+        self.nodes = [ClusterNode(self, n) for n in range(1, int(recorded or nodes) + 1)]
+
+    @classmethod
+    def for_settings(cls, settings: Settings, **kwargs: Any) -> LocalCluster:
+        host, port = parse_bootstrap(settings.bootstrap_servers)
+        if not is_loopback(host):
+            raise BrokerError(f"KAFKA_BOOTSTRAP_SERVERS points at {settings.bootstrap_servers}, not this machine; "
+                              "order-system only starts clusters on 127.0.0.1")
+        return cls(port=port, **kwargs)
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap list clients should use: every node, so any one of them can be down."""
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def settings(self, base: Settings | None = None) -> Settings:
+        """``base`` (or the environment's settings) pointed at this cluster."""
+        from dataclasses import replace
+
+        return replace(base or Settings.from_env(), bootstrap_servers=self.bootstrap, bootstrap_from_env=True)
+
+    def node(self, node_id: int) -> ClusterNode:
+        if not 1 <= node_id <= len(self.nodes):
+            raise BrokerError(f"there is no node {node_id}; the cluster at {self.port} has nodes 1 to {len(self.nodes)}")
+        return self.nodes[node_id - 1]
+
+    def exists(self) -> bool:
+        """Whether a cluster was set up at this port (its nodes may be stopped)."""
+        return self.layout_file.exists()
+
+    def controller_addresses(self) -> str:
+        return ",".join(f"{self.host}:{node.controller_port}" for node in self.nodes)
+
+    def _layout(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.layout_file.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def initial_controllers(self) -> str:
+        """StorageTool's ``--initial-controllers``: id@host:port:directory-id for every node."""
+        ids = self._layout()["directory_ids"]
+        return ",".join(f"{n.node_id}@{self.host}:{n.controller_port}:{ids[str(n.node_id)]}" for n in self.nodes)
+
+    def _ensure_layout(self) -> str:
+        """The cluster id, recorded with each node's metadata directory id the first time."""
+        layout = self._layout()
+        if not layout:
+            layout = {"cluster_id": kafka_uuid(), "nodes": len(self.nodes), "port": self.port,
+                      "directory_ids": {str(n.node_id): kafka_uuid() for n in self.nodes}}
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.layout_file.write_text(json.dumps(layout, indent=1))
+        return str(layout["cluster_id"])
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    def start(self, timeout: float = 120.0, say: Say = _quiet) -> str:
+        """Start every node that is not running and wait until all answer; ``"started"`` or ``"reused"``."""
+        return self._start(self.nodes, timeout, say)
+
+    def start_node(self, node_id: int, timeout: float = 120.0, say: Say = _quiet) -> str:
+        return self._start([self.node(node_id)], timeout, say)
+
+    def _start(self, nodes: list[ClusterNode], timeout: float, say: Say) -> str:
+        single = LocalBroker(home=self.home, host=self.host, port=self.port)
+        if single.status().pid is not None:
+            raise BrokerError(f"a single broker started by order-system runs at {single.bootstrap}; stop it first "
+                              f"(`order-system broker stop`) or start the cluster at another port")
+        launched: list[tuple[ClusterNode, int]] = []
+        started = False
+        for node in nodes:
+            pid = node.status().pid
+            if pid is not None:
+                launched.append((node, pid))
+                continue
+            for port in (node.port, node.controller_port):
+                if port_open(self.host, port):
+                    raise BrokerError(f"port {port} (node {node.node_id}) is taken by another program; stop it "
+                                      "or choose another port with KAFKA_BOOTSTRAP_SERVERS")
+            node.check_tools(need_maven=not node.jars_ready())
+            node.fetch_jars(say)
+            node.format_storage(self._ensure_layout())
+            pid = node._launch()
+            say(f"Starting node {node.node_id} (pid {pid}) at {node.bootstrap}, controller port {node.controller_port}")
+            launched.append((node, pid))
+            started = True
+        for node, pid in launched:  # every node has been launched: a quorum needs a majority up at once
+            node._wait_ready(pid, timeout)
+        say(f"Kafka cluster is ready; bootstrap list: {self.bootstrap}")
+        return "started" if started else "reused"
+
+    def stop(self, timeout: float = 60.0) -> str:
+        """Stop every node (SIGTERM to all at once, so the quorum stays up while they shut down)."""
+        running = [(node, pid) for node in self.nodes if (pid := node.status().pid) is not None]
+        for _, pid in running:
+            _signal(pid, signal.SIGTERM)
+        lines = []
+        for node, pid in running:
+            how = node._terminate(pid, grace=timeout)  # SIGTERM again is harmless; SIGKILL after the grace
+            how = "cleanly (SIGTERM)" if how == "(it had already exited)" else how
+            lines.append(f"node {node.node_id}: stopped (pid {pid}) {how}")
+            node.pid_file.unlink(missing_ok=True)
+        return "\n".join(lines) or "no node of this cluster is running"
+
+    def stop_node(self, node_id: int, timeout: float = 60.0) -> str:
+        return f"node {node_id}: {self.node(node_id).stop(timeout)}"
+
+    def kill_node(self, node_id: int) -> str:
+        """SIGKILL one node, as a crash would: no controlled shutdown, no leader hand-over."""
+        node = self.node(node_id)
+        pid = node.status().pid
+        if pid is None:
+            return f"node {node_id} is not running"
+        _signal(pid, signal.SIGKILL)
+        node.wait_stopped(timeout=30)
+        return f"node {node_id}: killed (SIGKILL to pid {pid})"
+
+    def purge(self) -> None:
+        """Delete the cluster's files (every node must be stopped)."""
+        for node in self.nodes:
+            node.purge()
+        import shutil
+
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # ---- inspection ---------------------------------------------------------------
+
+    def status(self) -> list[NodeStatus]:
+        leads = leader_counts(self.bootstrap)
+        result = []
+        for node in self.nodes:
+            status = node.status()
+            alive = status.pid is not None and status.reachable
+            result.append(NodeStatus(node.node_id, status.pid, "broker+controller", node.port, node.controller_port,
+                                     alive, None if leads is None else leads.get(node.node_id, 0)))
+        return result
+
+    def logs(self, node_id: int, lines: int = 50) -> str:
+        return self.node(node_id).logs(lines)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+
+
+def _metadata(bootstrap: str, topic: str | None = None, timeout: float = 5.0) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    return admin.list_topics(topic, timeout=timeout) if topic else admin.list_topics(timeout=timeout)
+
+
+def leader_counts(bootstrap: str, timeout: float = 3.0) -> dict[int, int] | None:
+    """How many partitions (internal topics included) each broker leads; None when no node answers."""
+    try:
+        metadata = _metadata(bootstrap, timeout=timeout)
+    except Exception:
+        return None
+    counts: dict[int, int] = {}
+    for topic in metadata.topics.values():
+        for partition in topic.partitions.values():
+            if partition.leader >= 0:
+                counts[partition.leader] = counts.get(partition.leader, 0) + 1
+    return counts
+
+
+def partition_table(settings: Settings, topic: str | None = None, timeout: float = 5.0) -> pd.DataFrame:
+    """A table of the topic's partitions: leader, replicas and in-sync replicas, as the brokers see them."""
+    import pandas as pd
+
+    from confluent_kafka.admin import AdminClient
+
+    name = topic or settings.topic
+    metadata = AdminClient(settings.client_config()).list_topics(name, timeout=timeout)
+    found = metadata.topics.get(name)
+    if found is None or found.error is not None:
+        raise BrokerError(f"topic {name!r} is not known to the cluster at {settings.bootstrap_servers}")
+    rows = [{"partition": p.id, "leader": p.leader if p.leader >= 0 else None, "replicas": sorted(p.replicas),
+             "isr": sorted(p.isrs)} for p in sorted(found.partitions.values(), key=lambda p: p.id)]
+    return pd.DataFrame(rows).set_index("partition")
+
+
+def leader_of(settings: Settings, partition: int, topic: str | None = None) -> int | None:
+    """The node leading ``partition`` of the topic, or None while it has no leader."""
+    import pandas as pd
+
+    leader = partition_table(settings, topic).loc[partition, "leader"]
+    return None if pd.isna(leader) else int(leader)
+
+
+def wait_for_new_leader(settings: Settings, partition: int, old: int, timeout: float = 60.0) -> int:
+    """Wait until ``partition`` is led by a node other than ``old``; returns the new leader."""
+    def moved() -> int | None:
+        leader = leader_of(settings, partition)
+        return leader if leader not in (None, old) else None
+
+    return int(wait_for(moved, timeout, f"a new leader for partition {partition}"))
+
+
+def wait_isr_whole(settings: Settings, replicas: int = NODES, timeout: float = 120.0) -> None:
+    """Wait until every partition of the topic has all its replicas in sync."""
+    wait_for(lambda: all(len(isr) == replicas for isr in partition_table(settings)["isr"]), timeout,
+             f"every partition of {settings.topic} with {replicas} in-sync replicas")
+
+
+def wait_out_of_isr(settings: Settings, node_id: int, timeout: float = 60.0) -> pd.DataFrame:
+    """Wait until ``node_id`` is in no ISR of the topic (the controller fenced it); returns the table."""
+    def shrunk() -> pd.DataFrame | None:
+        table = partition_table(settings)
+        return table if all(node_id not in isr for isr in table["isr"]) else None
+
+    return wait_for(shrunk, timeout, f"node {node_id} leaving every ISR of {settings.topic}")
+
+
+def wait_for(check: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Call ``check`` until it returns something other than None or False (errors count as not yet);
+    return that, or raise after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result is not None and result is not False:
+                return result
+        except Exception as exc:  # a node that is down or electing answers with errors for a while
+            last = exc
+        time.sleep(interval)  # cluster metadata changes have no event a client can wait on
+    raise BrokerError(f"{what} did not happen within {timeout:.0f}s" + (f" (last error: {last})" if last else ""))

@@ -196,11 +196,10 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     processor, notifications, analytics = standard_groups(state_dir)
     groups = [processor] if api_only else [processor, notifications, analytics]
     outbox = Outbox()
-    with OrderProducer(settings, extra_config={"delivery.timeout.ms": 8000}) as producer, \
+    with OrderProducer(settings, extra_config={"delivery.timeout.ms": 8000}, outbox=outbox) as producer, \
             run_groups(*(runner_for(group, settings) for group in groups)):
         relay = OutboxRelay(
-            outbox,
-            send=producer.publish_kept,
+            producer,
             reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0,
                                                client_options=dict(settings.client_options)),
         ).start()

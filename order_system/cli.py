@@ -168,23 +168,24 @@ def _outbox(args: argparse.Namespace, settings: Settings) -> int:
     from .progress import ProgressBar
 
     outbox = Outbox(args.path)
-    kept = outbox.pending()
     if args.action == "list":
-        for record in kept:
-            print(f"{record.seq:>6}  {record.topic}  key={record.key!r}  error={record.error}")
-        print(f"{len(kept)} record(s) in {outbox.path}")
+        for record in outbox.pending():
+            print(f"{record.seq:>6}  {record.topic}  key={record.key!r}  cluster={record.cluster or '(unknown)'}  "
+                  f"error={record.error}")
+        per_cluster = ", ".join(f"{n} for cluster {c or '(unknown)'}" for c, n in outbox.clusters().items())
+        print(f"{len(outbox)} record(s) in {outbox.path}" + (f": {per_cluster}" if per_cluster else ""))
         return 0
-    if not kept:
+    if not len(outbox):
         print(f"nothing to resend: {outbox.path} is empty")
         return 0
     if not answers_metadata(settings.bootstrap_servers, client_options=dict(settings.client_options)):
-        print(f"the broker at {settings.bootstrap_servers} does not answer; {len(kept)} record(s) stay kept",
+        print(f"the broker at {settings.bootstrap_servers} does not answer; {len(outbox)} record(s) stay kept",
               file=sys.stderr)
         return 1
-    with OrderProducer(settings) as producer:
-        sent = outbox.resend(producer.publish_kept, progress=ProgressBar("resending"))
-    print(f"resent {sent} record(s), in order; {len(outbox)} left")
-    return 0
+    with OrderProducer(settings, outbox=outbox) as producer:
+        report = producer.resend_kept(adopt_unknown=args.adopt, progress=ProgressBar("resending"))
+    print(report.describe())
+    return 1 if report.busy or report.left else 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("outbox", help="list or resend events the broker did not acknowledge")
     p.add_argument("action", choices=["list", "resend"])
     p.add_argument("--path", default=None, help="the outbox file (default ~/.cache/order-system/outbox.db)")
+    p.add_argument("--adopt", action="store_true",
+                   help="also resend records of an unknown cluster (kept before any broker answered) to this one")
     p.set_defaults(run=_outbox)
 
     p = sub.add_parser("serve", help="run the REST API with the consumer groups")

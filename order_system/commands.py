@@ -27,6 +27,8 @@ class OrderCommands:
     def __init__(self, producer: OrderProducer, processor: OrderProcessor, outbox: Outbox | None = None,
                  publish_timeout: float = 10.0, view_timeout: float = 10.0) -> None:
         self.producer, self.processor, self.outbox = producer, processor, outbox
+        if outbox is not None and producer.outbox is None:  # the producer keeps (and orders) what fails
+            producer.attach_outbox(outbox)
         self.publish_timeout, self.view_timeout = publish_timeout, view_timeout
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
@@ -45,6 +47,8 @@ class OrderCommands:
         """Publish the order's next event; raises ``UnknownOrder``, ``NotYourOrder``,
         ``InvalidTransition``, ``StillProcessing`` or ``PublishError``."""
         with self._lock(order_id):
+            if self.producer.holds(order_id):  # its last event waits in the outbox: no new version yet
+                raise StillProcessing(order_id)
             self.wait_until_processed(order_id)
             order = self.processor.get(order_id)
             if order is None:
@@ -71,10 +75,7 @@ class OrderCommands:
                 message += f": {cause}"
             if self.producer.outbox is not None:  # the producer keeps what it failed to deliver
                 message += "; the event is kept in the outbox and will be sent when the broker is back"
-            elif self.outbox is not None:
-                self.outbox.keep(self.producer.topic, event.key(), event.to_json(), event.headers(),
-                                 str(exc) or "no acknowledgement in time")
-                message += "; the event is kept in the outbox and will be sent when the broker is back"
+                self._written[event.order_id] = event.version  # the next command waits until it is seen
             raise PublishError(message, order_id=event.order_id) from exc
         self._written[event.order_id] = event.version
         return delivery

@@ -61,6 +61,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def port_pairs() -> Callable[[], int]:
+    """``free_port_pair`` itself, for a test that may need several tries."""
+    return free_port_pair
+
+
+@pytest.fixture
 def spare_broker(settings: Settings) -> Iterator[LocalBroker]:
     """A second real broker on free ports (not started), for tests that stop and kill it.
 

@@ -1,0 +1,34 @@
+"""Fixtures for fault tests: a spare broker that is sure to be running on ports of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from order_system.broker import BrokerError, LocalBroker
+from order_system.config import Settings
+
+
+@pytest.fixture
+def running_spare_broker(settings: Settings, port_pairs: Callable[[], int]) -> Iterator[LocalBroker]:
+    """A second real broker, started, for a test to SIGKILL and restart; purged afterwards.
+
+    Free ports are picked before the broker binds them, and on a busy machine another program
+    can take one in between: then it is tried again on other ports (three times at most).
+    """
+    for attempt in range(3):
+        broker = LocalBroker(port=port_pairs(), heap="256m")
+        try:
+            broker.start(timeout=90)
+            break
+        except BrokerError as exc:
+            broker.stop()
+            broker.purge()
+            if "Address already in use" not in str(exc) or attempt == 2:
+                raise
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        broker.purge()

@@ -141,8 +141,9 @@ def test_broker_sigkill_under_async_load_loses_nothing_and_keeps_every_order_in_
     applied = Counter(str(e.event_id) for o in first_seen for e in processor.store.history(o))
     assert applied == Counter({event_id: 1 for event_id in copies})  # every event exactly once
     assert processor.store.effect_counts() == reference.store.effect_counts()
+    assert processor.duplicates == duplicates  # each copy on the topic skipped by its eventId, and counted
 
     print(f"\n{len(planned)} events of {ORDERS} orders; broker SIGKILLed after {killed_at[0]} handed over, "
-          f"restarted in {restart[0]:.1f}s, answering again after {back_at[0]}; {len(acked)} acked directly, {len(failed)} kept in the outbox "
-          f"and resent by the relay ({relay.resent} resent, cluster {cluster}); {duplicates} duplicate(s) "
+          f"restarted in {restart[0]:.1f}s, answering again after {back_at[0]}; {len(acked)} acked directly, "
+          f"{len(failed)} kept in the outbox and resent by the relay ({relay.resent} resent, cluster {cluster}); {duplicates} duplicate(s) "
           f"on the topic skipped by the processor; 0 out of order; whole test {time.monotonic() - began:.0f}s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from order_system.config import Settings
 from order_system.reader import read_records
 from order_system.errors import PublishError
 from order_system.events import OrderEvent
+from order_system.groups import OrderProcessor
 from order_system.outbox import Outbox, OutboxRelay
 from order_system.producer import OrderProducer, plan_lifecycles
 from order_system.topics import create_topics

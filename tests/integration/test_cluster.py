@@ -53,9 +53,9 @@ def api_on(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, O
     """The API over real HTTP with its order-processor, wired as `order-system serve` wires it."""
     processor = OrderProcessor()
     outbox = Outbox(tmp_path / "outbox.db")
-    with OrderProducer(settings, extra_config={"delivery.timeout.ms": DELIVERY_TIMEOUT_MS}) as producer, \
+    with OrderProducer(settings, extra_config={"delivery.timeout.ms": DELIVERY_TIMEOUT_MS}, outbox=outbox) as producer, \
             run_groups(runner_for(processor, settings)):
-        relay = OutboxRelay(outbox, send=producer.publish_kept, interval=0.5,
+        relay = OutboxRelay(producer, interval=0.5,
                             reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0)).start()
         app = create_app(settings, producer, processor, outbox=outbox, groups=("order-processor",),
                          publish_timeout=PUBLISH_BOUND)

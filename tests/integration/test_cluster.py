@@ -192,7 +192,8 @@ def test_two_of_three_down_fails_within_the_bound_keeps_the_event_and_applies_it
         assert took < PUBLISH_BOUND + 3, f"the 503 took {took:.1f}s, more than the bound {PUBLISH_BOUND}s"
         error = answer.json()["error"]
         assert "2 of 3 brokers do not answer" in error and "kept in the outbox" in error, error
-        assert len(outbox) == 1
+        # the API may answer at its bound a moment before librdkafka's delivery timeout fires
+        wait_for(lambda: len(outbox) == 1, 15, "the producer keeping the timed-out event")
 
         cluster.start(timeout=180)  # both nodes at once
         # the relay sends the kept event; a timed-out copy may also have been written: skipped by eventId

@@ -43,7 +43,8 @@ _COLUMNS = "seq, topic, key, value, headers, error, kept_at, cluster"
 ANY_CLUSTER: Any = object()  # ``pending``/``counts`` over every cluster (and rows of no known cluster)
 
 ChainKey = tuple[str, bytes]  # (topic, key): the records that must stay in order
-Row = tuple[str, "bytes | None", "bytes | None", "list[tuple[str, bytes]] | None", str]  # topic, key, value, headers, error
+# topic, key, value, headers, error
+Row = tuple[str, "bytes | None", "bytes | None", "list[tuple[str, bytes]] | None", str]
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ class Outbox:
             for topic, key, value, headers, error in rows:
                 encoded = json.dumps([(k, v.hex()) for k, v in headers or []])
                 cursor = db.execute(
-                    "INSERT INTO outbox (topic, key, value, headers, error, kept_at, cluster) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO outbox (topic, key, value, headers, error, kept_at, cluster) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (topic, key, value, encoded, error, now, cluster),
                 )
                 seqs.append(int(cursor.lastrowid or 0))

@@ -239,7 +239,8 @@ class OrderProducer:
             return
         delivery = Delivery(message.topic(), message.partition(), message.offset(), record.key, record.event)
         if log.isEnabledFor(logging.INFO):
-            what = f"{record.event.event_type} for order {record.event.order_id}" if record.event else f"record {record.key!r}"
+            event = record.event
+            what = f"{event.event_type} for order {event.order_id}" if event else f"record {record.key!r}"
             log.info("Published %s -> partition %d, offset %d", what, delivery.partition, delivery.offset)
         record.future.set_result(delivery)
         _notify(record.on_delivery, delivery, None)

@@ -145,5 +145,6 @@ def test_broker_sigkill_under_async_load_loses_nothing_and_keeps_every_order_in_
 
     print(f"\n{len(planned)} events of {ORDERS} orders; broker SIGKILLed after {killed_at[0]} handed over, "
           f"restarted in {restart[0]:.1f}s, answering again after {back_at[0]}; {len(acked)} acked directly, "
-          f"{len(failed)} kept in the outbox and resent by the relay ({relay.resent} resent, cluster {cluster}); {duplicates} duplicate(s) "
+          f"{len(failed)} kept in the outbox and resent by the relay ({relay.resent} resent, cluster {cluster}); "
+          f"{duplicates} duplicate(s) "
           f"on the topic skipped by the processor; 0 out of order; whole test {time.monotonic() - began:.0f}s")

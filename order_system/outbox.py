@@ -235,16 +235,25 @@ class OutboxRelay:
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
 
     def _run(self) -> None:
+        announced = False
         while not self._stop.wait(self.interval):
+            if not announced and self.producer.outbox is not None and self.producer.cluster_id(timeout=0):
+                announced = True  # say once what this process will not send
+                cluster = self.producer.cluster_id(timeout=0)
+                others = {c: n for c, n in self.producer.outbox.clusters().items() if c != cluster}
+                if others:
+                    log.warning("Outbox %s: %s; only rows of cluster %s are resent here", self.producer.outbox.path,
+                                ", ".join(f"{n} row(s) for cluster {c or '(unknown)'}" for c, n in others.items()),
+                                cluster)
             if not self.producer.has_kept() or not self.reachable():
                 continue
             try:
-                report = self.producer.resend_kept()
+                report = self.producer.resend_kept(stop=self._stop)
             except Exception as exc:  # the broker went away again: keep the rest for the next round
                 log.warning("Outbox resend stopped: %s", exc)
                 continue
             self.resent += report.sent
-            if report.sent or (self.last and report.other_clusters != self.last.other_clusters):
+            if report.sent:
                 log.info("Outbox: %s", report.describe())
             self.last = report
 

@@ -346,13 +346,15 @@ class OrderProducer:
         return self.outbox is not None and self._cluster is not None and self.outbox.count(self._cluster) > 0
 
     def resend_kept(self, *, batch: int = 10_000, timeout: float = 120.0, adopt_unknown: bool = False,
-                    progress: Callable[[int, int], None] | None = None) -> Resent:
+                    progress: Callable[[int, int], None] | None = None,
+                    stop: threading.Event | None = None) -> Resent:
         """Send the outbox rows of this producer's cluster again; each key's rows oldest first.
 
         Rows go out in batches, asynchronously, chained per key like live records; a row is
         deleted only once acknowledged. When a row fails (the broker went away again) the rows
         of its key stay, and the resend stops after the batch. ``adopt_unknown`` first ties rows
         of an unknown cluster (kept before any broker answered, or by an older version) to this one.
+        ``stop`` ends the resend early (between batches, or while waiting for acknowledgements).
         """
         if self.outbox is None:
             raise PublishError("this producer has no outbox")
@@ -378,19 +380,30 @@ class OrderProducer:
                     self._rows_sent, self._rows_done, self._rows_failed = len(rows), 0, 0
                 for row in rows:
                     self._submit(_Record(row.topic, row.key, row.value, row.headers, None, None, None, None, row.seq))
+                finished = self._wait_rows(timeout, stop)
                 with self._lock:
-                    finished = self._lock.wait_for(lambda: self._rows_done >= self._rows_sent, timeout=timeout)
                     failed = self._rows_failed
                 sent += self._remove_acked()
                 if progress:
                     progress(sent, total)
-                if failed or not finished:
+                if failed or not finished or (stop is not None and stop.is_set()):
                     break
                 after = rows[-1].seq
             with self._lock:  # counts from the rows themselves, now that every ack is applied
                 if not self._chains and self._unresolved == 0 and not self._acked_rows:
                     self._held = outbox.counts(cluster)
             return self._report(cluster, sent)
+
+    def _wait_rows(self, timeout: float, stop: threading.Event | None) -> bool:
+        """Wait until every row of the batch was acknowledged or failed; False on timeout or stop."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._rows_done < self._rows_sent:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (stop is not None and stop.is_set()):
+                    return False
+                self._lock.wait(min(remaining, 0.2))
+        return True
 
     def _remove_acked(self) -> int:
         with self._lock:

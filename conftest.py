@@ -16,6 +16,7 @@ import pytest
 
 from order_system.broker import LocalBroker, ensure_broker
 from order_system.config import Settings
+from order_system.errors import OrderSystemError
 
 _started: dict[str, object] = {}
 
@@ -27,9 +28,12 @@ def _needs_broker(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     if not any(_needs_broker(item) for item in items):
         return
-    settings = Settings.from_env()
     began = time.monotonic()
-    outcome = ensure_broker(settings, say=lambda line: None)
+    try:
+        settings = Settings.from_env()
+        outcome = ensure_broker(settings, say=lambda line: None)
+    except OrderSystemError as exc:  # one clear line, not a page of INTERNALERROR
+        pytest.exit(f"no Kafka broker for the tests: {exc}", returncode=3)
     _started.update(outcome=outcome, seconds=time.monotonic() - began, settings=settings)
 
 

@@ -146,12 +146,15 @@ class BrokerStatus:
     reachable: bool
     pid: int | None  # the process order-system started, if it is still alive
     stale_pid: int | None  # a recorded pid whose process is gone (killed, crashed)
+    listening: bool = False  # something accepts TCP connections at the address (Kafka or not)
 
     @property
     def state(self) -> str:
         if self.pid is not None:
             return "running" if self.reachable else "starting-or-unresponsive"
-        return "running-external" if self.reachable else "stopped"
+        if self.reachable:
+            return "running-external"
+        return "not-kafka" if self.listening else "stopped"
 
     def describe(self) -> str:
         if self.pid is not None and self.reachable:
@@ -160,6 +163,9 @@ class BrokerStatus:
             return f"process {self.pid} is alive but {self.bootstrap} does not answer as Kafka"
         if self.reachable:
             return f"running at {self.bootstrap} (not started by order-system)"
+        if self.listening:
+            return (f"not Kafka: something answers at {self.bootstrap}, but it is not a Kafka broker; stop that "
+                    "program, or point KAFKA_BOOTSTRAP_SERVERS at another port")
         gone = f"; the broker it started (pid {self.stale_pid}) is gone" if self.stale_pid else ""
         return f"stopped: nothing answers at {self.bootstrap}{gone}"
 
@@ -238,11 +244,13 @@ class LocalBroker:
     def status(self) -> BrokerStatus:
         pid = self.recorded_pid()
         alive = pid is not None and self._alive(pid)
+        reachable = speaks_kafka(self.host, self.port)
         return BrokerStatus(
             bootstrap=self.bootstrap,
-            reachable=speaks_kafka(self.host, self.port),
+            reachable=reachable,
             pid=pid if alive else None,
             stale_pid=pid if pid is not None and not alive else None,
+            listening=reachable or port_open(self.host, self.port),
         )
 
     def logs(self, lines: int = 50) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from .broker import LocalBroker, answers_metadata, ensure_broker
 from .config import Settings
 from .errors import OrderSystemError
+from .reachability import require_kafka
 
 GROUPS = ("order-processor", "notification-service", "analytics-service")
 
@@ -210,26 +211,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="create the order, retry and dead-letter topics")
     p.add_argument("action", choices=["create"])
-    p.set_defaults(run=_topics)
+    p.set_defaults(run=_topics, needs_kafka=True)
 
     p = sub.add_parser("consume", help="run one consumer group until Ctrl-C / SIGTERM")
     p.add_argument("--group", required=True, choices=GROUPS)
     p.add_argument("--state-dir", help="keep the group's state in SQLite files here (survives restarts)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (off by default)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="the address --metrics-port listens on")
-    p.set_defaults(run=_consume)
+    p.set_defaults(run=_consume, needs_kafka=True)
 
     p = sub.add_parser("produce-demo", help="publish N full order lifecycles, interleaved")
     p.add_argument("--orders", type=int, default=20)
     p.add_argument("--seed", type=int, default=None, help="make the run repeatable")
     p.add_argument("--unkeyed", action="store_true", help="publish without keys (to see why keys matter)")
-    p.set_defaults(run=_produce_demo)
+    p.set_defaults(run=_produce_demo, needs_kafka=True)
 
     p = sub.add_parser("dlt", help="list dead-lettered records, or replay them after a fix")
     p.add_argument("action", choices=["list", "replay"])
     p.add_argument("records", nargs="*", help="PARTITION:OFFSET of the records to replay")
     p.add_argument("--all", action="store_true", help="replay every dead-lettered record")
-    p.set_defaults(run=_dlt)
+    p.set_defaults(run=_dlt, needs_kafka=True)
 
     p = sub.add_parser("outbox", help="list or resend events the broker did not acknowledge")
     p.add_argument("action", choices=["list", "resend"])
@@ -244,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-only", action="store_true",
                    help="run only the API and the order-processor view it answers from")
     p.add_argument("--state-dir", default=None, help="keep the groups' state in SQLite files here")
-    p.set_defaults(run=_serve)
+    p.set_defaults(run=_serve, needs_kafka=True)
     return parser
 
 
@@ -254,7 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "orders", 1) < 1:
         parser.error("--orders must be at least 1")
     try:
-        return int(args.run(args, Settings.from_env()) or 0)
+        settings = Settings.from_env()
+        if getattr(args, "needs_kafka", False):
+            require_kafka(settings)  # one clear sentence within seconds, not a 30 s time-out
+        return int(args.run(args, settings) or 0)
     except OrderSystemError as exc:
         print(f"order-system: {exc}", file=sys.stderr)
         return 1

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .throttle import KAFKA_ERRORS
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 _KAFKA_LOG = logging.getLogger("order_system.kafka")
+_KAFKA_LOG.addFilter(KAFKA_ERRORS)  # a down broker: one line per client per 10 s, not 20 a second
 DEFAULT_TOPIC = "order-events"
 
 # Environment variables of the form KAFKA_<SECURITY|SASL|SSL>_... are passed to every client

@@ -29,6 +29,7 @@ from . import metrics
 from .config import Settings
 from .errors import InvalidEvent, PublishError
 from .events import OrderEvent, OrderStatus
+from .throttle import KAFKA_ERRORS
 
 if TYPE_CHECKING:
     from .retry import FailurePolicy
@@ -373,10 +374,13 @@ class ConsumerRunner:
         if error.code() == KafkaError._PARTITION_EOF:
             return
         self.errors.append(error)
-        self.log.warning("[%s] consumer error: %s", self.name, error.str())
         if error.fatal():
-            self.log.error("[%s] fatal error; stopping", self.name)
+            self.log.error("[%s] fatal error; stopping: %s", self.name, error.str())
             self._stop.set()
+            return
+        held = KAFKA_ERRORS.admit(self.name)  # a down broker repeats itself: one line per 10 s
+        if held is not None:
+            self.log.warning("[%s] consumer error: %s%s", self.name, error.str(), KAFKA_ERRORS.note(held))
 
     # ---- offsets and rebalances -------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from .errors import (
 from .events import OrderEvent, OrderStatus, new_order_id
 from .failover import SteadyPublisher, arrival_table
 from .groups import AnalyticsService, NotificationService, OrderProcessor, runner_for, standard_groups
-from .lag import consumer_lag, wait_for_zero_lag
+from .lag import LagWatch, consumer_lag, wait_for_zero_lag
 from .outbox import Outbox
 from .producer import Delivery, OrderProducer, plan_lifecycles, publish_lifecycles
 from .retry import InPlaceRetry, RetryTopics
@@ -28,7 +28,7 @@ from .topics import choose_replication, create_topics, delete_topics
 
 __all__ = [
     "AnalyticsService", "BrokerError", "ConfigError", "ConsumerRunner", "DeadLetters", "Delivery", "InPlaceRetry",
-    "InvalidEvent", "InvalidTransition", "LocalBroker", "NotYourOrder", "NotificationService", "Order",
+    "InvalidEvent", "InvalidTransition", "LagWatch", "LocalBroker", "NotYourOrder", "NotificationService", "Order",
     "OrderCommands", "OrderEvent", "OrderProcessor", "OrderProducer", "OrderStatus", "OrderSystemError", "Outbox",
     "PublishError", "Received", "RetryTopics", "Settings", "StillProcessing", "TRANSITIONS", "TopicError",
     "UnknownOrder", "check_transition", "consumer_lag", "create_topics", "delete_topics", "ensure_broker",

@@ -1,14 +1,17 @@
-"""Consumer lag: how far each group is behind the end of each partition."""
+"""Consumer lag: how far each group is behind the end of each partition, now and over time."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import pandas as pd
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from .config import Settings
+from .errors import TopicError
 
 COLUMNS = ["group", "topic", "partition", "committed", "end_offset", "lag"]
 
@@ -46,3 +49,118 @@ def wait_for_zero_lag(settings: Settings, group_ids: Iterable[str], timeout: flo
         if time.monotonic() > deadline:
             raise TimeoutError(f"lag did not reach 0 within {timeout:.0f}s:\n{frame.to_string(index=False)}")
         time.sleep(0.2)  # committed offsets change on the broker; there is nothing local to wait on
+
+
+# ---- lag over time -----------------------------------------------------------------------------
+
+WATCH_COLUMNS = ["seconds", "group", "lag", "handled"]
+
+
+class LagWatch:
+    """Samples each group's total lag on a schedule, in a thread, to chart it over time.
+
+    ``groups`` maps group ids to something with a ``processed`` count (a ``ConsumerRunner``)
+    to record the events each group has handled so far, or lists group ids only. Samples are
+    taken every ``interval`` seconds for at most ``max_seconds`` (a bounded schedule), with one
+    admin client: one request for the topic's end offsets and one per group for its committed
+    offsets. Lag is what Kafka sees: end offset minus the group's last committed offset.
+    """
+
+    def __init__(self, settings: Settings, groups: Mapping[str, object] | Iterable[str], *, topic: str | None = None,
+                 interval: float = 0.2, max_seconds: float = 120.0, timeout: float = 10.0) -> None:
+        self.settings = settings
+        self.topic = topic or settings.topic
+        self.counters = dict(groups) if isinstance(groups, Mapping) else {g: None for g in groups}
+        self.interval, self.max_seconds, self.timeout = interval, max_seconds, timeout
+        self.rows: list[dict[str, object]] = []
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._admin = AdminClient(settings.client_config())
+        self._partitions: list[TopicPartition] = []
+        self._began = 0.0
+
+    def start(self) -> LagWatch:
+        metadata = self._admin.list_topics(self.topic, timeout=self.timeout)
+        found = metadata.topics.get(self.topic)
+        if found is None or found.error is not None:
+            raise TopicError(f"topic {self.topic!r} does not exist; create it before watching its lag")
+        self._partitions = [TopicPartition(self.topic, p) for p in sorted(found.partitions)]
+        self._began = time.monotonic()
+        self._sample()  # the first sample is there when start() returns
+        self._thread = threading.Thread(target=self._run, name="lag-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> pd.DataFrame:
+        """Stop sampling (after one last sample) and return every sample taken."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.timeout * 2)
+            self._thread = None
+            self._sample()
+        return self.frame()
+
+    def __enter__(self) -> LagWatch:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def frame(self) -> pd.DataFrame:
+        """One row per sample and group: seconds since start, total lag, events handled so far."""
+        with self._changed:
+            return pd.DataFrame(list(self.rows), columns=WATCH_COLUMNS)
+
+    def latest(self) -> dict[str, int]:
+        """Each group's lag in the most recent sample."""
+        with self._changed:
+            return {str(row["group"]): int(row["lag"]) for row in self.rows[-len(self.counters):]}  # type: ignore[call-overload]
+
+    def wait_until(self, predicate: Callable[[LagWatch], bool], timeout: float = 60.0) -> bool:
+        """Wait (bounded) until ``predicate(self)`` holds after a sample; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0 or (self._thread is None and self._stop.is_set()):
+                    return False
+                self._changed.wait(min(left, self.interval * 2))
+        return True
+
+    def wait_drained(self, timeout: float = 60.0) -> bool:
+        """Wait until lag has been above zero and every group is back at zero."""
+        return self.wait_until(lambda w: w.peak() > 0 and all(v == 0 for v in w.latest().values()), timeout)
+
+    def peak(self) -> int:
+        """The highest lag of any group so far."""
+        with self._changed:
+            return max((int(row["lag"]) for row in self.rows), default=0)  # type: ignore[call-overload]
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if time.monotonic() - self._began > self.max_seconds:
+                return
+            try:
+                self._sample()
+            except Exception:  # a failed sample leaves a gap in the chart; the next one may work
+                continue
+
+    def _sample(self) -> None:
+        ends_f = self._admin.list_offsets({tp: OffsetSpec.latest() for tp in self._partitions},
+                                         request_timeout=self.timeout)
+        groups_f = {group: self._admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, list(self._partitions))], request_timeout=self.timeout)[group]
+            for group in self.counters}
+        ends = {tp.partition: f.result(self.timeout).offset for tp, f in ends_f.items()}
+        seconds = round(time.monotonic() - self._began, 3)
+        rows = []
+        for group, future in groups_f.items():
+            committed = {tp.partition: tp.offset for tp in future.result(self.timeout).topic_partitions}
+            lag = sum(end - max(committed.get(p, 0), 0) for p, end in ends.items())
+            counter = self.counters[group]
+            rows.append({"seconds": seconds, "group": group, "lag": lag,
+                         "handled": getattr(counter, "processed", None)})
+        with self._changed:
+            self.rows.extend(rows)
+            self._changed.notify_all()

@@ -21,6 +21,8 @@ from .events import OrderEvent
 from .producer import Delivery
 from .topics import create_topics, delete_topics
 
+NO_KEY = "(no key)"  # how the notebooks show a record without a key
+
 
 def setup(name: str, partitions: int = 3, quiet: bool = True) -> Settings:
     """Make sure a broker runs (starting one if needed) and create this notebook's topics."""
@@ -45,7 +47,7 @@ def read_events(settings: Settings, topic: str | None = None, timeout: float = 1
     """Every record of the topic, in partition and offset order, with its decoded event."""
     rows = []
     for message in read_records(settings, topic or settings.topic, timeout, 100_000):
-        key = message.key().decode() if message.key() is not None else None
+        key = message.key().decode(errors="replace") if message.key() is not None else NO_KEY
         try:
             event = OrderEvent.from_json(message.value())
             decoded = {"order_id": event.order_id, "status": event.status.value, "version": event.version}
@@ -56,25 +58,54 @@ def read_events(settings: Settings, topic: str | None = None, timeout: float = 1
 
 
 def placement(deliveries: Iterable[Delivery]) -> pd.DataFrame:
-    """Per order: the partitions its events went to, their offsets and statuses, and whether
-    all of them sit on one partition in version order."""
-    rows = []
+    """Per order, its events in the order they happened (by version, then event time), each with
+    the partition and offset the broker gave it.
+
+    ``one_partition``: all of the order's events sit on one partition. ``in_order``: they sit on
+    one partition at increasing offsets, so every consumer reads them in the order they happened.
+    Offsets of different partitions are not compared: they are separate counters, and Kafka
+    promises no order between partitions (``in_order`` is then False).
+    """
     by_order: dict[str, list[Delivery]] = {}
     for delivery in deliveries:
         assert delivery.event is not None
         by_order.setdefault(delivery.event.order_id, []).append(delivery)
+    rows = []
     for order_id, placed in by_order.items():
-        placed.sort(key=lambda d: (d.partition, d.offset))
-        versions = [d.event.version for d in placed if d.event]
+        placed.sort(key=lambda d: (d.event.version, d.event.timestamp))  # type: ignore[union-attr]
+        partitions = [d.partition for d in placed]
+        offsets = [d.offset for d in placed]
+        one = len(set(partitions)) == 1
         rows.append({
             "order_id": order_id,
-            "partitions": sorted({d.partition for d in placed}),
-            "offsets": [d.offset for d in placed],
             "statuses": " → ".join(d.event.status.value for d in placed if d.event),
-            "one_partition": len({d.partition for d in placed}) == 1,
-            "in_order": versions == sorted(versions),
+            "partitions": partitions,
+            "offsets": offsets,
+            "one_partition": one,
+            "in_order": one and offsets == sorted(offsets),
         })
     return pd.DataFrame(rows).set_index("order_id")
+
+
+def plot_spread(events: pd.DataFrame, table: pd.DataFrame, title: str):  # type: ignore[no-untyped-def]
+    """Two bar charts: records per partition (from ``read_events``), and orders by how many
+    partitions their events went to (from ``placement``)."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8))
+    events.groupby("partition").size().plot.bar(ax=left, color="#4C72B0", rot=0)
+    left.set_xlabel("partition")
+    left.set_ylabel("events")
+    left.set_title("events per partition")
+    spread = table["partitions"].map(lambda p: len(set(p))).value_counts().reindex([1, 2, 3], fill_value=0)
+    spread.plot.bar(ax=right, color="#DD8452", rot=0)
+    right.set_xlabel("partitions one order's events went to")
+    right.set_ylabel("orders")
+    right.set_title("orders by partitions used")
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def plot_events_per_partition(frame: pd.DataFrame, title: str = "Events per partition"):  # type: ignore[no-untyped-def]
@@ -90,6 +121,11 @@ def plot_events_per_partition(frame: pd.DataFrame, title: str = "Events per part
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def label_missing_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same table with a missing key shown as ``(no key)`` and other gaps left blank."""
+    return frame.assign(key=frame["key"].where(frame["key"].notna(), NO_KEY)).fillna("")
 
 
 def read_order_events(settings: Settings, topic: str | None = None, timeout: float = 10.0) -> list[OrderEvent]:
@@ -109,3 +145,25 @@ def history_frame(events: Iterable[OrderEvent]) -> pd.DataFrame:
         [{"version": e.version, "status": e.status.value, "description": e.description} for e in events],
         columns=["version", "status", "description"],
     )
+
+
+def plot_lag(frame: pd.DataFrame, title: str = "A burst, consumed by three groups"):  # type: ignore[no-untyped-def]
+    """Two charts from a ``LagWatch`` frame: each group's lag over time, and the events it has handled."""
+    import matplotlib.pyplot as plt
+
+    fig, (lag_ax, done_ax) = plt.subplots(1, 2, figsize=(9, 3))
+    for group, rows in frame.groupby("group", sort=False):
+        lag_ax.step(rows["seconds"], rows["lag"], where="post", label=group)
+        handled = rows["handled"].dropna()
+        if not handled.empty:
+            done_ax.plot(rows.loc[handled.index, "seconds"], handled - handled.iloc[0], label=group)
+    lag_ax.set_title("lag (events not yet committed)")
+    done_ax.set_title("events handled since the first sample")
+    for ax in (lag_ax, done_ax):
+        ax.set_xlabel("seconds")
+        ax.grid(alpha=0.3)
+    lag_ax.legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -1,20 +1,34 @@
-"""An ipywidgets dashboard: buttons that create and advance orders over a live table.
+"""An ipywidgets dashboard: buttons that create and advance orders over a live table, and a
+chart of each consumer group's lag while a burst of events goes through.
 
 Every click goes through ``OrderCommands``, the same path as the REST API: the event is
 published to Kafka and the table shows the order-processor's view once it has processed it.
-A button whose transition the state machine forbids for the selected order is disabled.
+A button whose transition the state machine forbids for the selected order is disabled. The
+selected order's status is shown in a widget with the CSS class ``order-status``.
+
+The dashboard never closes what it is given; **Stop** calls the ``on_stop`` it was given (which
+stops the consumers and the producer), after which every button is disabled and the status says
+"stopped". A burst runs in a background thread, so a click never blocks the notebook.
 """
 
 from __future__ import annotations
+
+import html
+import io
+import threading
+import time
+from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 import pandas as pd
 
 from .commands import OrderCommands
+from .consumer import ConsumerRunner
 from .errors import OrderSystemError
 from .events import OrderStatus
 from .groups import OrderProcessor
-from .producer import OrderProducer
+from .lag import LagWatch
+from .producer import OrderProducer, publish_lifecycles
 from .state_machine import allowed_next
 
 ACTIONS: dict[str, OrderStatus] = {
@@ -23,32 +37,61 @@ ACTIONS: dict[str, OrderStatus] = {
     "Deliver": OrderStatus.DELIVERED,
     "Cancel": OrderStatus.CANCELLED,
 }
+BURST_ORDERS = 500  # about 1,800 events: enough to see lag rise and drain in a few seconds
 
 
 class OrderDashboard:
-    """``OrderDashboard(producer, processor).widget`` shows it; ``click("Pay")`` presses a button."""
+    """``OrderDashboard(producer, processor).widget`` shows it; ``click("Pay")`` presses a button.
+
+    With ``runners`` (the consumer groups reading the topic), a **Publish a burst** button sends
+    ``BURST_ORDERS`` lifecycles and charts every group's lag and handled events until they drain.
+    """
 
     def __init__(self, producer: OrderProducer, processor: OrderProcessor, customer_id: str = "customer-123",
-                 view_timeout: float = 10.0) -> None:
+                 view_timeout: float = 10.0, *, runners: Sequence[ConsumerRunner] = (),
+                 on_stop: Callable[[], None] | None = None, burst_orders: int = BURST_ORDERS) -> None:
+        self.producer = producer
         self.processor = processor
+        self.runners = list(runners)
+        self.on_stop = on_stop
+        self.burst_orders = burst_orders
+        self.stopped = False
         self.commands = OrderCommands(producer, processor, view_timeout=view_timeout)
         self.customer = widgets.Text(value=customer_id, description="Customer")
         self.create_button = widgets.Button(description="Create", button_style="primary", icon="plus")
         self.order = widgets.Dropdown(options=[], description="Order")
         self.buttons = {name: widgets.Button(description=name) for name in ACTIONS}
+        self.status = widgets.HTML()
+        self.status.add_class("order-status")
         self.message = widgets.HTML()
         self.message.add_class("order-status")  # the browser test reads the status here
         self.last_message = ""
         self.table = widgets.HTML()
+        self.burst_button = widgets.Button(description="Publish a burst", icon="bolt",
+                                           tooltip=f"{burst_orders} order lifecycles at once; watch the lag",
+                                           disabled=not self.runners)
+        self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop",
+                                          tooltip="stop the consumers and the producer, delete the topics")
+        self.lag_note = widgets.HTML("<i>Lag per group: press <b>Publish a burst</b> to watch it rise and "
+                                     "drain.</i>" if self.runners else "")
+        self.lag_chart = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
+        self.last_watch: pd.DataFrame | None = None
+        self._burst: threading.Thread | None = None
+
         self.create_button.on_click(lambda _: self._create())
         for name, button in self.buttons.items():
             button.on_click(lambda _, n=name: self._advance(n))
-        self.order.observe(lambda _: self._refresh(), names="value")
+        self.burst_button.on_click(lambda _: self.start_burst())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.order.observe(lambda _: self._selected(), names="value")
         self.widget = widgets.VBox([
-            widgets.HBox([self.customer, self.create_button]),
+            widgets.HBox([self.customer, self.create_button, self.stop_button]),
             widgets.HBox([self.order, *self.buttons.values()]),
+            self.status,
             self.message,
             self.table,
+            widgets.HBox([self.burst_button, self.lag_note]),
+            self.lag_chart,
         ])
         self._refresh()
 
@@ -63,25 +106,30 @@ class OrderDashboard:
         return self.last_message
 
     def _create(self) -> None:
+        if self.stopped:
+            self._say("The dashboard is stopped; re-run the notebook to start again", error=True)
+            return
         try:
             event, delivery = self.commands.create(self.customer.value.strip() or "customer-123")
+            self.commands.wait_until_processed(event.order_id)
         except (OrderSystemError, ValueError) as exc:
             self._say(f"Could not create the order: {exc}", error=True)
             return
-        self.commands.wait_until_processed(event.order_id)
         self.order.options = [*self.order.options, event.order_id]
         self.order.value = event.order_id
+        self._refresh()
         self._say(f"Created order {event.order_id} (partition {delivery.partition}, offset {delivery.offset})")
 
     def _advance(self, name: str) -> None:
         order_id = self.order.value
-        if not order_id:
-            self._say("Create an order first", error=True)
+        if self.stopped or not order_id:
+            self._say("The dashboard is stopped" if self.stopped else "Create an order first", error=True)
             return
         try:
             event, delivery = self.commands.advance(order_id, self.customer_value(order_id), ACTIONS[name])
             self.commands.wait_until_processed(order_id)
         except OrderSystemError as exc:
+            self._refresh()
             self._say(str(exc), error=True)
             return
         self._refresh()
@@ -91,6 +139,65 @@ class OrderDashboard:
     def customer_value(self, order_id: str) -> str:
         order = self.processor.get(order_id)
         return order.customer_id if order else self.customer.value
+
+    def stop(self) -> None:
+        """Stop once: call ``on_stop``, disable every button, say so. Safe to call again."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for button in (self.create_button, self.burst_button, self.stop_button, *self.buttons.values()):
+            button.disabled = True
+        if self._burst is not None:
+            self._burst.join(timeout=150)
+        try:
+            if self.on_stop is not None:
+                self.on_stop()
+        except Exception as exc:  # shown, not raised into the widget's event handler
+            self._say(f"Stopped, but clean-up failed: {exc}", error=True)
+        else:
+            self._say("Stopped: the consumers and the producer are closed")
+        self._refresh()
+
+    # ---- the burst and its lag chart --------------------------------------------------
+
+    def start_burst(self) -> threading.Thread | None:
+        """Publish a burst in a background thread that redraws the lag chart until it drains."""
+        if self.stopped or not self.runners or (self._burst is not None and self._burst.is_alive()):
+            return None
+        self.burst_button.disabled = True
+        self._burst = threading.Thread(target=self._run_burst, name="dashboard-burst", daemon=True)
+        self._burst.start()
+        return self._burst
+
+    def _run_burst(self) -> None:
+        groups = {runner.group_id: runner for runner in self.runners}
+        try:
+            with LagWatch(self.producer.settings, groups, topic=self.producer.topic, interval=0.25) as watch:
+                futures = publish_lifecycles(self.producer, self.burst_orders)
+                for future in futures:
+                    future.result(timeout=60)
+                self.lag_note.value = f"Published {len(futures)} events; the groups are catching up ..."
+                deadline = time.monotonic() + 120
+                drained = False
+                while not drained and time.monotonic() < deadline:
+                    drained = watch.wait_drained(timeout=0.5)  # redraw twice a second meanwhile
+                    self._draw_frame(watch.frame())
+            self.last_watch = watch.frame()
+            self._draw_frame(self.last_watch)
+            self.lag_note.value = (f"{len(futures)} events: lag rose to {watch.peak()} and drained back to 0."
+                                   if drained else "The groups did not catch up within 120 s.")
+        except Exception as exc:
+            self.lag_note.value = f'<span style="color:#b00020">Burst failed: {html.escape(str(exc))}</span>'
+        finally:
+            self.burst_button.disabled = self.stopped
+
+    def _draw_frame(self, frame: pd.DataFrame) -> None:
+        from .tutorial import plot_lag
+
+        figure = plot_lag(frame, "Lag per consumer group during the burst")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+        self.lag_chart.value = buffer.getvalue()
 
     # ---- view -----------------------------------------------------------------------
 
@@ -109,14 +216,24 @@ class OrderDashboard:
         """Which action buttons are enabled for the selected order."""
         return {name: not button.disabled for name, button in self.buttons.items()}
 
+    def _selected(self) -> None:
+        """Another order chosen: the previous order's message no longer applies."""
+        self._say("")
+        self._refresh()
+
     def _refresh(self) -> None:
         order = self.processor.get(self.order.value) if self.order.value else None
-        allowed = allowed_next(order.status) if order else frozenset()
+        allowed = allowed_next(order.status) if order and not self.stopped else frozenset()
         for name, button in self.buttons.items():
             button.disabled = ACTIONS[name] not in allowed
+        if order is not None:
+            state = f"Order {html.escape(order.order_id)}: <b>{order.status.value}</b> (version {order.version})"
+        else:
+            state = "No order selected: press <b>Create</b>"
+        self.status.value = f"{state} &nbsp; <i>(stopped)</i>" if self.stopped else state
         self.table.value = self.frame().to_html(index=False)
 
     def _say(self, text: str, error: bool = False) -> None:
         self.last_message = text
         colour = "#b00020" if error else "#1b5e20"
-        self.message.value = f'<span style="color:{colour}">{text}</span>'
+        self.message.value = f'<span style="color:{colour}">{html.escape(text)}</span>' if text else ""

@@ -5,15 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 import pandas as pd
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from .config import Settings
 from .errors import TopicError
 
 COLUMNS = ["group", "topic", "partition", "committed", "end_offset", "lag"]
+T = TypeVar("T")
 
 
 def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None = None,
@@ -28,13 +30,26 @@ def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None
             partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
             committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
             for tp in committed:
-                _, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+                _, high = _retrying(lambda: consumer.get_watermark_offsets(tp, timeout=timeout), timeout)
                 done = tp.offset if tp.offset >= 0 else -1
                 rows.append({"group": group, "topic": topic, "partition": tp.partition, "committed": done,
                              "end_offset": high, "lag": high - max(done, 0)})
         finally:
             consumer.close()
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _retrying(call: Callable[[], T], timeout: float) -> T:
+    """``call()``, again while it fails with a retriable Kafka error (such as NOT_LEADER just after a
+    topic was created or a leader moved), for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)  # leadership settles on the broker; there is no event to wait on
 
 
 def wait_for_zero_lag(settings: Settings, group_ids: Iterable[str], timeout: float = 60.0,
@@ -87,7 +102,7 @@ class LagWatch:
             raise TopicError(f"topic {self.topic!r} does not exist; create it before watching its lag")
         self._partitions = [TopicPartition(self.topic, p) for p in sorted(found.partitions)]
         self._began = time.monotonic()
-        self._sample()  # the first sample is there when start() returns
+        _retrying(self._sample, self.timeout)  # the first sample is there when start() returns
         self._thread = threading.Thread(target=self._run, name="lag-watch", daemon=True)
         self._thread.start()
         return self
@@ -98,7 +113,10 @@ class LagWatch:
         if self._thread is not None:
             self._thread.join(self.timeout * 2)
             self._thread = None
-            self._sample()
+            try:
+                self._sample()
+            except KafkaException:  # the samples taken so far still stand
+                pass
         return self.frame()
 
     def __enter__(self) -> LagWatch:

@@ -64,7 +64,6 @@ class OrderDashboard:
         self.status = widgets.HTML()
         self.status.add_class("order-status")
         self.message = widgets.HTML()
-        self.message.add_class("order-status")  # the browser test reads the status here
         self.last_message = ""
         self.table = widgets.HTML()
         self.burst_button = widgets.Button(description="Publish a burst", icon="bolt",

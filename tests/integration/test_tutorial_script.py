@@ -9,7 +9,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbformat.sign import NotebookNotary
 
 from order_system.broker import LocalBroker
 from order_system.config import Settings
@@ -56,6 +58,9 @@ def test_tutorial_starts_jupyterlab_even_as_root_and_passes_arguments(settings: 
         assert "Running as root: passing --allow-root to JupyterLab." in output
     assert "Running as root is not recommended" not in output
     assert LocalBroker.for_settings(settings).status().reachable  # the broker it found keeps running
+    # the notebooks are trusted, so JupyterLab shows 06's saved widgets before anything runs
+    notary = NotebookNotary()
+    assert notary.check_signature(nbformat.read(ROOT / "notebooks" / "06-interactive.ipynb", as_version=4))
 
 
 def test_a_broker_that_was_already_running_is_left_alone_when_jupyterlab_fails(settings: Settings,

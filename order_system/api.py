@@ -12,8 +12,11 @@ forbids, 503 broker unreachable (the event is kept in the outbox and sent later)
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -175,15 +178,47 @@ def create_app(
 
 # ---- the `order-system serve` command ----------------------------------------------------------
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+GRACE_SECONDS = 5.0  # how long a stop waits for requests in progress before cutting them
+
+
+def _uvicorn_server(app: FastAPI, host: str, port: int) -> Any:
+    """A uvicorn server that stops on SIGINT/SIGTERM and then returns to its caller.
+
+    uvicorn's own ``capture_signals`` raises the signal again once the server is down, which
+    kills the process (exit 143 for SIGTERM) before the caller can commit offsets, flush the
+    producer and stop the relay. This subclass only restores the previous handlers.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                if self._captured_signals:
+                    log.info("stop signal %s received; stopping", signal.Signals(self._captured_signals[0]).name)
+
+    return Server(uvicorn.Config(app, host=host, port=port, log_level="info",
+                                 timeout_graceful_shutdown=int(GRACE_SECONDS)))
+
 
 def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_only: bool = False,
           state_dir: str | None = None) -> None:
     """Run the API under uvicorn with the consumer groups in background threads.
 
-    The outbox is re-sent by itself whenever the broker answers again.
+    The outbox is re-sent by itself whenever the broker answers again. SIGINT or SIGTERM stops
+    it gracefully: no new connections, requests in progress finish (at most ``GRACE_SECONDS``),
+    then the relay stops, the consumers commit what they finished and close, and the producer
+    flushes; then it returns (the command exits 0).
     """
-    import uvicorn
-
     from .broker import answers_metadata
     from .consumer import run_groups
     from .groups import runner_for, standard_groups
@@ -196,16 +231,25 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     processor, notifications, analytics = standard_groups(state_dir)
     groups = [processor] if api_only else [processor, notifications, analytics]
     outbox = Outbox()
-    with OrderProducer(settings, extra_config={"delivery.timeout.ms": 8000}, outbox=outbox) as producer, \
-            run_groups(*(runner_for(group, settings) for group in groups)):
-        relay = OutboxRelay(
-            producer,
-            reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0,
-                                               client_options=dict(settings.client_options)),
-        ).start()
-        app = create_app(settings, producer, processor, outbox=outbox,
-                         groups=tuple(g.group_id for g in groups), publish_timeout=9.0)
+    producer = OrderProducer(settings, extra_config={"delivery.timeout.ms": 8000}, outbox=outbox)
+    try:
+        with run_groups(*(runner_for(group, settings) for group in groups)) as runners:
+            relay = OutboxRelay(
+                producer,
+                reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0,
+                                                   client_options=dict(settings.client_options)),
+            ).start()
+            app = create_app(settings, producer, processor, outbox=outbox,
+                             groups=tuple(g.group_id for g in groups), publish_timeout=9.0)
+            try:
+                _uvicorn_server(app, host, port).run()
+            finally:
+                relay.stop(timeout=2.0)
+                log.info("intake stopped; committing offsets and closing %d consumer(s)", len(runners))
+        log.info("consumers closed: %s", ", ".join(f"{r.name} {r.processed} records" for r in runners))
+    finally:
         try:
-            uvicorn.run(app, host=host, port=port, log_level="info")
-        finally:
-            relay.stop()
+            producer.close(timeout=2.0)
+            log.info("producer flushed and closed")
+        except PublishError as exc:  # the broker is away: those events' requests were answered 503
+            log.warning("producer closed with undelivered records: %s", exc)

@@ -261,6 +261,7 @@ class OutboxRelay:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the record in hand; what is not yet acknowledged stays in the outbox."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=timeout)

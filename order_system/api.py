@@ -1,35 +1,47 @@
 """The REST front door: each request becomes an event; answers come at once.
 
 ``create_app`` receives everything it uses (settings, producer, the order-processor's view,
-an outbox), so nothing connects at import. ``serve`` wires real ones and runs uvicorn with the
-consumer groups in background threads, like the tutorial's single Spring Boot application.
+an outbox, optional API tokens), so nothing connects at import. ``serve`` wires real ones and
+runs uvicorn with the consumer groups in background threads, like the tutorial's single Spring
+Boot application.
 
-Error codes: 422 bad input, 404 unknown order, 403 a customerId that is not the order's
-(the caller may not act on someone else's order), 409 a transition the state machine
-forbids, 503 broker unreachable (the event is kept in the outbox and sent later).
+Every error body is ``{"error": "...", ...}``. Codes: 400 unreadable request, 401 missing or
+unknown bearer token (authentication on), 403 a customerId that is not the caller's own (or,
+authentication off, not the order's), 404 unknown order or path (authentication on, also
+another customer's order, so existence does not leak), 405 method not allowed (with ``Allow``),
+409 a transition the state machine forbids, 413 a body over ``MAX_BODY_BYTES``, 422 bad input
+or an out-of-range number, 503 broker unreachable (the event is kept in the outbox and sent
+later) or the view still processing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .commands import OrderCommands
 from .errors import InvalidTransition, NotYourOrder, OrderSystemError, PublishError, StillProcessing, UnknownOrder
 from .events import OrderStatus
 
 if TYPE_CHECKING:
+    from .auth import ApiTokens
     from .config import Settings
     from .groups import OrderProcessor
     from .outbox import Outbox
@@ -37,13 +49,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("order_system.api")
 
-ACTIONS: dict[str, OrderStatus] = {
-    "pay": OrderStatus.PAID,
-    "ship": OrderStatus.SHIPPED,
-    "deliver": OrderStatus.DELIVERED,
-    "cancel": OrderStatus.CANCELLED,
+MAX_BODY_BYTES = 16 * 1024  # larger request bodies are refused with 413 before they are read in full
+MAX_OFFSET = 1_000_000_000  # the largest `offset` of GET /api/orders (larger: 422)
+MAX_LIMIT = 500
+
+
+class Action(str, Enum):
+    """The transitions a POST /api/orders/{orderId}/{action} asks for."""
+
+    pay = "pay"
+    ship = "ship"
+    deliver = "deliver"
+    cancel = "cancel"
+
+
+ACTIONS: dict[Action, OrderStatus] = {
+    Action.pay: OrderStatus.PAID,
+    Action.ship: OrderStatus.SHIPPED,
+    Action.deliver: OrderStatus.DELIVERED,
+    Action.cancel: OrderStatus.CANCELLED,
 }
-CustomerId = Annotated[str, Field(min_length=1, max_length=64)]
+# 1 to 64 characters, at least one of them not whitespace (surrounding whitespace is stripped)
+CUSTOMER_RULES: dict[str, Any] = {"min_length": 1, "max_length": 64, "pattern": r"\S"}
+OrderIdPath = Annotated[str, Path(min_length=1, max_length=64, description="The order's id")]
 
 
 class _Camel(BaseModel):
@@ -51,22 +79,78 @@ class _Camel(BaseModel):
 
 
 class CreateOrder(_Camel):
-    customer_id: CustomerId
+    customer_id: Annotated[str, Field(**CUSTOMER_RULES)]
 
     @field_validator("customer_id")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
+    def _strip(cls, value: str) -> str:
         return value.strip()
+
+
+class OrderAccepted(_Camel):
+    order_id: str
+    message: str
+    status: OrderStatus
+    partition: int
+    offset: int
+
+
+class ActionAccepted(OrderAccepted):
+    version: int
+
+
+class OrderView(_Camel):
+    order_id: str
+    customer_id: str
+    status: OrderStatus
+    version: int
+    history: list[dict[str, Any]]
+
+
+class OrderSummary(_Camel):
+    order_id: str
+    customer_id: str
+    status: OrderStatus
+    version: int
+    updated_at: str
+
+
+class OrderPage(_Camel):
+    orders: list[OrderSummary]
+    limit: int
+    offset: int
+    count: int
+
+
+class Health(_Camel):
+    broker: str
+    bootstrap: str
+    outbox: int | None
+    lag: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a message under ``error``, sometimes with details beside it."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    meaning = {400: "The request could not be read", 401: "Missing or unknown bearer token",
+               403: "The customerId is not the caller's (or the order's)", 404: "No such order",
+               409: "The state machine forbids this transition",
+               413: f"The request body is larger than {MAX_BODY_BYTES} bytes", 422: "Invalid input",
+               503: "The broker is unreachable (the event is kept) or the view is still processing"}
+    return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
 
 
 class ApiError(Exception):
     """An answer other than 2xx, with a clear message and optional details."""
 
-    def __init__(self, status: int, message: str, **details: Any) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **details: Any) -> None:
         super().__init__(message)
-        self.status, self.message, self.details = status, message, details
+        self.status, self.message, self.headers, self.details = status, message, headers, details
 
 
 STATUS_OF: dict[type[Exception], int] = {
@@ -74,8 +158,66 @@ STATUS_OF: dict[type[Exception], int] = {
 }
 
 
-def _error(status: int, message: str, **details: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **details}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **details: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **details}, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, before reading them in full.
+
+    A Content-Length over the limit is refused at once; a body without one (chunked) is read
+    only up to the limit, then handed on, or refused as soon as it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await _error(400, "Content-Length is not a number")(scope, receive, send)
+            elif int(length) > self.limit:
+                await self._refuse(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        log.info("%s %s -> 413 (body over %d bytes)", scope["method"], scope["path"], self.limit)
+        response = _error(413, f"the request body is larger than {self.limit} bytes", {"Connection": "close"})
+        await response(scope, receive, send)
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """Every method some route of this path answers (for ``Allow``), OPTIONS included."""
+    methods = {"OPTIONS"}
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def create_app(
@@ -84,14 +226,22 @@ def create_app(
     processor: OrderProcessor,
     *,
     outbox: Outbox | None = None,
+    tokens: ApiTokens | None = None,
     groups: tuple[str, ...] = ("order-processor", "notification-service", "analytics-service"),
     publish_timeout: float = 10.0,
     view_timeout: float = 10.0,
 ) -> FastAPI:
-    """The FastAPI application, built from the collaborators it is given."""
+    """The FastAPI application, built from the collaborators it is given.
+
+    With ``tokens`` every order route needs ``Authorization: Bearer <token>``, and a caller
+    sees and acts only on the orders of the customer its token stands for.
+    """
     app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka")
+    app.add_middleware(BodyLimit)
     commands = OrderCommands(producer, processor, outbox, publish_timeout, view_timeout)
     app.state.commands = commands
+    guarded = [Depends(_authenticate(tokens))]  # sets request.state.customer; declared only when on
+    auth_errors: tuple[int, ...] = (401,) if tokens is not None else ()
 
     @app.middleware("http")
     async def log_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -103,7 +253,7 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.message, **exc.details)
+        return _error(exc.status, exc.message, exc.headers, **exc.details)
 
     @app.exception_handler(OrderSystemError)
     async def domain_error(request: Request, exc: OrderSystemError) -> JSONResponse:
@@ -121,44 +271,75 @@ def create_app(
         problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()]
         return _error(422, "; ".join(problems), problems=problems)
 
-    @app.post("/api/orders", status_code=201)
-    def create_order(body: CreateOrder) -> dict[str, Any]:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        """FastAPI's and Starlette's own errors (400, routing 404, 405) in the same shape."""
+        if exc.status_code == 405:
+            allow = _allowed_methods(app, request.scope)
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            return _error(405, f"{request.method} is not allowed here; use {allow}", {"Allow": allow})
+        message = f"no such path: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        return _error(exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return _error(500, "internal server error; the server log has the details")
+
+    @app.post("/api/orders", status_code=201, dependencies=guarded, responses=_errors(*auth_errors, 400, 403, 413, 422, 503))
+    def create_order(body: CreateOrder, customer: Annotated[str | None, Depends(_caller)]) -> OrderAccepted:
+        if customer is not None and body.customer_id != customer:
+            raise ApiError(403, "customerId must be the customer of the bearer token")
         event, delivery = commands.create(body.customer_id)
-        return {"orderId": event.order_id, "message": "Order accepted; it is being processed",
-                "status": event.status.value, "partition": delivery.partition, "offset": delivery.offset}
+        return OrderAccepted(order_id=event.order_id, message="Order accepted; it is being processed",
+                             status=event.status, partition=delivery.partition, offset=delivery.offset)
 
-    @app.post("/api/orders/{order_id}/{action}", status_code=202)
-    def advance_order(order_id: str, action: str, customer_id: Annotated[str, Query(alias="customerId", min_length=1, max_length=64)]) -> dict[str, Any]:
-        if not customer_id.strip():
-            raise ApiError(422, "customerId: must not be blank")
-        target = ACTIONS.get(action)
-        if target is None:
-            raise ApiError(404, f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
-        event, delivery = commands.advance(order_id, customer_id.strip(), target)
-        return {"orderId": order_id, "status": target.value, "version": event.version,
-                "message": f"{action} accepted", "partition": delivery.partition, "offset": delivery.offset}
+    @app.post("/api/orders/{order_id}/{action}", status_code=202, dependencies=guarded,
+              responses=_errors(*auth_errors, 400, 403, 404, 409, 413, 422, 503))
+    def advance_order(order_id: OrderIdPath, action: Action,
+                      customer_id: Annotated[str, Query(alias="customerId", **CUSTOMER_RULES)],
+                      customer: Annotated[str | None, Depends(_caller)]) -> ActionAccepted:
+        customer_id = customer_id.strip()
+        if customer is not None and customer_id != customer:
+            raise ApiError(403, "customerId must be the customer of the bearer token")
+        try:
+            event, delivery = commands.advance(order_id, customer_id, ACTIONS[action])
+        except NotYourOrder:
+            if customer is not None:
+                raise UnknownOrder(order_id) from None  # another customer's order: do not reveal it exists
+            raise
+        return ActionAccepted(order_id=order_id, status=event.status, version=event.version,
+                              message=f"{action.value} accepted", partition=delivery.partition,
+                              offset=delivery.offset)
 
-    @app.get("/api/orders/{order_id}")
-    def get_order(order_id: str) -> dict[str, Any]:
+    @app.get("/api/orders/{order_id}", dependencies=guarded, responses=_errors(*auth_errors, 400, 404, 422))
+    def get_order(order_id: OrderIdPath, customer: Annotated[str | None, Depends(_caller)]) -> OrderView:
         order = processor.get(order_id)
-        if order is None:
+        if order is None or (customer is not None and order.customer_id != customer):
             raise UnknownOrder(order_id)
-        return {"orderId": order.order_id, "customerId": order.customer_id, "status": order.status.value,
-                "version": order.version, "history": [e.to_dict() for e in order.history]}
+        return OrderView(order_id=order.order_id, customer_id=order.customer_id, status=order.status,
+                         version=order.version, history=[e.to_dict() for e in order.history])
 
-    @app.get("/api/orders")
+    @app.get("/api/orders", dependencies=guarded, responses=_errors(*auth_errors, 400, 403, 422))
     def list_orders(
+        customer: Annotated[str | None, Depends(_caller)],
         status: OrderStatus | None = None,
         customer_id: Annotated[str | None, Query(alias="customerId", max_length=64)] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
-    ) -> dict[str, Any]:
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    ) -> OrderPage:
+        """Newest first; with authentication on, only the caller's own orders."""
+        if customer is not None:
+            if customer_id is not None and customer_id != customer:
+                raise ApiError(403, "customerId must be the customer of the bearer token")
+            customer_id = customer
         rows = processor.store.summaries(status=status, customer_id=customer_id, limit=limit, offset=offset)
-        orders = [{"orderId": r["order_id"], "customerId": r["customer_id"], "status": r["status"],
-                   "version": r["version"], "updatedAt": r["updated_at"]} for r in rows]
-        return {"orders": orders, "limit": limit, "offset": offset, "count": len(orders)}
+        orders = [OrderSummary(order_id=r["order_id"], customer_id=r["customer_id"], status=r["status"],
+                               version=r["version"], updated_at=r["updated_at"]) for r in rows]
+        return OrderPage(orders=orders, limit=limit, offset=offset, count=len(orders))
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "The broker does not answer"}})
     def health() -> JSONResponse:
         from .broker import answers_metadata
         from .lag import consumer_lag
@@ -168,12 +349,41 @@ def create_app(
                                 "outbox": len(outbox) if outbox is not None else None}
         if up:
             frame = consumer_lag(settings, groups)
-            body["lag"] = frame.to_dict(orient="records")
-        return JSONResponse(body, status_code=200 if up else 503)
+            body["lag"] = json.loads(frame.to_json(orient="records"))
+        return JSONResponse(Health.model_validate(body).model_dump(), status_code=200 if up else 503)
 
     from .metrics import HttpMetrics, registry_for  # added last: outermost, so /metrics needs no auth
     app.add_middleware(HttpMetrics, registry=registry_for(settings, groups, outbox))
     return app
+
+
+_BEARER = HTTPBearer(auto_error=False, description="A token from ORDER_SYSTEM_API_TOKENS; it stands for one customer")
+
+
+def _authenticate(tokens: ApiTokens | None) -> Callable[..., None]:
+    """A route dependency that puts the caller's customer id (from its bearer token) in
+    ``request.state.customer``; with ``tokens`` None (authentication off) it puts None."""
+    if tokens is None:
+        def anyone(request: Request) -> None:
+            request.state.customer = None
+        return anyone
+
+    def token_owner(request: Request,
+                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if credentials is None:
+            raise ApiError(401, "send Authorization: Bearer <token>", challenge)
+        customer = tokens.customer(credentials.credentials)
+        if customer is None:
+            raise ApiError(401, "unknown bearer token", challenge)
+        request.state.customer = customer
+
+    return token_owner
+
+
+def _caller(request: Request) -> str | None:
+    """The customer the request's bearer token stands for; None when authentication is off."""
+    return request.state.customer
 
 
 # ---- the `order-system serve` command ----------------------------------------------------------
@@ -211,14 +421,15 @@ def _uvicorn_server(app: FastAPI, host: str, port: int) -> Any:
 
 
 def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_only: bool = False,
-          state_dir: str | None = None) -> None:
+          state_dir: str | None = None, tokens: ApiTokens | None = None) -> None:
     """Run the API under uvicorn with the consumer groups in background threads.
 
     The outbox is re-sent by itself whenever the broker answers again. SIGINT or SIGTERM stops
     it gracefully: no new connections, requests in progress finish (at most ``GRACE_SECONDS``),
     then the relay stops, the consumers commit what they finished and close, and the producer
-    flushes; then it returns (the command exits 0).
+    flushes; then it returns (the command exits 0). ``tokens`` default to ``ORDER_SYSTEM_API_TOKENS``.
     """
+    from .auth import ENV, ApiTokens
     from .broker import answers_metadata
     from .consumer import run_groups
     from .groups import runner_for, standard_groups
@@ -227,6 +438,11 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     from .topics import create_topics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tokens = tokens if tokens is not None else ApiTokens.from_env()
+    if tokens is None:
+        log.warning("authentication is off: anyone who reaches port %d can act on any order (set %s)", port, ENV)
+    else:
+        log.info("authentication is on: %r", tokens)
     create_topics(settings)
     processor, notifications, analytics = standard_groups(state_dir)
     groups = [processor] if api_only else [processor, notifications, analytics]
@@ -239,7 +455,7 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
                 reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0,
                                                    client_options=dict(settings.client_options)),
             ).start()
-            app = create_app(settings, producer, processor, outbox=outbox,
+            app = create_app(settings, producer, processor, outbox=outbox, tokens=tokens,
                              groups=tuple(g.group_id for g in groups), publish_timeout=9.0)
             try:
                 _uvicorn_server(app, host, port).run()

@@ -5,12 +5,21 @@ order at a time, so two concurrent "pay" commands cannot both pass. The view is 
 asynchronously by the consumer; to read its own writes, a command first waits (with a
 bound) until the view has processed the previous event this process wrote for that order.
 The REST API and the notebook dashboard both use this class.
+
+Memory stays bounded however many orders pass: an order's lock exists only while a command
+for it runs or waits, and the version this process last wrote for an order is kept only until
+the view has processed it (checked a few entries per publish). At most ``max_pending`` writes
+may wait for the view at once; past that, commands answer ``StillProcessing`` until it catches up.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 
 from .broker import outage_cause
 from .errors import NotYourOrder, PublishError, StillProcessing, UnknownOrder
@@ -20,23 +29,44 @@ from .outbox import Outbox
 from .producer import Delivery, OrderProducer
 from .state_machine import check_transition
 
+log = logging.getLogger("order_system.commands")
+
+MAX_PENDING = 100_000  # writes not yet processed by the view that one process keeps track of
+PRUNE_PER_WRITE = 4  # how many of the oldest tracked writes each publish checks against the view
+
 
 class OrderCommands:
     """Turns commands into events, checked against the processor's view."""
 
     def __init__(self, producer: OrderProducer, processor: OrderProcessor, outbox: Outbox | None = None,
-                 publish_timeout: float = 10.0, view_timeout: float = 10.0) -> None:
+                 publish_timeout: float = 10.0, view_timeout: float = 10.0, max_pending: int = MAX_PENDING) -> None:
         self.producer, self.processor, self.outbox = producer, processor, outbox
         if outbox is not None and producer.outbox is None:  # the producer keeps (and orders) what fails
             producer.attach_outbox(outbox)
-        self.publish_timeout, self.view_timeout = publish_timeout, view_timeout
+        self.publish_timeout, self.view_timeout, self.max_pending = publish_timeout, view_timeout, max_pending
         self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-        self._written: dict[str, int] = {}  # the last version this process wrote, per order
+        self._locks: dict[str, list] = {}  # order id -> [lock, holders and waiters], only while in use
+        self._written: OrderedDict[str, int] = OrderedDict()  # order id -> version written, until processed
 
-    def _lock(self, order_id: str) -> threading.Lock:
+    @property
+    def tracked(self) -> tuple[int, int]:
+        """(orders with a lock in use, writes waiting for the view): both bounded, not per order seen."""
         with self._guard:
-            return self._locks.setdefault(order_id, threading.Lock())
+            return len(self._locks), len(self._written)
+
+    @contextmanager
+    def _lock(self, order_id: str) -> Iterator[None]:
+        with self._guard:
+            entry = self._locks.setdefault(order_id, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[order_id]
 
     def create(self, customer_id: str) -> tuple[OrderEvent, Delivery]:
         event = OrderEvent.created(new_order_id(), customer_id)
@@ -61,11 +91,16 @@ class OrderCommands:
 
     def wait_until_processed(self, order_id: str) -> None:
         """Read-your-writes: wait until the view holds this process's last write of the order."""
-        written = self._written.get(order_id, 0)
-        if written and not self.processor.wait_for_version(order_id, written, self.view_timeout):
+        with self._guard:
+            written = self._written.get(order_id, 0)
+        if not written:
+            return
+        if not self.processor.wait_for_version(order_id, written, self.view_timeout):
             raise StillProcessing(order_id)
+        self._settle(order_id, written, processed=True)
 
     def _publish(self, event: OrderEvent) -> Delivery:
+        self._make_room(event.order_id)
         future = self.producer.publish(event)
         try:
             delivery = future.result(timeout=self.publish_timeout)
@@ -75,7 +110,39 @@ class OrderCommands:
                 message += f": {cause}"
             if self.producer.outbox is not None:  # the producer keeps what it failed to deliver
                 message += "; the event is kept in the outbox and will be sent when the broker is back"
-                self._written[event.order_id] = event.version  # the next command waits until it is seen
+                self._wrote(event.order_id, event.version)  # the next command waits until it is seen
             raise PublishError(message, order_id=event.order_id) from exc
-        self._written[event.order_id] = event.version
+        with self._guard:
+            self._written[event.order_id] = event.version
+            self._written.move_to_end(event.order_id)
+        self._prune(PRUNE_PER_WRITE)
         return delivery
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+
+    def _make_room(self, order_id: str) -> None:
+        """Refuse a write while ``max_pending`` earlier writes still wait for the view."""
+        if self.tracked[1] < self.max_pending:
+            return
+        self._prune(64)
+        if self.tracked[1] >= self.max_pending:
+            log.warning("%d writes are not processed by the view yet; refusing new commands", self.max_pending)
+            raise StillProcessing(order_id)
+
+    def _prune(self, checks: int) -> None:
+        """Forget the oldest tracked writes the view has processed; the others go to the back."""
+        for _ in range(checks):
+            with self._guard:
+                if not self._written:
+                    return
+                order_id, version = next(iter(self._written.items()))
+            self._settle(order_id, version, processed=self.processor.version(order_id) >= version)
+
+    def _settle(self, order_id: str, version: int, processed: bool) -> None:
+        with self._guard:
+            if self._written.get(order_id) != version:
+                return  # written again meanwhile: that newer write is tracked
+            if processed:
+                del self._written[order_id]
+            else:
+                self._written.move_to_end(order_id)

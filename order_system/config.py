@@ -40,6 +40,21 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+# Options whose values are secrets: masked in repr() and wherever settings are shown or logged.
+_SECRET_PARTS = ("password", "secret", "jaas", "token", "key.pem", "oauthbearer.config", "credential")
+MASK = "***"
+
+
+def is_secret(option: str) -> bool:
+    """Whether a client option's value must never be shown (passwords, secrets, keys, JAAS)."""
+    return any(part in option.lower() for part in _SECRET_PARTS)
+
+
+def masked(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with every secret value replaced by ``***`` (for logs, reprs and errors)."""
+    return {name: MASK if is_secret(name) else value for name, value in options.items()}
+
+
 def client_options_from_env(env: Mapping[str, str]) -> dict[str, str]:
     """Security options for managed clusters, e.g. KAFKA_SASL_MECHANISM -> sasl.mechanism."""
     options: dict[str, str] = {}
@@ -54,9 +69,9 @@ def default_home() -> Path:
     return Path(os.environ.get("ORDER_SYSTEM_HOME") or Path.home() / ".cache" / "order-system")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
-    """Where the broker is and what the topics are called."""
+    """Where the broker is and what the topics are called (secret options are masked in repr)."""
 
     bootstrap_servers: str = DEFAULT_BOOTSTRAP
     topic: str = DEFAULT_TOPIC
@@ -85,6 +100,11 @@ class Settings:
             client_options=client_options_from_env(env),
             bootstrap_from_env=bool(bootstrap),
         )
+
+    def __repr__(self) -> str:
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        fields["client_options"] = masked(self.client_options)
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in fields.items())})"
 
     def with_topic(self, topic: str) -> Settings:
         """The same settings for another main topic (tests use one topic each)."""

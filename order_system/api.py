@@ -70,7 +70,8 @@ ACTIONS: dict[Action, OrderStatus] = {
     Action.cancel: OrderStatus.CANCELLED,
 }
 # 1 to 64 characters, at least one of them not whitespace (surrounding whitespace is stripped)
-CUSTOMER_RULES: dict[str, Any] = {"min_length": 1, "max_length": 64, "pattern": r"\S"}
+NOT_BLANK = r"\S"
+CUSTOMER_RULES: dict[str, Any] = {"min_length": 1, "max_length": 64, "pattern": NOT_BLANK}
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64, description="The order's id")]
 
 
@@ -156,6 +157,13 @@ class ApiError(Exception):
 STATUS_OF: dict[type[Exception], int] = {
     UnknownOrder: 404, NotYourOrder: 403, InvalidTransition: 409, StillProcessing: 503, PublishError: 503,
 }
+
+
+def _problem(error: Any) -> str:
+    """pydantic's message, plainer where it would quote a regular expression."""
+    if error["type"] == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NOT_BLANK:
+        return "must not be blank"
+    return str(error["msg"])
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, **details: Any) -> JSONResponse:
@@ -268,7 +276,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()]
+        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {_problem(e)}" for e in exc.errors()]
         return _error(422, "; ".join(problems), problems=problems)
 
     @app.exception_handler(HTTPException)

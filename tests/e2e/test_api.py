@@ -15,42 +15,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from conftest import serve_in_thread
+from served import Api, api  # noqa: F401  (api is a fixture)
 
 from order_system.api import create_app
 from order_system.config import Settings
-from order_system.consumer import run_groups
 from order_system.reader import read_records
 from order_system.events import OrderEvent, OrderStatus
-from order_system.groups import OrderProcessor, runner_for
+from order_system.groups import OrderProcessor
 from order_system.outbox import Outbox
 from order_system.producer import OrderProducer
-from order_system.topics import create_topics, delete_topics
-
-from conftest import serve_in_thread
-
-
-@dataclass
-class Api:
-    client: httpx.Client
-    settings: Settings
-    processor: OrderProcessor
-    outbox: Outbox
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    settings = Settings.from_env().with_topic(f"api-{uuid.uuid4().hex[:8]}")
-    create_topics(settings)
-    processor = OrderProcessor()
-    outbox = Outbox(tmp_path / "outbox.db")
-    try:
-        with OrderProducer(settings) as producer, run_groups(runner_for(processor, settings)):
-            app = create_app(settings, producer, processor, outbox=outbox, groups=("order-processor",))
-            with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as client:
-                yield Api(client, settings, processor, outbox)
-    finally:
-        delete_topics(settings, list(settings.all_topics))
 
 
 def create(api: Api, customer: str = "customer-123") -> str:
@@ -80,7 +54,7 @@ def test_the_tutorial_lifecycle(api: Api, caplog: pytest.LogCaptureFixture) -> N
 
 @pytest.mark.parametrize(
     ("body", "problem"),
-    [({}, "customerId: Field required"), ({"customerId": "   "}, "customerId: Value error, must not be blank"),
+    [({}, "customerId: Field required"), ({"customerId": "   "}, "customerId: must not be blank"),
      ({"customerId": "x" * 65}, "customerId: String should have at most 64 characters"),
      ({"customerId": 42}, "customerId: Input should be a valid string"),
      ({"customerId": "c", "extra": 1}, "extra: Extra inputs are not permitted")],
@@ -117,7 +91,7 @@ def test_errors_on_transitions(api: Api) -> None:
     long = api.client.post(f"/api/orders/{order_id}/pay", params={"customerId": "x" * 65})
     assert long.status_code == 422 and "at most 64 characters" in long.json()["error"]
     bogus = api.client.post(f"/api/orders/{order_id}/refund", params={"customerId": "alice"})
-    assert bogus.status_code == 404 and "unknown action" in bogus.json()["error"]
+    assert bogus.status_code == 422 and "path.action: Input should be 'pay', 'ship'" in bogus.json()["error"]
 
     assert api.client.post(f"/api/orders/{order_id}/cancel", params={"customerId": "alice"}).status_code == 202
     after = api.client.post(f"/api/orders/{order_id}/pay", params={"customerId": "alice"})

@@ -1,0 +1,68 @@
+"""The REST API over real HTTP (uvicorn on a free port) with the real broker behind it, as fixtures.
+
+A test module imports the fixtures it uses (``from served import api``); a conftest.py here would
+shadow tests/conftest.py for the modules that import helpers from it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import serve_in_thread
+from fastapi import FastAPI
+
+from order_system.api import create_app
+from order_system.auth import ApiTokens
+from order_system.config import Settings
+from order_system.consumer import run_groups
+from order_system.groups import OrderProcessor, runner_for
+from order_system.outbox import Outbox
+from order_system.producer import OrderProducer
+from order_system.topics import create_topics, delete_topics
+
+TOKENS = {"alice-token-0123456789": "alice", "bob-token-0123456789ab": "bob"}
+
+
+@dataclass
+class Api:
+    client: httpx.Client
+    settings: Settings
+    processor: OrderProcessor
+    outbox: Outbox
+    app: FastAPI
+    base: str
+
+
+@contextmanager
+def running_api(tmp_path: Path, tokens: ApiTokens | None = None) -> Iterator[Api]:
+    settings = Settings.from_env().with_topic(f"api-{uuid.uuid4().hex[:8]}")
+    create_topics(settings)
+    processor = OrderProcessor()
+    outbox = Outbox(tmp_path / "outbox.db")
+    try:
+        with OrderProducer(settings) as producer, run_groups(runner_for(processor, settings)):
+            app = create_app(settings, producer, processor, outbox=outbox, tokens=tokens, groups=("order-processor",))
+            with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+                yield Api(client, settings, processor, outbox, app, base)
+    finally:
+        delete_topics(settings, list(settings.all_topics))
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    """Authentication off (the tutorial's default)."""
+    with running_api(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def authed_api(tmp_path: Path) -> Iterator[Api]:
+    """Authentication on, with the tokens of alice and bob (``TOKENS``)."""
+    with running_api(tmp_path, ApiTokens(TOKENS)) as running:
+        yield running

@@ -120,6 +120,10 @@ class OrderCommands:
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
+    def prune(self) -> None:
+        """Check every tracked write against the view once; forget those it has processed."""
+        self._prune(self.tracked[1])
+
     def _make_room(self, order_id: str) -> None:
         """Refuse a write while ``max_pending`` earlier writes still wait for the view."""
         if self.tracked[1] < self.max_pending:

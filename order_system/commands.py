@@ -112,10 +112,7 @@ class OrderCommands:
                 message += "; the event is kept in the outbox and will be sent when the broker is back"
                 self._wrote(event.order_id, event.version)  # the next command waits until it is seen
             raise PublishError(message, order_id=event.order_id) from exc
-        with self._guard:
-            self._written[event.order_id] = event.version
-            self._written.move_to_end(event.order_id)
-        self._prune(PRUNE_PER_WRITE)
+        self._wrote(event.order_id, event.version)
         return delivery
 
     # ---- bookkeeping -------------------------------------------------------------------------
@@ -123,6 +120,13 @@ class OrderCommands:
     def prune(self) -> None:
         """Check every tracked write against the view once; forget those it has processed."""
         self._prune(self.tracked[1])
+
+    def _wrote(self, order_id: str, version: int) -> None:
+        """Track a write until the view has it; forget a few the view has meanwhile processed."""
+        with self._guard:
+            self._written[order_id] = version
+            self._written.move_to_end(order_id)
+        self._prune(PRUNE_PER_WRITE)
 
     def _make_room(self, order_id: str) -> None:
         """Refuse a write while ``max_pending`` earlier writes still wait for the view."""

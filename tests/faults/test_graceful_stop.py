@@ -53,10 +53,10 @@ def launch(args: list[str], own: Settings, home: Path, log: Path) -> subprocess.
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
-def terminate(process: subprocess.Popen[bytes], log: Path) -> float:
-    """SIGTERM; returns the seconds until exit, asserting exit code 0."""
+def terminate(process: subprocess.Popen[bytes], log: Path, signum: int = signal.SIGTERM) -> float:
+    """SIGTERM (or ``signum``); returns the seconds until exit, asserting exit code 0."""
     began = time.monotonic()
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     try:
         code = process.wait(timeout=60)
     except subprocess.TimeoutExpired:
@@ -190,7 +190,8 @@ def test_sigterm_of_serve_under_load(own_topic: Settings, tmp_path: Path, free_p
     assert set(accepted) <= history  # every accepted request's event was applied
 
 
-def test_sigterm_of_consume_mid_stream(own_topic: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_of_consume_mid_stream(own_topic: Settings, tmp_path: Path, signum: int) -> None:
     state, first_log, second_log = tmp_path / "state", tmp_path / "consume-1.log", tmp_path / "consume-2.log"
     args = ["consume", "--group", "order-processor", "--state-dir", str(state)]
     events = plan_lifecycles(600, seed=10)
@@ -211,7 +212,7 @@ def test_sigterm_of_consume_mid_stream(own_topic: Settings, tmp_path: Path) -> N
         store = state / "order-processor.db"
         wait_for(lambda: store.exists() and len(rows(store, "SELECT order_id, version FROM history")) >= 200,
                  "200 events processed", consumer, first_log)
-        took = terminate(consumer, first_log)
+        took = terminate(consumer, first_log, signum)
     finally:
         if consumer.poll() is None:
             consumer.kill()

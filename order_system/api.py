@@ -213,7 +213,6 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        log.info("%s %s -> 413 (body over %d bytes)", scope["method"], scope["path"], self.limit)
         response = _error(413, f"the request body is larger than {self.limit} bytes", {"Connection": "close"})
         await response(scope, receive, send)
 

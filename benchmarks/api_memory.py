@@ -13,7 +13,7 @@ The baseline, measured in the same run on the same inputs, is the bookkeeping ``
 had before (a lock and a version per order, kept forever). Every memory figure is printed as a
 ratio to the same variant's figure at the first checkpoint: flat means within 0.90-1.10.
 Before measuring, each run creates 50,000 throwaway events to fill pydantic-core's bounded
-string cache (see ``warm_up``). A million orders take about 20 minutes under tracemalloc.
+string cache (see ``warm_up``). A million orders take about 25 minutes under tracemalloc.
 
 The view is in memory, as ``serve`` keeps it without ``--state-dir``; its SQLite pages are
 reported as bytes per order.

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -76,26 +73,6 @@ def spare_broker(settings: Settings) -> Iterator[LocalBroker]:
     yield broker
     broker.stop()
     broker.purge()
-
-
-@contextmanager
-def serve_in_thread(app: object) -> Iterator[str]:
-    import uvicorn
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)  # uvicorn offers no event for "listening"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")

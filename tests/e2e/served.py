@@ -1,7 +1,7 @@
 """The REST API over real HTTP (uvicorn on a free port) with the real broker behind it, as fixtures.
 
-A test module imports the fixtures it uses (``from served import api``); a conftest.py here would
-shadow tests/conftest.py for the modules that import helpers from it.
+Test modules import the fixtures they use (``from served import api``) rather than getting them
+from a conftest.py here (see tests/serving.py on conftest modules).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import serve_in_thread
+from serving import serve_in_thread
 from fastapi import FastAPI
 
 from order_system.api import create_app

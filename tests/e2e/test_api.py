@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import serve_in_thread
+from serving import serve_in_thread
 from served import Api, api  # noqa: F401  (api is a fixture)
 
 from order_system.api import create_app

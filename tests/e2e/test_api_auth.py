@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from served import TOKENS, Api
+from served import TOKENS, Api, api, authed_api  # noqa: F401  (fixtures)
 
 ALICE, BOB = ({"Authorization": f"Bearer {token}"} for token in TOKENS)
 

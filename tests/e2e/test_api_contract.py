@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from served import TOKENS, Api
+from served import TOKENS, Api, api, authed_api  # noqa: F401  (fixtures)
 
 from order_system.api import MAX_BODY_BYTES, MAX_OFFSET
 from order_system.commands import OrderCommands

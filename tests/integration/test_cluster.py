@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import serve_in_thread
+from serving import serve_in_thread
 from order_system.api import create_app
 from order_system.broker import answers_metadata
 from order_system.cluster import LocalCluster, leader_of, wait_for, wait_for_new_leader, wait_isr_whole

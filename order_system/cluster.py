@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .broker import LocalBroker, Say, _quiet, _reap, is_loopback, parse_bootstrap, port_open, speaks_kafka
+from .broker import LocalBroker, Say, _quiet, _reap, is_loopback, parse_bootstrap, port_open
 from .config import Settings, default_home
 from .errors import BrokerError
 

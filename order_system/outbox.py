@@ -21,12 +21,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import default_home
+from .sqlite import write_transaction
 
 if TYPE_CHECKING:
     from .producer import OrderProducer
@@ -191,16 +192,8 @@ class Outbox:
             return " AND cluster IS NULL", ()
         return " AND cluster = ?", (cluster,)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
 
     @contextmanager
     def resending(self) -> Iterator[bool]:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .events import OrderEvent, OrderStatus
 from .state_machine import Order, rebuild_order
+from .sqlite import write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -60,16 +61,8 @@ class OrderStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
 
     def version(self, order_id: str) -> int:
         """The version of the last recorded event of the order (0 when unknown)."""

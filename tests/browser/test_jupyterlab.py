@@ -11,28 +11,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import real_lab
+
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(180)]
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("ORDER_SYSTEM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-SETTINGS = {  # JupyterLab user settings for the run: every cell in the page, nothing saved, no news
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                         "checkForUpdates": False},
-}
 PROMPTS = "() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')]"
 SOME_QUEUED = f"() => ({PROMPTS})().some(p => p.textContent.includes('[*]'))"
 ALL_RAN = f"() => ({PROMPTS})().length > 0 && ({PROMPTS})().every(p => /\\[\\d+\\]/.test(p.textContent))"
@@ -43,59 +34,11 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: run scripts/setup-env")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """JupyterLab serving copies of the notebooks; its URL."""
-    home = tmp_path_factory.mktemp("jupyterlab")
-    work = home / "work"
-    shutil.copytree(ROOT / "notebooks", work / "notebooks")
-    for name, values in SETTINGS.items():
-        path = home / "settings" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data")}
-    port = _free_port()
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-               "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={work}"]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    log = (home / "jupyterlab.log").open("w")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _answers(url):
-            assert server.poll() is None, f"JupyterLab ended:\n{(home / 'jupyterlab.log').read_text()}"
-            assert time.monotonic() < deadline, f"JupyterLab did not answer:\n{(home / 'jupyterlab.log').read_text()}"
-            time.sleep(0.2)  # another process: nothing local to wait on
+    with real_lab.jupyterlab(tmp_path_factory.mktemp("jupyterlab")) as url:
         yield url
-    finally:
-        server.terminate()  # shuts the kernels down too
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-
-
-def _answers(url: str) -> bool:
-    from urllib.error import URLError
-    from urllib.request import urlopen
-
-    try:
-        with urlopen(f"{url}/api/status", timeout=2) as answer:
-            return answer.status == 200
-    except (URLError, OSError):
-        return False
 
 
 @pytest.fixture

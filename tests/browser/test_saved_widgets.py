@@ -7,19 +7,14 @@ JupyterLab renders widget outputs only in notebooks the user trusts; ``scripts/t
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from test_jupyterlab import CHROMIUM, CHROMIUM_ARGS, ROOT, SETTINGS, _answers, _free_port, sync_api
+import real_lab
+from test_jupyterlab import CHROMIUM, CHROMIUM_ARGS, sync_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -27,38 +22,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(180)]
 @pytest.fixture
 def trusted_lab(tmp_path: Path) -> Iterator[str]:
     """JupyterLab on copies of the notebooks, trusted as scripts/tutorial trusts them; its URL."""
-    work = tmp_path / "work"
-    shutil.copytree(ROOT / "notebooks", work / "notebooks")
-    for name, values in SETTINGS.items():
-        path = tmp_path / "settings" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
-    trusted = subprocess.run([sys.executable, "-m", "jupyter", "trust", *map(str, (work / "notebooks").glob("*.ipynb"))],
-                             env=env, capture_output=True, text=True, timeout=60)
-    assert trusted.returncode == 0, trusted.stderr
-    port = _free_port()
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-               "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={work}"]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _answers(url):
-            assert server.poll() is None and time.monotonic() < deadline, "JupyterLab did not start"
-            time.sleep(0.2)  # another process: nothing local to wait on
+    with real_lab.jupyterlab(tmp_path, trusted=True) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def test_dashboard_shows_as_widgets_before_the_notebook_runs(trusted_lab: str) -> None:

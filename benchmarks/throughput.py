@@ -27,7 +27,7 @@ def timed(action) -> float:  # type: ignore[no-untyped-def]
 
 
 def bare_publish(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer(settings.client_config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 5}))
+    producer = Producer(settings.producer_config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 5}))
     for key, value in payloads:
         while True:
             try:

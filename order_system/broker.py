@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .config import Settings, default_home
 from .errors import BrokerError
+from .maven import MavenError, fetch_jars, jars_ready
 
 KAFKA_VERSION = "4.3.1"
 SCALA_VERSION = "2.13"
@@ -276,46 +277,18 @@ class LocalBroker:
             )
 
     def jars_ready(self) -> bool:
-        return (self.libs_dir / ".complete").exists()
+        return jars_ready(self.dist_dir)
 
     def fetch_jars(self, say: Say = _quiet) -> Path:
         """Copy Kafka's runtime jars from Maven Central into the cache (once)."""
-        if self.jars_ready():
-            return self.libs_dir
-        say(f"Fetching Apache Kafka {self.version} jars from Maven Central (first start only) ...")
-        self.dist_dir.mkdir(parents=True, exist_ok=True)
-        (self.dist_dir / "pom.xml").write_text(self._pom())
-        staging = self.dist_dir / "libs.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        cmd = [
-            self.mvn, "-B", "-q", "-f", str(self.dist_dir / "pom.xml"),
-            "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
-            raise BrokerError(f"Maven could not fetch Kafka {self.version}:\n{tail}\n{DOCKER_HINT}")
-        shutil.rmtree(self.libs_dir, ignore_errors=True)
-        staging.rename(self.libs_dir)
-        count = len(list(self.libs_dir.glob("*.jar")))
-        (self.libs_dir / ".complete").write_text(f"{count} jars\n")
-        say(f"Fetched {count} jars into {self.libs_dir}")
-        return self.libs_dir
-
-    def _pom(self) -> str:
-        deps = [
+        artifacts = [
             ("org.apache.kafka", f"kafka_{SCALA_VERSION}", self.version),
             ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
         ]
-        xml = "".join(
-            f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
-            for g, a, v in deps
-        )
-        return (
-            '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
-            "<groupId>order-system</groupId><artifactId>kafka-runtime</artifactId><version>1</version>"
-            f"<packaging>pom</packaging><dependencies>{xml}</dependencies></project>\n"
-        )
+        try:
+            return fetch_jars(self.dist_dir, artifacts, what=f"Apache Kafka {self.version} jars", mvn=self.mvn, say=say)
+        except MavenError as exc:
+            raise BrokerError(f"{exc}\n{DOCKER_HINT}") from exc
 
     def _server_properties(self) -> str:
         return "".join(f"{k}={v}\n" for k, v in self._properties().items())

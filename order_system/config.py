@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
 from .throttle import KAFKA_ERRORS
@@ -20,6 +21,9 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 _KAFKA_LOG = logging.getLogger("order_system.kafka")
 _KAFKA_LOG.addFilter(KAFKA_ERRORS)  # a down broker: one line per client per 10 s, not 20 a second
 DEFAULT_TOPIC = "order-events"
+# Every producer of the package hashes keys like Kafka's Java client (murmur2), so that an order
+# keeps its partition whichever service, Java or Python, publishes its events.
+PARTITIONER = "murmur2_random"
 
 # Environment variables of the form KAFKA_<SECURITY|SASL|SSL>_... are passed to every client
 # as librdkafka options: KAFKA_SASL_USERNAME -> sasl.username, KAFKA_SECURITY_PROTOCOL ->
@@ -64,6 +68,18 @@ def client_options_from_env(env: Mapping[str, str]) -> dict[str, str]:
     return options
 
 
+def _time_zone(env: Mapping[str, str]) -> str:
+    """ORDER_SYSTEM_LOCAL_TIMEZONE: the IANA zone of zone-less timestamps (Java LocalDateTime), UTC by default."""
+    name = (env.get("ORDER_SYSTEM_LOCAL_TIMEZONE") or "UTC").strip()
+    try:
+        if len(name) > 64:
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ValueError, OSError, ZoneInfoNotFoundError):
+        raise ConfigError(f"ORDER_SYSTEM_LOCAL_TIMEZONE={name!r} is not a time zone; give e.g. UTC or Europe/Berlin") from None
+    return name
+
+
 def default_home() -> Path:
     """Where the local broker keeps its jars, data and logs (ORDER_SYSTEM_HOME overrides)."""
     return Path(os.environ.get("ORDER_SYSTEM_HOME") or Path.home() / ".cache" / "order-system")
@@ -82,6 +98,7 @@ class Settings:
     # False: `topics create` chooses replication from the brokers that answer (3 and min ISR 2 on a cluster)
     replication_from_env: bool = False
     min_insync_replicas: int | None = None
+    local_timezone: str = "UTC"  # the zone of zone-less timestamps from Java services (see spring_compat)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +116,7 @@ class Settings:
             min_insync_replicas=_int(env, "ORDER_SYSTEM_MIN_INSYNC_REPLICAS", 0) or None,
             client_options=client_options_from_env(env),
             bootstrap_from_env=bool(bootstrap),
+            local_timezone=_time_zone(env),
         )
 
     def __repr__(self) -> str:
@@ -129,3 +147,7 @@ class Settings:
         config.update(self.client_options)
         config.update(extra)
         return config
+
+    def producer_config(self, **extra: Any) -> dict[str, Any]:
+        """``client_config`` for a producer: keys are partitioned as Kafka's Java client does."""
+        return self.client_config(partitioner=PARTITIONER, **extra)

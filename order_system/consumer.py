@@ -29,6 +29,7 @@ from . import metrics
 from .config import Settings
 from .errors import InvalidEvent, PublishError
 from .events import OrderEvent, OrderStatus
+from .spring_compat import read_event
 from .throttle import KAFKA_ERRORS
 
 if TYPE_CHECKING:
@@ -71,13 +72,16 @@ class Received:
         return value.decode(errors="replace") if value is not None else None
 
 
-def decode(received: Received, require_key: bool = True) -> OrderEvent:
+def decode(received: Received, require_key: bool = True, zone: str = "UTC") -> OrderEvent:
     """The record's event; ``InvalidEvent`` (with a ``reason``) when it can never be one, whatever
-    went wrong (an error nobody foresaw is reason ``undecodable``)."""
+    went wrong (an error nobody foresaw is reason ``undecodable``).
+
+    The Spring tutorial's events are read too (``zone``: of their zone-less timestamps).
+    """
     if received.raw_key is None and require_key:
         raise InvalidEvent("record has no key; events must be keyed by order id", "missing-key")
     try:
-        event = OrderEvent.from_json(received.value)
+        event = read_event(received, zone)
     except InvalidEvent:
         raise
     except Exception as exc:
@@ -327,7 +331,7 @@ class ConsumerRunner:
         if not self.policy.accepts(self, received):
             return "skipped"  # e.g. another group's record on a shared retry topic
         try:
-            event = decode(received, self.require_key)
+            event = decode(received, self.require_key, self.settings.local_timezone)
         except InvalidEvent as exc:
             self.log_received(received, None)
             self._failed(received, exc)

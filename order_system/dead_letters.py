@@ -32,6 +32,7 @@ MAX_KEY_KEPT = 1024  # bytes of key a cut dead-letter record keeps
 
 class _TooLarge(PublishError):
     """The broker (or the client) refused a record for its size."""
+_ORIGIN_HEADERS = ("original-topic", "original-partition", "original-offset", "original-timestamp-ms")
 
 
 class DeadLetters:
@@ -41,7 +42,7 @@ class DeadLetters:
     def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
         self.settings = settings
         self.timeout = timeout
-        self._producer = Producer(settings.client_config(**{
+        self._producer = Producer(settings.producer_config(**{
             "enable.idempotence": True, "acks": "all", "client.id": "order-system-dead-letters"}))
 
     def send(self, received: Received, error: Exception, *, group: str, attempts: int, reason: str) -> None:
@@ -106,11 +107,13 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
            timeout: float = 30.0) -> int:
     """Republish chosen dead-letter records, key and value unchanged, to the main topic.
 
+    The ``dlt-original-*`` headers go along as ``original-*`` (where the record was first written).
+
     ``select`` is a predicate over rows of ``read_dead_letters`` or a set of (partition,
     offset) pairs; ``None`` replays all. Returns how many were republished.
     """
     wanted = None if select is None or callable(select) else set(select)
-    producer = Producer(settings.client_config(**{"enable.idempotence": True, "acks": "all"}))
+    producer = Producer(settings.producer_config(**{"enable.idempotence": True, "acks": "all"}))
     count = 0
     errors: list[str] = []
     for message in read_records(settings, settings.dead_letter_topic, timeout, 100_000):
@@ -119,7 +122,11 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
             select is None or select(row))  # type: ignore[operator]
         if not chosen:
             continue
-        kept = [(k, v) for k, v in (message.headers() or []) if not k.startswith(DLT_PREFIX)]
+        headers = message.headers() or []
+        # where the record was first written travels on, so a replayed event keeps its identity
+        origin = {k[len(DLT_PREFIX):]: v for k, v in headers if k.startswith(DLT_PREFIX) and k[len(DLT_PREFIX):] in _ORIGIN_HEADERS}
+        kept = [(k, v) for k, v in headers if not k.startswith(DLT_PREFIX) and k not in origin]
+        kept += origin.items()
         kept.append(("replayed-from", f"{settings.dead_letter_topic}/{message.partition()}/{message.offset()}".encode()))
         producer.produce(settings.topic, key=message.key(), value=message.value(), headers=kept,
                          on_delivery=lambda err, msg: err is not None and errors.append(err.str()))

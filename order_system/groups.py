@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 
 from .events import OrderEvent, OrderStatus
+from .spring_compat import assign_version
 from .state_machine import TERMINAL, Order, check_version
 from .store import Effect, OrderStore
 
@@ -97,6 +98,7 @@ class OrderProcessor:
         return {status: self.handle for status in self.steps}
 
     def handle(self, event: OrderEvent, received: Received | None = None) -> str:
+        event = assign_version(event, self.store.history)  # a Spring event's version comes from the order's state
         order_id = event.order_id
         for _ in range(MAX_DECISIONS):
             current = self.store.get(order_id)

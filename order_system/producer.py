@@ -113,7 +113,7 @@ class OrderProducer:
             "client.id": "order-system-producer",
             **(extra_config or {}),
         }
-        self._producer = Producer(settings.client_config(**config))
+        self._producer = Producer(settings.producer_config(**config))
         self._lock = threading.Condition()
         self._unresolved = 0  # records accepted whose future is not resolved yet
         self._chains: dict[ChainKey, deque[_Record]] = {}  # key -> records waiting behind the one in flight

@@ -17,7 +17,7 @@ def test_keyed_message_round_trip() -> None:
     assert partition_count(settings) == 3
     try:
         delivered: list = []
-        producer = Producer(settings.client_config(**{"enable.idempotence": True, "acks": "all"}))
+        producer = Producer(settings.producer_config(**{"enable.idempotence": True, "acks": "all"}))
         producer.produce(settings.topic, key=b"order-42", value=b'{"hello": "kafka"}', on_delivery=lambda e, m: delivered.append((e, m)))
         assert producer.flush(30) == 0
         [(error, sent)] = delivered

@@ -1,0 +1,157 @@
+"""A real Spring Kafka client beside this package: the Java program in ``interop/spring``.
+
+The program uses Spring Kafka's ``KafkaTemplate`` and listener container with Spring's Jackson 3
+JSON serializer and deserializer, the way a Java service on the same topic would. Its jars are
+fetched once from Maven Central with Maven into ``<home>/spring-kafka-<version>/libs`` (a folder
+of their own, never on the broker's classpath); the program is compiled once with ``javac``
+into a folder named after a hash of its source and of the pinned versions, so later runs need
+neither the network nor the compiler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .broker import KAFKA_VERSION
+from .config import Settings, default_home
+from .errors import OrderSystemError
+from .maven import Say, fetch_jars
+
+SPRING_KAFKA_VERSION = "4.1.2"
+JACKSON_VERSION = "3.3.0"  # every Jackson 3 artifact (tools.jackson.*)
+SLF4J_VERSION = "1.7.36"  # the slf4j API kafka-clients uses; slf4j-simple logs warnings to stderr
+SOURCE_DIR = Path(__file__).resolve().parent.parent / "interop" / "spring"
+MAIN_CLASS = "orderinterop.SpringInterop"
+JAVA_TYPE = "orderinterop.TutorialOrderEvent"  # the class name the Java producer puts in __TypeId__
+
+ARTIFACTS = [
+    ("org.springframework.kafka", "spring-kafka", SPRING_KAFKA_VERSION),
+    ("org.apache.kafka", "kafka-clients", KAFKA_VERSION),  # the broker's version, not Spring's default
+    ("tools.jackson.core", "jackson-databind", JACKSON_VERSION),
+    ("org.slf4j", "slf4j-simple", SLF4J_VERSION),
+]
+MANAGED = [
+    ("tools.jackson.core", "jackson-core", JACKSON_VERSION),
+    ("org.slf4j", "slf4j-api", SLF4J_VERSION),
+]
+
+
+class JavaClientError(OrderSystemError):
+    """The Spring Kafka interop program could not be fetched, compiled or run."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class SpringClient:
+    """Fetch, compile and run the Spring Kafka interop program (``interop/spring``)."""
+
+    def __init__(self, home: Path | None = None, java: str = "java", javac: str = "javac", mvn: str = "mvn") -> None:
+        self.home = Path(home) if home else default_home()
+        self.java, self.javac, self.mvn = java, javac, mvn
+        self.jar_dir = self.home / f"spring-kafka-{SPRING_KAFKA_VERSION}"
+        self.libs_dir = self.jar_dir / "libs"
+
+    # ---- set-up -------------------------------------------------------------------------
+
+    def sources(self) -> list[Path]:
+        return sorted(SOURCE_DIR.rglob("*.java"))
+
+    def source_hash(self) -> str:
+        """A hash of the Java sources and the pinned versions: the compiled classes' folder name."""
+        digest = hashlib.sha256(repr((ARTIFACTS, MANAGED)).encode())
+        for path in self.sources():
+            digest.update(path.relative_to(SOURCE_DIR).as_posix().encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()[:16]
+
+    @property
+    def classes_dir(self) -> Path:
+        return self.jar_dir / f"classes-{self.source_hash()}"
+
+    def ready(self) -> bool:
+        """Whether the jars are fetched and this source is compiled (no network or javac needed)."""
+        return (self.classes_dir / ".complete").exists()
+
+    def prepare(self, say: Say = _quiet) -> Path:
+        """Fetch the jars (once) and compile the program (once per source); return the classes folder."""
+        if self.ready():
+            return self.classes_dir
+        for tool in (self.java, self.javac):
+            if not shutil.which(tool):
+                raise JavaClientError(f"`{tool}` (a JDK 17 or newer) was not found; the Spring interop program needs it")
+        try:
+            fetch_jars(self.jar_dir, ARTIFACTS, managed=MANAGED, mvn=self.mvn, say=say,
+                       what=f"Spring Kafka {SPRING_KAFKA_VERSION} with Jackson {JACKSON_VERSION}")
+        except OrderSystemError as exc:
+            raise JavaClientError(str(exc)) from exc
+        target = self.classes_dir
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        say(f"Compiling the Spring interop program ({len(self.sources())} files) ...")
+        done = subprocess.run(
+            [self.javac, "-encoding", "UTF-8", "--release", "17", "-nowarn", "-d", str(staging),
+             "-cp", f"{self.libs_dir}/*", *map(str, self.sources())],
+            capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise JavaClientError(f"javac failed:\n{(done.stdout + done.stderr)[-3000:]}")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        (target / ".complete").write_text("compiled\n")
+        return target
+
+    # ---- running ------------------------------------------------------------------------
+
+    def command(self, *args: str) -> list[str]:
+        """The java command line running the program with ``args``."""
+        return [
+            self.java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.logFile=System.err",
+            "-cp", f"{self.classes_dir}:{self.libs_dir}/*", MAIN_CLASS, *args,
+        ]
+
+    def run(self, *args: str, stdin: str = "", timeout: float = 120.0) -> list[dict[str, Any]]:
+        """Run the program; return the JSON lines it printed. Raises ``JavaClientError`` on failure."""
+        self.prepare()
+        try:
+            done = subprocess.run(self.command(*args), input=stdin, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise JavaClientError(f"the Spring interop program ({args[0]}) did not finish within {timeout:.0f}s; "
+                                  f"stderr:\n{_text(exc.stderr)[-3000:]}") from exc
+        if done.returncode != 0:
+            raise JavaClientError(f"the Spring interop program ({args[0]}) exited with {done.returncode}:\n"
+                                  f"{done.stderr[-3000:]}")
+        return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+    def partitions(self, keys: Sequence[str], partition_counts: Iterable[int]) -> dict[int, list[int]]:
+        """Kafka's own Java partition for each key (UTF-8 bytes), per partition count."""
+        counts = [str(n) for n in partition_counts]
+        rows = self.run("partitions", *counts, stdin="".join(k + "\n" for k in keys))
+        return {int(n): [row["partitions"][n] for row in rows] for n in counts}
+
+    def produce_tutorial(self, settings: Settings, order_ids: Sequence[str], topic: str | None = None,
+                         cancel_every: int = 0) -> list[dict[str, Any]]:
+        """Publish the tutorial's lifecycle for each order id with ``KafkaTemplate`` and Spring's
+        JSON serializer, keyed by order id; one row per record: orderId, status, partition, offset."""
+        return self.run("produce", settings.bootstrap_servers, topic or settings.topic, str(cancel_every),
+                        stdin="".join(o + "\n" for o in order_ids))
+
+    def listen(self, settings: Settings, group_id: str, count: int, topic: str | None = None,
+               timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Read ``count`` records with a Spring listener container and Spring's JSON deserializer;
+        one row per record: partition, offset, key, typeId header and the event as Java read it."""
+        return self.run("listen", settings.bootstrap_servers, topic or settings.topic, group_id, str(count),
+                        str(int(timeout * 1000)), timeout=timeout + 60)
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data

@@ -149,5 +149,6 @@ class Settings:
         return config
 
     def producer_config(self, **extra: Any) -> dict[str, Any]:
-        """``client_config`` for a producer: keys are partitioned as Kafka's Java client does."""
-        return self.client_config(partitioner=PARTITIONER, **extra)
+        """``client_config`` for a producer: keys are partitioned as Kafka's Java client does
+        (murmur2); ``extra`` may still name another partitioner, for demonstrations."""
+        return self.client_config(**{"partitioner": PARTITIONER, **extra})

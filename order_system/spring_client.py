@@ -14,11 +14,12 @@ import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .broker import KAFKA_VERSION
+from .broker import KAFKA_VERSION, LocalBroker
 from .config import Settings, default_home
 from .errors import OrderSystemError
 from .maven import Say, fetch_jars
@@ -28,6 +29,7 @@ JACKSON_VERSION = "3.3.0"  # every Jackson 3 artifact (tools.jackson.*)
 SLF4J_VERSION = "1.7.36"  # the slf4j API kafka-clients uses; slf4j-simple logs warnings to stderr
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "interop" / "spring"
 MAIN_CLASS = "orderinterop.SpringInterop"
+PARTITIONS_CLASS = "orderinterop.JavaPartitions"  # needs only kafka-clients: run on the broker's jars
 JAVA_TYPE = "orderinterop.TutorialOrderEvent"  # the class name the Java producer puts in __TypeId__
 
 ARTIFACTS = [
@@ -92,8 +94,7 @@ class SpringClient:
         except OrderSystemError as exc:
             raise JavaClientError(str(exc)) from exc
         target = self.classes_dir
-        staging = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=self.jar_dir))  # own folder: runs may race
         say(f"Compiling the Spring interop program ({len(self.sources())} files) ...")
         done = subprocess.run(
             [self.javac, "-encoding", "UTF-8", "--release", "17", "-nowarn", "-d", str(staging),
@@ -101,40 +102,55 @@ class SpringClient:
             capture_output=True, text=True,
         )
         if done.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
             raise JavaClientError(f"javac failed:\n{(done.stdout + done.stderr)[-3000:]}")
+        (staging / ".complete").write_text("compiled\n")
         shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-        (target / ".complete").write_text("compiled\n")
+        try:
+            staging.rename(target)
+        except OSError:  # another run compiled the same source meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
         return target
 
     # ---- running ------------------------------------------------------------------------
 
-    def command(self, *args: str) -> list[str]:
-        """The java command line running the program with ``args``."""
+    def command(self, *args: str, main: str = MAIN_CLASS, libs: Path | None = None) -> list[str]:
+        """The java command line running ``main`` with ``args`` (on the Spring jars unless ``libs``)."""
         return [
             self.java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.logFile=System.err",
-            "-cp", f"{self.classes_dir}:{self.libs_dir}/*", MAIN_CLASS, *args,
+            "-cp", f"{self.classes_dir}:{libs or self.libs_dir}/*", main, *args,
         ]
 
-    def run(self, *args: str, stdin: str = "", timeout: float = 120.0) -> list[dict[str, Any]]:
-        """Run the program; return the JSON lines it printed. Raises ``JavaClientError`` on failure."""
+    def _run(self, command: list[str], stdin: str, timeout: float) -> str:
         self.prepare()
         try:
-            done = subprocess.run(self.command(*args), input=stdin, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            raise JavaClientError(f"the Spring interop program ({args[0]}) did not finish within {timeout:.0f}s; "
+            raise JavaClientError(f"{' '.join(command[-6:])} did not finish within {timeout:.0f}s; "
                                   f"stderr:\n{_text(exc.stderr)[-3000:]}") from exc
         if done.returncode != 0:
-            raise JavaClientError(f"the Spring interop program ({args[0]}) exited with {done.returncode}:\n"
-                                  f"{done.stderr[-3000:]}")
-        return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+            raise JavaClientError(f"{' '.join(command[-6:])} exited with {done.returncode}:\n{done.stderr[-3000:]}")
+        return done.stdout
 
-    def partitions(self, keys: Sequence[str], partition_counts: Iterable[int]) -> dict[int, list[int]]:
-        """Kafka's own Java partition for each key (UTF-8 bytes), per partition count."""
-        counts = [str(n) for n in partition_counts]
-        rows = self.run("partitions", *counts, stdin="".join(k + "\n" for k in keys))
-        return {int(n): [row["partitions"][n] for row in rows] for n in counts}
+    def run(self, *args: str, stdin: str = "", timeout: float = 120.0) -> list[dict[str, Any]]:
+        """Run the Spring program; return the JSON lines it printed. Raises ``JavaClientError`` on failure."""
+        out = self._run(self.command(*args), stdin, timeout)
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+    def partitions(self, keys: Sequence[str], partition_counts: Sequence[int],
+                   kafka_libs: Path | None = None) -> dict[int, list[int]]:
+        """Kafka's own Java partition of each key (its UTF-8 bytes) for each partition count, computed
+        by ``BuiltInPartitioner`` from the broker's jars (``kafka_libs``, by default the local broker's)."""
+        if any("\n" in key or "\r" in key for key in keys):
+            raise ValueError("keys are passed one per line: they may not contain line breaks")
+        libs = kafka_libs or LocalBroker(home=self.home).fetch_jars()
+        command = self.command(*map(str, partition_counts), main=PARTITIONS_CLASS, libs=libs)
+        lines = self._run(command, "".join(k + "\n" for k in keys), 60.0).splitlines()
+        if len(lines) != len(keys):
+            raise JavaClientError(f"expected {len(keys)} lines of partitions, got {len(lines)}")
+        columns = list(zip(*(map(int, line.split()) for line in lines)))
+        return {n: list(column) for n, column in zip(partition_counts, columns)}
 
     def produce_tutorial(self, settings: Settings, order_ids: Sequence[str], topic: str | None = None,
                          cancel_every: int = 0) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ import java.nio.charset.StandardCharsets;
 import java.time.LocalDateTime;
 import java.time.ZoneOffset;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.Collections;
 import java.util.Comparator;
 import java.util.HashMap;
@@ -21,7 +20,6 @@ import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.RecordMetadata;
-import org.apache.kafka.clients.producer.internals.BuiltInPartitioner;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
@@ -43,7 +41,6 @@ import tools.jackson.databind.json.JsonMapper;
  * object per line on stdout; warnings go to stderr.
  *
  * <pre>
- * partitions N...                       keys on stdin: Kafka's own partition of each key for N partitions
  * produce BOOTSTRAP TOPIC CANCEL_EVERY  order ids on stdin: the tutorial's lifecycle of each, via KafkaTemplate
  * listen BOOTSTRAP TOPIC GROUP COUNT TIMEOUT_MS [versioned|tutorial]
  *                                       read COUNT records with a listener container and Spring's JSON deserializer
@@ -61,12 +58,11 @@ public final class SpringInterop {
     public static void main(String[] args) throws Exception {
         String mode = args.length > 0 ? args[0] : "";
         switch (mode) {
-            case "partitions" -> partitions(Arrays.copyOfRange(args, 1, args.length));
             case "produce" -> produce(args[1], args[2], Integer.parseInt(args[3]));
             case "listen" -> listen(args[1], args[2], args[3], Integer.parseInt(args[4]), Long.parseLong(args[5]),
                     args.length > 6 ? args[6] : "versioned");
             default -> {
-                System.err.println("usage: partitions N... | produce BOOTSTRAP TOPIC CANCEL_EVERY | "
+                System.err.println("usage: produce BOOTSTRAP TOPIC CANCEL_EVERY | "
                         + "listen BOOTSTRAP TOPIC GROUP COUNT TIMEOUT_MS [versioned|tutorial]");
                 System.exit(2);
             }
@@ -87,21 +83,6 @@ public final class SpringInterop {
 
     private static void print(Map<String, Object> row) {
         System.out.println(JSON.writeValueAsString(row));
-    }
-
-    /** Kafka's built-in partitioner (murmur2 of the key bytes), as KafkaProducer uses it for keyed records. */
-    private static void partitions(String[] counts) throws Exception {
-        for (String key : stdinLines()) {
-            byte[] bytes = key.getBytes(StandardCharsets.UTF_8);
-            Map<String, Object> partitions = new LinkedHashMap<>();
-            for (String count : counts) {
-                partitions.put(count, BuiltInPartitioner.partitionForKey(bytes, Integer.parseInt(count)));
-            }
-            Map<String, Object> row = new LinkedHashMap<>();
-            row.put("key", key);
-            row.put("partitions", partitions);
-            print(row);
-        }
     }
 
     private static List<OrderStatus> lifecycle(int n, int cancelEvery) {

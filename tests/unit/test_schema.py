@@ -1,0 +1,55 @@
+"""The committed JSON Schema of the wire format matches the model and the events we write."""
+
+from __future__ import annotations
+
+import json
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+from order_system.events import OrderEvent, OrderStatus
+from order_system.producer import plan_lifecycles
+from order_system.schema import SCHEMA_PATH, event_json_schema, schema_text
+
+
+def validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads(SCHEMA_PATH.read_text()), format_checker=FormatChecker())
+
+
+def test_committed_schema_is_the_generated_one() -> None:
+    assert SCHEMA_PATH.read_text() == schema_text(), (
+        f"{SCHEMA_PATH} is out of date with OrderEvent: run `.venv/bin/python -m order_system.schema` and commit it")
+
+
+def test_the_schema_requires_what_the_reader_requires() -> None:
+    schema = event_json_schema()
+    Draft202012Validator.check_schema(schema)
+    assert schema["required"] == ["eventId", "orderId", "customerId", "status", "timestamp", "version"]
+    assert schema["additionalProperties"] is False
+
+
+def test_every_event_we_write_is_valid() -> None:
+    events = plan_lifecycles(20, seed=7)
+    assert {e.status for e in events} == set(OrderStatus)
+    for event in events:
+        errors = list(validator().iter_errors(json.loads(event.to_json())))
+        assert errors == [], errors
+
+
+def test_the_spring_tutorials_event_is_not_our_format() -> None:
+    tutorial = {"orderId": "abc12345", "customerId": "c1", "status": "CREATED", "description": "Order created",
+                "timestamp": "2024-01-15T10:30:00"}
+    problems = {e.message for e in validator().iter_errors(tutorial)}
+    assert "'eventId' is a required property" in problems and "'version' is a required property" in problems
+    assert any("date-time" in p for p in problems)  # no time zone
+
+
+def test_what_the_schema_refuses_the_reader_refuses_too() -> None:
+    good = json.loads(OrderEvent.created("abc12345", "c1").to_json())
+    for bad in ({**good, "version": 0}, {**good, "orderId": ""}, {**good, "status": "LOST"}, {**good, "extra": 1},
+                {**good, "customerId": "c" * 65}):
+        assert list(validator().iter_errors(bad))
+        try:
+            OrderEvent.from_json(json.dumps(bad))
+        except ValueError:
+            continue
+        raise AssertionError(f"the reader accepted {bad}")

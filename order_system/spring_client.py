@@ -30,7 +30,7 @@ SLF4J_VERSION = "1.7.36"  # the slf4j API kafka-clients uses; slf4j-simple logs 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "interop" / "spring"
 MAIN_CLASS = "orderinterop.SpringInterop"
 PARTITIONS_CLASS = "orderinterop.JavaPartitions"  # needs only kafka-clients: run on the broker's jars
-JAVA_TYPE = "orderinterop.TutorialOrderEvent"  # the class name the Java producer puts in __TypeId__
+JAVA_TYPE = "orderinterop.OrderEvent"  # the class name the Java producer puts in __TypeId__
 
 ARTIFACTS = [
     ("org.springframework.kafka", "spring-kafka", SPRING_KAFKA_VERSION),
@@ -160,11 +160,12 @@ class SpringClient:
                         stdin="".join(o + "\n" for o in order_ids))
 
     def listen(self, settings: Settings, group_id: str, count: int, topic: str | None = None,
-               timeout: float = 60.0) -> list[dict[str, Any]]:
-        """Read ``count`` records with a Spring listener container and Spring's JSON deserializer;
+               timeout: float = 60.0, type_: str = "versioned") -> list[dict[str, Any]]:
+        """Read ``count`` records with a Spring listener container and Spring's JSON deserializer
+        into a Java record with our fields (``type_="versioned"``) or the tutorial's (``"tutorial"``);
         one row per record: partition, offset, key, typeId header and the event as Java read it."""
         return self.run("listen", settings.bootstrap_servers, topic or settings.topic, group_id, str(count),
-                        str(int(timeout * 1000)), timeout=timeout + 60)
+                        str(int(timeout * 1000)), type_, timeout=timeout + 60)
 
 
 def _text(data: str | bytes | None) -> str:

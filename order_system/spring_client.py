@@ -153,10 +153,14 @@ class SpringClient:
         return {n: list(column) for n, column in zip(partition_counts, columns)}
 
     def produce_tutorial(self, settings: Settings, order_ids: Sequence[str], topic: str | None = None,
-                         cancel_every: int = 0) -> list[dict[str, Any]]:
-        """Publish the tutorial's lifecycle for each order id with ``KafkaTemplate`` and Spring's
-        JSON serializer, keyed by order id; one row per record: orderId, status, partition, offset."""
-        return self.run("produce", settings.bootstrap_servers, topic or settings.topic, str(cancel_every),
+                         cancel_every: int = 0, steps: int = 4) -> list[dict[str, Any]]:
+        """Publish the tutorial's lifecycle (its first ``steps`` events) for each order id with
+        ``KafkaTemplate`` and Spring's JSON serializer, keyed by order id, interleaved across orders.
+        Every ``cancel_every``-th order is cancelled instead. One row per record, in sending order:
+        orderId, customerId, status, description, timestamp, partition, offset."""
+        if any(not o or "\n" in o or "\r" in o for o in order_ids):
+            raise ValueError("order ids are passed one per line: they must be non-empty, without line breaks")
+        return self.run("produce", settings.bootstrap_servers, topic or settings.topic, str(cancel_every), str(steps),
                         stdin="".join(o + "\n" for o in order_ids))
 
     def listen(self, settings: Settings, group_id: str, count: int, topic: str | None = None,

@@ -41,7 +41,9 @@ import tools.jackson.databind.json.JsonMapper;
  * object per line on stdout; warnings go to stderr.
  *
  * <pre>
- * produce BOOTSTRAP TOPIC CANCEL_EVERY  order ids on stdin: the tutorial's lifecycle of each, via KafkaTemplate
+ * produce BOOTSTRAP TOPIC CANCEL_EVERY [STEPS]
+ *                                       order ids on stdin: the tutorial's lifecycle of each (its first
+ *                                       STEPS events), interleaved across orders, via KafkaTemplate
  * listen BOOTSTRAP TOPIC GROUP COUNT TIMEOUT_MS [versioned|tutorial]
  *                                       read COUNT records with a listener container and Spring's JSON deserializer
  * </pre>
@@ -58,11 +60,12 @@ public final class SpringInterop {
     public static void main(String[] args) throws Exception {
         String mode = args.length > 0 ? args[0] : "";
         switch (mode) {
-            case "produce" -> produce(args[1], args[2], Integer.parseInt(args[3]));
+            case "produce" -> produce(args[1], args[2], Integer.parseInt(args[3]),
+                    args.length > 4 ? Integer.parseInt(args[4]) : HAPPY.size());
             case "listen" -> listen(args[1], args[2], args[3], Integer.parseInt(args[4]), Long.parseLong(args[5]),
                     args.length > 6 ? args[6] : "versioned");
             default -> {
-                System.err.println("usage: produce BOOTSTRAP TOPIC CANCEL_EVERY | "
+                System.err.println("usage: produce BOOTSTRAP TOPIC CANCEL_EVERY [STEPS] | "
                         + "listen BOOTSTRAP TOPIC GROUP COUNT TIMEOUT_MS [versioned|tutorial]");
                 System.exit(2);
             }
@@ -105,7 +108,7 @@ public final class SpringInterop {
     }
 
     /** Each order's lifecycle, interleaved step by step across orders, keyed by order id. */
-    private static void produce(String bootstrap, String topic, int cancelEvery) throws Exception {
+    private static void produce(String bootstrap, String topic, int cancelEvery, int steps) throws Exception {
         Map<String, Object> props = new HashMap<>();
         props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class);
@@ -117,7 +120,7 @@ public final class SpringInterop {
         List<String> orderIds = stdinLines();
         List<OrderEvent> events = new ArrayList<>();
         List<CompletableFuture<SendResult<String, OrderEvent>>> sent = new ArrayList<>();
-        for (int step = 0; step < HAPPY.size(); step++) {
+        for (int step = 0; step < Math.min(steps, HAPPY.size()); step++) {
             for (int n = 0; n < orderIds.size(); n++) {
                 List<OrderStatus> life = lifecycle(n, cancelEvery);
                 if (step >= life.size()) {

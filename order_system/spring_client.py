@@ -85,6 +85,8 @@ class SpringClient:
         """Fetch the jars (once) and compile the program (once per source); return the classes folder."""
         if self.ready():
             return self.classes_dir
+        if not self.sources():
+            raise JavaClientError(f"no Java sources in {SOURCE_DIR}: the interop program comes with the repository")
         for tool in (self.java, self.javac):
             if not shutil.which(tool):
                 raise JavaClientError(f"`{tool}` (a JDK 17 or newer) was not found; the Spring interop program needs it")

@@ -54,11 +54,14 @@ def origin(received: Received) -> tuple[str, int, int]:
     """Where the record was first written: its ``original-*`` (retry, replay) or ``dlt-original-*``
     headers when they are complete and well-formed, else its own topic, partition and offset."""
     for prefix in ("original-", "dlt-original-"):
-        topic, partition, offset = (received.header(prefix + name) for name in _ORIGIN)
-        if topic and 0 < len(topic) <= 249 and partition and partition.isdigit() and offset and offset.isdigit() \
-                and len(partition) < 10 and len(offset) < 20:
+        topic, partition, offset = (received.header(prefix + name) or "" for name in _ORIGIN)
+        if 0 < len(topic) <= 249 and _number(partition, 9) and _number(offset, 19):
             return topic, int(partition), int(offset)
     return received.topic, received.partition, received.offset
+
+
+def _number(text: str, digits: int) -> bool:
+    return 0 < len(text) <= digits and text.isascii() and text.isdecimal()
 
 
 @lru_cache(maxsize=32)

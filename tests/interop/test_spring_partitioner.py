@@ -64,3 +64,9 @@ def test_librdkafkas_old_default_would_disagree(topics: dict[int, Settings], spr
     crc = placed(topics[3], keys, partitioner="consistent_random")
     moved = sum(c != j for c, j in zip(crc, java))
     assert moved > len(keys) / 2, f"only {moved} of {len(keys)} keys moved"
+
+
+def test_later_runs_need_neither_maven_nor_javac(spring: SpringClient) -> None:
+    offline = SpringClient(mvn="/nonexistent/mvn", javac="/nonexistent/javac")
+    assert offline.ready() and offline.classes_dir == spring.classes_dir
+    assert offline.partitions(["abc12345"], [3]) == {3: [0]}

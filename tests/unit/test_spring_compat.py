@@ -93,7 +93,9 @@ def test_the_event_id_is_fixed_by_where_the_record_was_first_written() -> None:
 @pytest.mark.parametrize("bad", [{"original-topic": b"", "original-partition": b"2", "original-offset": b"1"},
                                  {"original-topic": b"t", "original-partition": b"-1", "original-offset": b"1"},
                                  {"original-topic": b"t", "original-partition": b"2", "original-offset": b"9" * 40},
-                                 {"original-topic": b"t", "original-partition": b"2"}])
+                                 {"original-topic": b"t", "original-partition": b"2"},
+                                 {"original-topic": b"t", "original-partition": "²".encode(), "original-offset": b"1"},
+                                 {"original-topic": b"t", "original-partition": b"\xff", "original-offset": b"1"}])
 def test_malformed_origin_headers_fall_back_to_the_records_own_place(bad: dict[str, bytes]) -> None:
     assert decode(spring_record(offset=5, headers=bad)).event_id == derived_event_id("order-events", 2, 5)
 

@@ -76,7 +76,8 @@ def _time_zone(env: Mapping[str, str]) -> str:
             raise ValueError(name)
         ZoneInfo(name)
     except (ValueError, OSError, ZoneInfoNotFoundError):
-        raise ConfigError(f"ORDER_SYSTEM_LOCAL_TIMEZONE={name!r} is not a time zone; give e.g. UTC or Europe/Berlin") from None
+        raise ConfigError(
+            f"ORDER_SYSTEM_LOCAL_TIMEZONE={name[:64]!r} is not a time zone; give e.g. UTC or Europe/Berlin") from None
     return name
 
 

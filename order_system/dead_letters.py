@@ -124,7 +124,8 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
             continue
         headers = message.headers() or []
         # where the record was first written travels on, so a replayed event keeps its identity
-        origin = {k[len(DLT_PREFIX):]: v for k, v in headers if k.startswith(DLT_PREFIX) and k[len(DLT_PREFIX):] in _ORIGIN_HEADERS}
+        origin = {k[len(DLT_PREFIX):]: v for k, v in headers
+                  if k.startswith(DLT_PREFIX) and k[len(DLT_PREFIX):] in _ORIGIN_HEADERS}
         kept = [(k, v) for k, v in headers if not k.startswith(DLT_PREFIX) and k not in origin]
         kept += origin.items()
         kept.append(("replayed-from", f"{settings.dead_letter_topic}/{message.partition()}/{message.offset()}".encode()))

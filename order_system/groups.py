@@ -98,7 +98,7 @@ class OrderProcessor:
         return {status: self.handle for status in self.steps}
 
     def handle(self, event: OrderEvent, received: Received | None = None) -> str:
-        event = assign_version(event, self.store.history)  # a Spring event's version comes from the order's state
+        event = assign_version(event, self.store.history)  # a Spring event gets its version here
         order_id = event.order_id
         for _ in range(MAX_DECISIONS):
             current = self.store.get(order_id)

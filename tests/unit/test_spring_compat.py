@@ -139,7 +139,7 @@ def test_processor_runs_a_spring_lifecycle_and_recognises_redeliveries() -> None
         assert "is " in processor.handle(decode(record), record)
     order = processor.get("abc12345")
     assert order is not None and order.status is OrderStatus.DELIVERED and order.version == 4
-    assert [e.version for e in order.history] == [1, 2, 3, 4] and processor.gaps == []
+    assert [e.version for e in order.history] == [1, 2, 3, 4]
     effects = processor.store.effect_counts()
     again = processor.handle(decode(records[1]), records[1])  # PAID redelivered after DELIVERED
     assert "duplicate" in again and processor.store.effect_counts() == effects

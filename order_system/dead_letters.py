@@ -107,7 +107,8 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
            timeout: float = 30.0) -> int:
     """Republish chosen dead-letter records, key and value unchanged, to the main topic.
 
-    The ``dlt-original-*`` headers go along as ``original-*`` (where the record was first written).
+    Where the record was first written goes along in ``original-*`` headers (from the dead letter's
+    ``dlt-original-*`` unless the record carries its own from a retry topic or an earlier replay).
 
     ``select`` is a predicate over rows of ``read_dead_letters`` or a set of (partition,
     offset) pairs; ``None`` replays all. Returns how many were republished.
@@ -122,12 +123,13 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
             select is None or select(row))  # type: ignore[operator]
         if not chosen:
             continue
-        headers = message.headers() or []
-        # where the record was first written travels on, so a replayed event keeps its identity
-        origin = {k[len(DLT_PREFIX):]: v for k, v in headers
-                  if k.startswith(DLT_PREFIX) and k[len(DLT_PREFIX):] in _ORIGIN_HEADERS}
-        kept = [(k, v) for k, v in headers if not k.startswith(DLT_PREFIX) and k not in origin]
-        kept += origin.items()
+        # where the record was first written travels on, so a replayed event keeps its identity:
+        # its own original-* headers (from a retry topic or an earlier replay), else the dead letter's
+        kept = [(k, v) for k, v in (message.headers() or []) if not k.startswith(DLT_PREFIX)]
+        names = {k for k, _ in kept}
+        kept += [(k[len(DLT_PREFIX):], v) for k, v in (message.headers() or [])
+                 if k.startswith(DLT_PREFIX) and k[len(DLT_PREFIX):] in _ORIGIN_HEADERS
+                 and k[len(DLT_PREFIX):] not in names]
         kept.append(("replayed-from", f"{settings.dead_letter_topic}/{message.partition()}/{message.offset()}".encode()))
         producer.produce(settings.topic, key=message.key(), value=message.value(), headers=kept,
                          on_delivery=lambda err, msg: err is not None and errors.append(err.str()))

@@ -27,7 +27,7 @@ from order_system.topics import create_topics, delete_topics
 def one_failover(cluster: LocalCluster) -> tuple[float, float]:
     settings = cluster.settings().with_topic(f"failover-bench-{uuid.uuid4().hex[:6]}")
     create_topics(settings)
-    producer = Producer(settings.client_config(**{"acks": "all", "enable.idempotence": True, "linger.ms": 0,
+    producer = Producer(settings.producer_config(**{"acks": "all", "enable.idempotence": True, "linger.ms": 0,
                                                    "delivery.timeout.ms": 60_000}))
     acked: list[float] = []
     stop = threading.Event()

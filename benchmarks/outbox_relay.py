@@ -28,7 +28,7 @@ TARGET_PER_SECOND = 5_000
 
 
 def bare_send(settings: Settings, rows: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]) -> None:
-    producer = Producer(settings.client_config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 5}))
+    producer = Producer(settings.producer_config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 5}))
     for topic, key, value, headers in rows:
         while True:
             try:

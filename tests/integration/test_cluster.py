@@ -247,7 +247,9 @@ def test_topics_create_chooses_rf3_and_refuses_thin_topics(cluster: LocalCluster
         metadata = admin.list_topics(fresh.topic, timeout=10)
         assert all(len(p.replicas) == 3 for p in metadata.topics[fresh.topic].partitions.values())
         resource = ConfigResource("topic", fresh.topic)
-        config = admin.describe_configs([resource])[resource].result(timeout=10)
+        # any broker may answer; one that has not yet learned of the new topic says it is unknown
+        config = wait_for(lambda: admin.describe_configs([resource])[resource].result(timeout=10), 30,
+                          f"the configuration of {fresh.topic}")
         assert config["min.insync.replicas"].value == "2"
 
         create_topics(replace(thin, replication_factor=1, replication_from_env=True))  # as an older run left it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -95,3 +96,37 @@ def cluster_settings(cluster: LocalCluster, unique: Callable[[str], str]) -> Ite
     create_topics(fresh)
     yield fresh
     delete_topics(fresh, list(fresh.all_topics))
+
+
+@pytest.fixture
+def not_kafka_port() -> Iterator[int]:
+    """A real TCP server on a free port that answers like a small web server, never like Kafka."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    closing = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+
+    def serve() -> None:
+        while not closing.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    closing.set()
+    server.close()
+    thread.join(timeout=5)

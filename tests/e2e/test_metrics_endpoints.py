@@ -18,7 +18,6 @@ from order_system.config import Settings
 from order_system.metrics import sample_value as value
 from order_system.metrics import wait_for_metrics
 from order_system.producer import OrderProducer, plan_lifecycles
-from order_system.topics import create_topics, delete_topics
 
 GROUPS = ("order-processor", "notification-service", "analytics-service")
 
@@ -51,17 +50,9 @@ def scrape_until(url: str, ready: Callable[[pd.DataFrame], bool], process: subpr
         pytest.fail(f"{exc}\nexit code {process.poll()}; the process's log:\n{(home / 'process.log').read_text()}")
 
 
-@pytest.fixture
-def own_topic(settings: Settings, unique) -> Iterator[Settings]:
-    fresh = settings.with_topic(unique("metrics-e2e"))
-    create_topics(fresh)
-    yield fresh
-    delete_topics(fresh, list(fresh.all_topics))
-
-
-def test_serve_exposes_metrics_outside_the_api(own_topic: Settings, free_port: int, tmp_path: Path) -> None:
+def test_serve_exposes_metrics_outside_the_api(topic_settings: Settings, free_port: int, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{free_port}"
-    with running(["serve", "--port", str(free_port)], own_topic.topic, tmp_path) as serve:
+    with running(["serve", "--port", str(free_port)], topic_settings.topic, tmp_path) as serve:
         scrape_until(f"{base}/metrics", lambda f: value(f, "order_system_consumer_lag_available") == 1,
                      serve, tmp_path)
         with httpx.Client(base_url=base, timeout=30) as client:
@@ -74,7 +65,7 @@ def test_serve_exposes_metrics_outside_the_api(own_topic: Settings, free_port: i
             assert client.get("/api/orders/no-such-order").status_code == 404
             assert client.get(f"/no/such/path/{order_id}").status_code == 404
             assert "/metrics" not in client.get("/openapi.json").json()["paths"]
-        with OrderProducer(own_topic) as producer:  # bytes that are no event at all, keyed like one
+        with OrderProducer(topic_settings) as producer:  # bytes that are no event at all, keyed like one
             producer.publish_raw(b"\xff not json {", key=b"poison-serve").result(timeout=30)
 
         frame = scrape_until(f"{base}/metrics", lambda f: all(
@@ -94,16 +85,16 @@ def test_serve_exposes_metrics_outside_the_api(own_topic: Settings, free_port: i
     assert value(frame, "order_system_outbox_records") == 0
 
 
-def test_consume_serves_metrics_on_its_own_port(own_topic: Settings, free_port: int, tmp_path: Path) -> None:
+def test_consume_serves_metrics_on_its_own_port(topic_settings: Settings, free_port: int, tmp_path: Path) -> None:
     events = plan_lifecycles(5, seed=21)
-    with OrderProducer(own_topic) as producer:
+    with OrderProducer(topic_settings) as producer:
         futures = [producer.publish(e) for e in events]
         futures.append(producer.publish_raw(b"\xff not json {", key=b"poison-consume"))
     [f.result(timeout=30) for f in futures]
     group = "analytics-service"
     url = f"http://127.0.0.1:{free_port}/metrics"
 
-    with running(["consume", "--group", group, "--metrics-port", str(free_port)], own_topic.topic,
+    with running(["consume", "--group", group, "--metrics-port", str(free_port)], topic_settings.topic,
                  tmp_path) as consume:
         frame = scrape_until(url, lambda f: value(f, "order_system_records_handled_total", group=group) == len(events)
                              and value(f, "order_system_records_dead_lettered_total", group=group) == 1

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,21 +29,12 @@ from order_system.events import OrderEvent
 from order_system.lag import consumer_lag, wait_for_zero_lag
 from order_system.producer import OrderProducer, plan_lifecycles
 from order_system.reader import read_records
-from order_system.topics import create_topics, delete_topics
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 GROUPS = ("order-processor", "notification-service", "analytics-service")
 STOP_WITHIN = 10.0
 RECEIVED = re.compile(r"---- (\S+) received ----\n  topic (\S+), partition (\d+), offset (\d+)")
-
-
-@pytest.fixture
-def own_topic(settings: Settings, unique) -> Iterator[Settings]:
-    own = settings.with_topic(unique("graceful"))
-    create_topics(own)
-    yield own
-    delete_topics(own, list(own.all_topics))
 
 
 def launch(args: list[str], own: Settings, home: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -127,7 +117,7 @@ def assert_nothing_received_twice(log_text: str, own: Settings, done: dict[tuple
     return seen
 
 
-def test_sigterm_of_serve_under_load(own_topic: Settings, tmp_path: Path, free_port: int) -> None:
+def test_sigterm_of_serve_under_load(topic_settings: Settings, tmp_path: Path, free_port: int) -> None:
     state, first_log, second_log = tmp_path / "state", tmp_path / "serve-1.log", tmp_path / "serve-2.log"
     args = ["serve", "--port", str(free_port), "--state-dir", str(state)]
     accepted: list[tuple[str, str]] = []  # (order id, status) of every 2xx answer
@@ -155,7 +145,7 @@ def test_sigterm_of_serve_under_load(own_topic: Settings, tmp_path: Path, free_p
                         return
                     raise
 
-    server = launch(args, own_topic, tmp_path, first_log)
+    server = launch(args, topic_settings, tmp_path, first_log)
     try:
         wait_for(lambda: healthy(free_port), "serve to answer", server, first_log)
         loader = threading.Thread(target=load, daemon=True)
@@ -173,38 +163,38 @@ def test_sigterm_of_serve_under_load(own_topic: Settings, tmp_path: Path, free_p
     first = first_log.read_text()
     assert "producer flushed and closed" in first and "consumers closed" in first
 
-    done = committed(own_topic, GROUPS)
-    finished = assert_finished_is_committed(own_topic, state, done)
+    done = committed(topic_settings, GROUPS)
+    finished = assert_finished_is_committed(topic_settings, state, done)
     assert finished > 0
 
-    server = launch(args, own_topic, tmp_path, second_log)
+    server = launch(args, topic_settings, tmp_path, second_log)
     try:
         wait_for(lambda: healthy(free_port), "serve to answer again", server, second_log)
-        wait_for_zero_lag(own_topic, GROUPS, timeout=60)
+        wait_for_zero_lag(topic_settings, GROUPS, timeout=60)
         terminate(server, second_log)
     finally:
         if server.poll() is None:
             server.kill()
-    assert_nothing_received_twice(second_log.read_text(), own_topic, done)
+    assert_nothing_received_twice(second_log.read_text(), topic_settings, done)
     history = rows(state / "order-processor.db", "SELECT order_id, json_extract(event_json, '$.status') FROM history")
     assert set(accepted) <= history  # every accepted request's event was applied
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_sigterm_of_consume_mid_stream(own_topic: Settings, tmp_path: Path, signum: int) -> None:
+def test_sigterm_of_consume_mid_stream(topic_settings: Settings, tmp_path: Path, signum: int) -> None:
     state, first_log, second_log = tmp_path / "state", tmp_path / "consume-1.log", tmp_path / "consume-2.log"
     args = ["consume", "--group", "order-processor", "--state-dir", str(state)]
     events = plan_lifecycles(600, seed=10)
     published = threading.Event()
 
     def publish() -> None:
-        with OrderProducer(own_topic) as producer:
+        with OrderProducer(topic_settings) as producer:
             for n in range(0, len(events), 50):  # a steady stream, so the stop lands mid-stream
                 for future in [producer.publish(e) for e in events[n:n + 50]]:
                     future.result(timeout=60)
         published.set()
 
-    consumer = launch(args, own_topic, tmp_path, first_log)
+    consumer = launch(args, topic_settings, tmp_path, first_log)
     try:
         wait_for(lambda: "consuming" in first_log.read_text(), "consume to start", consumer, first_log)
         publisher = threading.Thread(target=publish, daemon=True)
@@ -221,22 +211,22 @@ def test_sigterm_of_consume_mid_stream(own_topic: Settings, tmp_path: Path, sign
     publisher.join(timeout=120)
     assert published.is_set()
 
-    done = committed(own_topic, ("order-processor",))
+    done = committed(topic_settings, ("order-processor",))
     history = rows(state / "order-processor.db", "SELECT order_id, version FROM history")
     assert 200 <= len(history) < len(events), "the stop did not land mid-stream"
-    for message in read_records(own_topic, own_topic.topic, timeout=30):
+    for message in read_records(topic_settings, topic_settings.topic, timeout=30):
         event = OrderEvent.from_json(message.value())
         below = message.offset() < done[("order-processor", message.partition())]
         assert ((event.order_id, event.version) in history) == below, (message.partition(), message.offset())
 
-    consumer = launch(args, own_topic, tmp_path, second_log)
+    consumer = launch(args, topic_settings, tmp_path, second_log)
     try:
-        wait_for_zero_lag(own_topic, ("order-processor",), timeout=90)
+        wait_for_zero_lag(topic_settings, ("order-processor",), timeout=90)
         terminate(consumer, second_log)
     finally:
         if consumer.poll() is None:
             consumer.kill()
-    seen = assert_nothing_received_twice(second_log.read_text(), own_topic, done)
+    seen = assert_nothing_received_twice(second_log.read_text(), topic_settings, done)
     final = rows(state / "order-processor.db", "SELECT order_id, version FROM history")
     assert final == {(e.order_id, e.version) for e in events}
     assert seen == len(events) - len(history)  # the rest, each exactly once

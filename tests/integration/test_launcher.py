@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,36 +55,10 @@ def test_missing_maven_is_reported_when_jars_are_not_cached(tmp_path: Path, free
         broker.start(timeout=5)
 
 
-@pytest.fixture
-def not_kafka_server() -> Iterator[int]:
-    """A TCP server that answers every connection with an HTTP error, like a stray web server."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(1024)
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    server.close()
-    thread.join(timeout=5)
-
-
-def test_port_taken_by_something_else(tmp_path: Path, not_kafka_server: int) -> None:
-    assert not speaks_kafka("127.0.0.1", not_kafka_server)
-    broker = LocalBroker(home=tmp_path, port=not_kafka_server)
-    with pytest.raises(BrokerError, match=rf"port {not_kafka_server} .* not a Kafka broker"):
+def test_port_taken_by_something_else(tmp_path: Path, not_kafka_port: int) -> None:
+    assert not speaks_kafka("127.0.0.1", not_kafka_port)
+    broker = LocalBroker(home=tmp_path, port=not_kafka_port)
+    with pytest.raises(BrokerError, match=rf"port {not_kafka_port} .* not a Kafka broker"):
         broker.start(timeout=5)
 
 

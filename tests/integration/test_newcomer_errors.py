@@ -9,13 +9,11 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -32,40 +30,6 @@ def run_cli(bootstrap: str, *args: str, timeout: float = 60) -> tuple[subprocess
     began = time.monotonic()
     done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
     return done, time.monotonic() - began
-
-
-@pytest.fixture
-def not_kafka_port() -> Iterator[int]:
-    """A real TCP server on a free port that answers like a small web server, never like Kafka."""
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    closing = threading.Event()
-
-    def answer(conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            try:
-                conn.recv(4096)
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            except OSError:
-                pass
-
-    def serve() -> None:
-        while not closing.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    closing.set()
-    server.close()
-    thread.join(timeout=5)
 
 
 COMMANDS = [

@@ -8,7 +8,7 @@ then a metadata request (Kafka, but not usable). Commands run it before they tou
 
 from __future__ import annotations
 
-from .broker import answers_metadata, port_open, speaks_kafka
+from .broker import answers_metadata, parse_bootstrap, port_open, speaks_kafka
 from .config import Settings
 from .errors import BrokerError
 
@@ -18,9 +18,10 @@ MAX_ADDRESSES = 3  # a long bootstrap list is judged by its first few entries
 def _addresses(bootstrap: str) -> list[tuple[str, int]]:
     found = []
     for entry in bootstrap.split(","):
-        host, sep, port = entry.strip().split("://")[-1].rpartition(":")
-        if sep and port.isdigit():
-            found.append((host.strip("[]") or "127.0.0.1", int(port)))
+        try:
+            found.append(parse_bootstrap(entry))
+        except BrokerError:  # not host:port; the others may still be
+            continue
     return found[:MAX_ADDRESSES]
 
 

@@ -40,7 +40,7 @@ class OrderCommands:
 
     def __init__(self, producer: OrderProducer, processor: OrderProcessor, outbox: Outbox | None = None,
                  publish_timeout: float = 10.0, view_timeout: float = 10.0, max_pending: int = MAX_PENDING) -> None:
-        self.producer, self.processor, self.outbox = producer, processor, outbox
+        self.producer, self.processor = producer, processor
         if outbox is not None and producer.outbox is None:  # the producer keeps (and orders) what fails
             producer.attach_outbox(outbox)
         self.publish_timeout, self.view_timeout, self.max_pending = publish_timeout, view_timeout, max_pending

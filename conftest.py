@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from order_system.broker import LocalBroker, ensure_broker
+from order_system.local.broker import LocalBroker, ensure_broker
 from order_system.config import Settings
-from order_system.errors import OrderSystemError
+from order_system.domain.errors import OrderSystemError
 
 _started: dict[str, object] = {}
-# a notebook's own topics (see order_system.tutorial.setup): nb06-interactive-3f9a2b, ...-retry-0, ...-dlt
+# a notebook's own topics (see order_system.local.tutorial.setup): nb06-interactive-3f9a2b, ...-retry-0, ...-dlt
 NOTEBOOK_TOPIC = re.compile(r"^nb\d\d-[a-z0-9-]+-[0-9a-f]{6}(-retry-[01]|-dlt)?$")
 
 
 def _notebook_topics(settings: Settings) -> set[str]:
-    from order_system.topics import admin_client
+    from order_system.kafka.topics import admin_client
 
     return {name for name in admin_client(settings).list_topics(timeout=10).topics if NOTEBOOK_TOPIC.match(name)}
 
@@ -52,7 +52,7 @@ def _sweep_notebook_topics(settings: Settings) -> None:
     """Delete notebook topics that appeared during this run and are still there: nbval kills each
     kernel at the end, so 06 (whose dashboard stays usable until its Stop button) cannot tidy up,
     and a notebook that failed half-way did not reach its clean-up cell."""
-    from order_system.topics import delete_topics
+    from order_system.kafka.topics import delete_topics
 
     before = _started["notebook_topics"]
     assert isinstance(before, set)

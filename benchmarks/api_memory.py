@@ -37,9 +37,9 @@ from collections.abc import Callable
 from order_system import (
     OrderCommands, OrderEvent, OrderProcessor, OrderStatus, Settings, create_topics, delete_topics,
 )
-from order_system.consumer import run_groups
-from order_system.groups import runner_for
-from order_system.producer import OrderProducer
+from order_system.kafka.consumer import run_groups
+from order_system.services.groups import runner_for
+from order_system.kafka.producer import OrderProducer
 
 CHECKPOINTS = (10_000, 100_000, 1_000_000)
 

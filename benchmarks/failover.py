@@ -19,9 +19,9 @@ import uuid
 
 from confluent_kafka import Producer
 
-from order_system.cluster import FAILOVER_TUNING, LocalCluster, cluster_port, leader_of, wait_for, wait_for_new_leader, wait_isr_whole
+from order_system.local.cluster import FAILOVER_TUNING, LocalCluster, cluster_port, leader_of, wait_for, wait_for_new_leader, wait_isr_whole
 from order_system.config import Settings
-from order_system.topics import create_topics, delete_topics
+from order_system.kafka.topics import create_topics, delete_topics
 
 
 def one_failover(cluster: LocalCluster) -> tuple[float, float]:

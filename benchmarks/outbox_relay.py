@@ -22,7 +22,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from order_system import OrderProducer, Settings, create_topics, delete_topics, plan_lifecycles
-from order_system.outbox import Outbox
+from order_system.kafka.outbox import Outbox
 
 TARGET_PER_SECOND = 5_000
 

@@ -16,8 +16,8 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 from order_system import OrderProcessor, OrderProducer, Settings, create_topics, delete_topics, plan_lifecycles
-from order_system.consumer import ConsumerRunner
-from order_system.retry import InPlaceRetry
+from order_system.kafka.consumer import ConsumerRunner
+from order_system.kafka.retry import InPlaceRetry
 
 
 def timed(action) -> float:  # type: ignore[no-untyped-def]

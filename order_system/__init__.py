@@ -6,25 +6,25 @@ Everything a script or notebook needs is importable from here; nothing connects 
 at import time.
 """
 
-from .broker import LocalBroker, ensure_broker
-from .cluster import LocalCluster, cluster_port, partition_table
-from .commands import OrderCommands
+from .local.broker import LocalBroker, ensure_broker
+from .local.cluster import LocalCluster, cluster_port, partition_table
+from .services.commands import OrderCommands
 from .config import Settings
-from .consumer import ConsumerRunner, Received, run_groups
-from .dead_letters import DeadLetters, read_dead_letters, replay
-from .errors import (
+from .kafka.consumer import ConsumerRunner, Received, run_groups
+from .kafka.dead_letters import DeadLetters, read_dead_letters, replay
+from .domain.errors import (
     BrokerError, ConfigError, InvalidEvent, InvalidTransition, NotYourOrder, OrderSystemError, PublishError,
     StillProcessing, TopicError, UnknownOrder,
 )
-from .events import OrderEvent, OrderStatus, new_order_id
-from .failover import SteadyPublisher, arrival_table
-from .groups import AnalyticsService, NotificationService, OrderProcessor, runner_for, standard_groups
-from .lag import LagWatch, consumer_lag, wait_for_zero_lag
-from .outbox import Outbox
-from .producer import Delivery, OrderProducer, plan_lifecycles, publish_lifecycles
-from .retry import InPlaceRetry, RetryTopics
-from .state_machine import TRANSITIONS, Order, check_transition, rebuild, rebuild_order, transition_table
-from .topics import choose_replication, create_topics, delete_topics
+from .domain.events import OrderEvent, OrderStatus, new_order_id
+from .local.failover import SteadyPublisher, arrival_table
+from .services.groups import AnalyticsService, NotificationService, OrderProcessor, runner_for, standard_groups
+from .kafka.lag import LagWatch, consumer_lag, wait_for_zero_lag
+from .kafka.outbox import Outbox
+from .kafka.producer import Delivery, OrderProducer, plan_lifecycles, publish_lifecycles
+from .kafka.retry import InPlaceRetry, RetryTopics
+from .domain.state_machine import TRANSITIONS, Order, check_transition, rebuild, rebuild_order, transition_table
+from .kafka.topics import choose_replication, create_topics, delete_topics
 
 __all__ = [
     "AnalyticsService", "BrokerError", "ConfigError", "ConsumerRunner", "DeadLetters", "Delivery", "InPlaceRetry",

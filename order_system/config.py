@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
-from .throttle import KAFKA_ERRORS
+from .domain.errors import ConfigError
+from .kafka.throttle import KAFKA_ERRORS
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 _KAFKA_LOG = logging.getLogger("order_system.kafka")

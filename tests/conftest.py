@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from order_system.broker import LocalBroker, answers_metadata
-from order_system.cluster import LocalCluster, cluster_port
+from order_system.local.broker import LocalBroker, answers_metadata
+from order_system.local.cluster import LocalCluster, cluster_port
 from order_system.config import Settings
-from order_system.topics import create_topics, delete_topics
+from order_system.kafka.topics import create_topics, delete_topics
 
 
 @pytest.fixture(scope="session")

@@ -87,7 +87,7 @@ def _wait_for_kernel(jupyterlab: str, notebook: str, timeout: float = 60.0) -> N
 def _delete_notebook_topics(page) -> None:  # type: ignore[no-untyped-def]
     """Delete the topics a notebook created (its first cell names them), in case it did not."""
     from order_system.config import Settings
-    from order_system.topics import delete_topics
+    from order_system.kafka.topics import delete_topics
 
     text = "\n".join(page.locator(".jp-OutputArea").all_inner_texts())
     for topic in re.findall(r"this notebook's topic is (\S+)", text):

@@ -17,14 +17,14 @@ import pytest
 from serving import serve_in_thread
 from fastapi import FastAPI
 
-from order_system.api import create_app
-from order_system.auth import ApiTokens
+from order_system.interfaces.api import create_app
+from order_system.interfaces.auth import ApiTokens
 from order_system.config import Settings
-from order_system.consumer import run_groups
-from order_system.groups import OrderProcessor, runner_for
-from order_system.outbox import Outbox
-from order_system.producer import OrderProducer
-from order_system.topics import create_topics, delete_topics
+from order_system.kafka.consumer import run_groups
+from order_system.services.groups import OrderProcessor, runner_for
+from order_system.kafka.outbox import Outbox
+from order_system.kafka.producer import OrderProducer
+from order_system.kafka.topics import create_topics, delete_topics
 
 TOKENS = {"alice-token-0123456789": "alice", "bob-token-0123456789ab": "bob"}
 

@@ -14,13 +14,13 @@ import pytest
 from serving import serve_in_thread
 from served import Api, api  # noqa: F401  (api is a fixture)
 
-from order_system.api import create_app
+from order_system.interfaces.api import create_app
 from order_system.config import Settings
-from order_system.reader import read_records
-from order_system.events import OrderEvent, OrderStatus
-from order_system.groups import OrderProcessor
-from order_system.outbox import Outbox
-from order_system.producer import OrderProducer
+from order_system.kafka.reader import read_records
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.services.groups import OrderProcessor
+from order_system.kafka.outbox import Outbox
+from order_system.kafka.producer import OrderProducer
 
 
 def create(api: Api, customer: str = "customer-123") -> str:
@@ -30,7 +30,7 @@ def create(api: Api, customer: str = "customer-123") -> str:
 
 
 def test_the_tutorial_lifecycle(api: Api, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="order_system.api")
+    caplog.set_level(logging.INFO, logger="order_system.interfaces.api")
     answer = api.client.post("/api/orders", json={"customerId": "customer-123"})
     assert answer.status_code == 201
     body = answer.json()
@@ -172,8 +172,8 @@ def test_openapi_docs_are_served(api: Api) -> None:
 def test_get_history_effects_and_the_list_agree_whatever_versions_come(api: Api) -> None:
     """The issue's case: v1 CREATED (the API), then v3 PAID and v2 SHIPPED from elsewhere, then a
     conflicting v2 after the API's own v2: one version policy, so every view tells one story."""
-    from order_system.dead_letters import read_dead_letters
-    from order_system.lag import wait_for_zero_lag
+    from order_system.kafka.dead_letters import read_dead_letters
+    from order_system.kafka.lag import wait_for_zero_lag
 
     order_id = create(api)
     assert api.processor.wait_for_version(order_id, 1, timeout=30)

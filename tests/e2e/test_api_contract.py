@@ -13,11 +13,11 @@ import httpx
 import pytest
 from served import TOKENS, Api, api, authed_api  # noqa: F401  (fixtures)
 
-from order_system.api import MAX_BODY_BYTES, MAX_OFFSET
-from order_system.commands import OrderCommands
-from order_system.errors import StillProcessing
-from order_system.groups import OrderProcessor
-from order_system.producer import OrderProducer
+from order_system.interfaces.api import MAX_BODY_BYTES, MAX_OFFSET
+from order_system.services.commands import OrderCommands
+from order_system.domain.errors import StillProcessing
+from order_system.services.groups import OrderProcessor
+from order_system.kafka.producer import OrderProducer
 
 
 def raw_exchange(api: Api, head: bytes, timeout: float = 10.0) -> bytes:

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from order_system.config import Settings
-from order_system.metrics import sample_value as value
-from order_system.metrics import wait_for_metrics
-from order_system.producer import OrderProducer, plan_lifecycles
+from order_system.interfaces.metrics import sample_value as value
+from order_system.interfaces.metrics import wait_for_metrics
+from order_system.kafka.producer import OrderProducer, plan_lifecycles
 
 GROUPS = ("order-processor", "notification-service", "analytics-service")
 

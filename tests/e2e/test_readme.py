@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from order_system.config import Settings
-from order_system.topics import delete_topics
+from order_system.kafka.topics import delete_topics
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from order_system.broker import BrokerError, LocalBroker
+from order_system.local.broker import BrokerError, LocalBroker
 from order_system.config import Settings
 
 

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from order_system.broker import LocalBroker, answers_metadata
+from order_system.local.broker import LocalBroker, answers_metadata
 from order_system.config import Settings
-from order_system.events import OrderEvent
-from order_system.groups import OrderProcessor, runner_for
-from order_system.outbox import Outbox, OutboxRelay
-from order_system.producer import OrderProducer, plan_lifecycles, publish_lifecycles
-from order_system.reader import read_records
-from order_system.topics import create_topics
+from order_system.domain.events import OrderEvent
+from order_system.services.groups import OrderProcessor, runner_for
+from order_system.kafka.outbox import Outbox, OutboxRelay
+from order_system.kafka.producer import OrderProducer, plan_lifecycles, publish_lifecycles
+from order_system.kafka.reader import read_records
+from order_system.kafka.topics import create_topics
 
 pytestmark = pytest.mark.slow
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from order_system.config import Settings
-from order_system.groups import OrderProcessor
-from order_system.lag import consumer_lag, wait_for_zero_lag
-from order_system.producer import OrderProducer, plan_lifecycles
-from order_system.store import OrderStore
+from order_system.services.groups import OrderProcessor
+from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
+from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.state.store import OrderStore
 
 pytestmark = pytest.mark.slow
 

@@ -25,10 +25,10 @@ import httpx
 import pytest
 
 from order_system.config import Settings
-from order_system.events import OrderEvent
-from order_system.lag import consumer_lag, wait_for_zero_lag
-from order_system.producer import OrderProducer, plan_lifecycles
-from order_system.reader import read_records
+from order_system.domain.events import OrderEvent
+from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
+from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.reader import read_records
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

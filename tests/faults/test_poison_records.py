@@ -14,15 +14,15 @@ from collections import defaultdict
 import pytest
 
 from order_system.config import Settings
-from order_system.consumer import ConsumerRunner, Received, run_groups
-from order_system.dead_letters import read_dead_letters
-from order_system.events import MAX_VALUE_BYTES, OrderEvent, OrderStatus
-from order_system.groups import OrderProcessor, runner_for, standard_groups
-from order_system.lag import wait_for_zero_lag
-from order_system.producer import OrderProducer, plan_lifecycles
-from order_system.reader import read_records
-from order_system.retry import RetryTopics
-from order_system.state_machine import rebuild
+from order_system.kafka.consumer import ConsumerRunner, Received, run_groups
+from order_system.kafka.dead_letters import read_dead_letters
+from order_system.domain.events import MAX_VALUE_BYTES, OrderEvent, OrderStatus
+from order_system.services.groups import OrderProcessor, runner_for, standard_groups
+from order_system.kafka.lag import wait_for_zero_lag
+from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.reader import read_records
+from order_system.kafka.retry import RetryTopics
+from order_system.domain.state_machine import rebuild
 
 pytestmark = pytest.mark.slow
 NEAR_LIMIT = 999_800  # about the largest value (short key, few headers) the producer's 1,000,000-byte limit takes

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 from order_system.config import Settings
-from order_system.producer import plan_lifecycles
-from order_system.topics import delete_topics
+from order_system.kafka.producer import plan_lifecycles
+from order_system.kafka.topics import delete_topics
 
 
 def cli(*args: str, topic: str | None = None) -> subprocess.CompletedProcess[str]:

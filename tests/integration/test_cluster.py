@@ -19,16 +19,16 @@ import httpx
 import pytest
 
 from serving import serve_in_thread
-from order_system.api import create_app
-from order_system.broker import answers_metadata
-from order_system.cluster import LocalCluster, leader_of, wait_for, wait_for_new_leader, wait_isr_whole
+from order_system.interfaces.api import create_app
+from order_system.local.broker import answers_metadata
+from order_system.local.cluster import LocalCluster, leader_of, wait_for, wait_for_new_leader, wait_isr_whole
 from order_system.config import Settings
-from order_system.consumer import run_groups
-from order_system.groups import OrderProcessor, runner_for
-from order_system.outbox import Outbox, OutboxRelay
-from order_system.producer import OrderProducer
-from order_system.reader import read_records
-from order_system.topics import choose_replication
+from order_system.kafka.consumer import run_groups
+from order_system.services.groups import OrderProcessor, runner_for
+from order_system.kafka.outbox import Outbox, OutboxRelay
+from order_system.kafka.producer import OrderProducer
+from order_system.kafka.reader import read_records
+from order_system.kafka.topics import choose_replication
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -211,7 +211,7 @@ def test_two_of_three_down_fails_within_the_bound_keeps_the_event_and_applies_it
 
 def test_cli_status_kill_and_start_one_node(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from order_system.cli import main
+    from order_system.interfaces.cli import main
 
     cluster.start(timeout=180)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", cluster.bootstrap)
@@ -233,8 +233,8 @@ def test_topics_create_chooses_rf3_and_refuses_thin_topics(cluster: LocalCluster
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     from confluent_kafka.admin import ConfigResource
 
-    from order_system.cli import main
-    from order_system.topics import admin_client, create_topics, delete_topics
+    from order_system.interfaces.cli import main
+    from order_system.kafka.topics import admin_client, create_topics, delete_topics
 
     cluster.start(timeout=180)
     fresh, thin = cluster.settings().with_topic(unique("rf3")), cluster.settings().with_topic(unique("rf1"))

@@ -10,12 +10,12 @@ from collections.abc import Callable
 import pytest
 
 from order_system.config import Settings
-from order_system.consumer import ConsumerRunner, Handler, Received, run_groups
-from order_system.errors import InvalidEvent
-from order_system.events import OrderEvent, OrderStatus
-from order_system.lag import consumer_lag, wait_for_zero_lag
-from order_system.producer import Delivery, OrderProducer, plan_lifecycles
-from order_system.retry import InPlaceRetry
+from order_system.kafka.consumer import ConsumerRunner, Handler, Received, run_groups
+from order_system.domain.errors import InvalidEvent
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
+from order_system.kafka.producer import Delivery, OrderProducer, plan_lifecycles
+from order_system.kafka.retry import InPlaceRetry
 
 
 def publish(settings: Settings, events: list[OrderEvent]) -> list[Delivery]:
@@ -44,7 +44,7 @@ def stop_while_held(runner: ConsumerRunner, gate: threading.Event) -> None:
 
 def test_handlers_see_each_partition_in_offset_order_and_unhandled_statuses_are_skipped(
         topic_settings: Settings, unique: Callable[[str], str], caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="order_system.consumer")
+    caplog.set_level(logging.INFO, logger="order_system.kafka.consumer")
     events = plan_lifecycles(30, seed=3)
     publish(topic_settings, events)
     calls: list[tuple[Received, OrderEvent]] = []

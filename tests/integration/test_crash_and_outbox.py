@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from order_system.broker import LocalBroker
+from order_system.local.broker import LocalBroker
 from order_system.config import Settings
-from order_system.reader import read_records
-from order_system.errors import PublishError
-from order_system.events import OrderEvent
-from order_system.groups import OrderProcessor
-from order_system.outbox import Outbox, OutboxRelay
-from order_system.producer import OrderProducer, plan_lifecycles
-from order_system.topics import create_topics
+from order_system.kafka.reader import read_records
+from order_system.domain.errors import PublishError
+from order_system.domain.events import OrderEvent
+from order_system.services.groups import OrderProcessor
+from order_system.kafka.outbox import Outbox, OutboxRelay
+from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.topics import create_topics
 
 
 def test_undelivered_events_wait_in_the_outbox_and_are_resent_once_in_order(
@@ -159,9 +159,9 @@ def test_an_old_outbox_file_opens_and_only_this_clusters_rows_are_resent(
 
 
 def test_no_new_version_is_given_out_while_an_event_of_the_order_is_kept(tmp_path: Path, free_port: int) -> None:
-    from order_system.commands import OrderCommands
-    from order_system.errors import StillProcessing
-    from order_system.events import OrderStatus
+    from order_system.services.commands import OrderCommands
+    from order_system.domain.errors import StillProcessing
+    from order_system.domain.events import OrderStatus
 
     nowhere = Settings(bootstrap_servers=f"127.0.0.1:{free_port}", topic="unreachable")
     outbox = Outbox(tmp_path / "outbox.db")

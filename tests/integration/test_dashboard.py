@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from order_system import OrderProcessor, OrderProducer, Settings, runner_for
-from order_system.consumer import ConsumerRunner
-from order_system.dashboard import OrderDashboard
+from order_system.kafka.consumer import ConsumerRunner
+from order_system.interfaces.dashboard import OrderDashboard
 
 
 @pytest.fixture

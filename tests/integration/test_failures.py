@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from order_system.config import Settings
-from order_system.consumer import ConsumerRunner, Received, run_groups
-from order_system.dead_letters import read_dead_letters, replay
-from order_system.events import OrderEvent, OrderStatus
-from order_system.groups import OrderProcessor, runner_for
-from order_system.producer import OrderProducer
-from order_system.retry import FailurePolicy, InPlaceRetry, RetryTopics
+from order_system.kafka.consumer import ConsumerRunner, Received, run_groups
+from order_system.kafka.dead_letters import read_dead_letters, replay
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.services.groups import OrderProcessor, runner_for
+from order_system.kafka.producer import OrderProducer
+from order_system.kafka.retry import FailurePolicy, InPlaceRetry, RetryTopics
 
 
 def publish(settings: Settings, *records: tuple[bytes | None, bytes | None]) -> list:

@@ -7,7 +7,7 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 from order_system.config import Settings
-from order_system.topics import create_topics, delete_topics, partition_count
+from order_system.kafka.topics import create_topics, delete_topics, partition_count
 
 
 def test_keyed_message_round_trip() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from order_system.broker import LocalBroker, speaks_kafka
-from order_system.errors import BrokerError
+from order_system.local.broker import LocalBroker, speaks_kafka
+from order_system.domain.errors import BrokerError
 
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 from order_system.config import Settings
-from order_system.consumer import ConsumerRunner, run_groups
-from order_system.events import OrderEvent, OrderStatus
-from order_system.metrics import registry_for, serve_metrics, wait_for_metrics
-from order_system.metrics import sample_value as value
-from order_system.producer import OrderProducer, plan_lifecycles
-from order_system.retry import InPlaceRetry
+from order_system.kafka.consumer import ConsumerRunner, run_groups
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.interfaces.metrics import registry_for, serve_metrics, wait_for_metrics
+from order_system.interfaces.metrics import sample_value as value
+from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.retry import InPlaceRetry
 
 
 def test_handled_retried_dead_lettered_and_lag_follow_real_records(topic_settings: Settings, unique) -> None:
@@ -58,7 +58,7 @@ def test_handled_retried_dead_lettered_and_lag_follow_real_records(topic_setting
 def test_a_broker_that_does_not_answer_leaves_lag_out_and_the_scrape_bounded(free_port: int) -> None:
     from prometheus_client import generate_latest
 
-    from order_system.metrics import parse_metrics
+    from order_system.interfaces.metrics import parse_metrics
 
     nowhere = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port}"})  # nothing listens there
     registry = registry_for(nowhere, ["order-processor"])

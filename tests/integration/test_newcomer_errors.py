@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from order_system.broker import LocalBroker
+from order_system.local.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "order_system"]

@@ -8,14 +8,14 @@ from collections.abc import Callable, Mapping
 import pytest
 
 from order_system.config import Settings
-from order_system.consumer import ConsumerRunner, Received, run_groups
-from order_system.dead_letters import read_dead_letters
-from order_system.errors import PublishError
-from order_system.events import OrderEvent, OrderStatus
-from order_system.groups import AnalyticsService, NotificationService, OrderProcessor, runner_for
-from order_system.lag import consumer_lag, wait_for_zero_lag
-from order_system.producer import OrderProducer, plan_lifecycles
-from order_system.state_machine import rebuild
+from order_system.kafka.consumer import ConsumerRunner, Received, run_groups
+from order_system.kafka.dead_letters import read_dead_letters
+from order_system.domain.errors import PublishError
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.services.groups import AnalyticsService, NotificationService, OrderProcessor, runner_for
+from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
+from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.domain.state_machine import rebuild
 
 
 def publish_all(settings: Settings, events: list[OrderEvent], keyed: bool = True, **config: object) -> list:

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from order_system.config import Settings
-from order_system.errors import PublishError
-from order_system.events import OrderEvent, OrderStatus
-from order_system.producer import Delivery, OrderProducer, plan_lifecycles, publish_lifecycles
+from order_system.domain.errors import PublishError
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.kafka.producer import Delivery, OrderProducer, plan_lifecycles, publish_lifecycles
 
 
 def one_order(events: int, order_id: str = "one00001") -> list[OrderEvent]:
@@ -43,7 +43,7 @@ def test_plan_lifecycles_is_deterministic_and_keeps_each_order_in_version_order(
 
 def test_keyed_events_resolve_with_partition_and_offset_and_an_order_stays_on_one_partition(
         topic_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="order_system.producer")
+    caplog.set_level(logging.INFO, logger="order_system.kafka.producer")
     seen: list[int] = []
     with OrderProducer(topic_settings) as producer:
         futures = publish_lifecycles(producer, 30, seed=1, progress=lambda done, total: seen.append(done))

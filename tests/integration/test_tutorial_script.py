@@ -13,9 +13,9 @@ import nbformat
 import pytest
 from nbformat.sign import NotebookNotary
 
-from order_system.broker import LocalBroker
+from order_system.local.broker import LocalBroker
 from order_system.config import Settings
-from order_system.topics import delete_topics
+from order_system.kafka.topics import delete_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = str(ROOT / "scripts" / "tutorial")

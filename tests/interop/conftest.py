@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from order_system.spring_client import SpringClient
+from order_system.local.spring_client import SpringClient
 
 
 @pytest.fixture(scope="session")

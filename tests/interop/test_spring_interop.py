@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 
 from order_system.config import Settings
-from order_system.consumer import Received, run_groups
-from order_system.dead_letters import read_dead_letters, replay
-from order_system.events import OrderEvent, OrderStatus
-from order_system.groups import OrderProcessor, runner_for, standard_groups
-from order_system.lag import wait_for_zero_lag
-from order_system.producer import OrderProducer, plan_lifecycles
-from order_system.reader import read_records
-from order_system.retry import InPlaceRetry, RetryTopics
-from order_system.spring_client import JAVA_TYPE, SpringClient
+from order_system.kafka.consumer import Received, run_groups
+from order_system.kafka.dead_letters import read_dead_letters, replay
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.services.groups import OrderProcessor, runner_for, standard_groups
+from order_system.kafka.lag import wait_for_zero_lag
+from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.reader import read_records
+from order_system.kafka.retry import InPlaceRetry, RetryTopics
+from order_system.local.spring_client import JAVA_TYPE, SpringClient
 
 pytestmark = pytest.mark.slow
 

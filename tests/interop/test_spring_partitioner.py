@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from order_system.config import Settings
-from order_system.producer import OrderProducer
-from order_system.spring_client import SpringClient
-from order_system.topics import admin_client, delete_topics
+from order_system.kafka.producer import OrderProducer
+from order_system.local.spring_client import SpringClient
+from order_system.kafka.topics import admin_client, delete_topics
 
 pytestmark = pytest.mark.slow
 COUNTS = (2, 3, 5, 12)

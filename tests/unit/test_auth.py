@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from order_system.auth import ENV, ApiTokens
+from order_system.interfaces.auth import ENV, ApiTokens
 from order_system.config import Settings, masked
-from order_system.errors import ConfigError
+from order_system.domain.errors import ConfigError
 
 ALICE, BOB = "a" * 20, "b-0123456789abcdef"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from order_system.broker import LocalBroker, cleaner_buffer_bytes, heap_bytes
-from order_system.cluster import LocalCluster, cluster_port, kafka_uuid
+from order_system.local.broker import LocalBroker, cleaner_buffer_bytes, heap_bytes
+from order_system.local.cluster import LocalCluster, cluster_port, kafka_uuid
 from order_system.config import Settings
-from order_system.errors import BrokerError
-from order_system.topics import replication_for
+from order_system.domain.errors import BrokerError
+from order_system.kafka.topics import replication_for
 
 
 def test_port_scheme_follows_the_bootstrap_port(tmp_path: Path) -> None:

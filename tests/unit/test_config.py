@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from order_system.config import Settings
-from order_system.errors import ConfigError
+from order_system.domain.errors import ConfigError
 
 
 def test_defaults_point_at_the_local_broker() -> None:

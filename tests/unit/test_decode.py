@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from order_system import events
-from order_system.consumer import Received, decode
-from order_system.errors import InvalidEvent, InvalidTransition
-from order_system.events import OrderEvent
-from order_system.retry import _bounded, never_succeeds
+from order_system.domain import events
+from order_system.kafka.consumer import Received, decode
+from order_system.domain.errors import InvalidEvent, InvalidTransition
+from order_system.domain.events import OrderEvent
+from order_system.kafka.retry import _bounded, never_succeeds
 
 
 def received(value: bytes | None, key: bytes | None = b"abc12345") -> Received:

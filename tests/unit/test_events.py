@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from order_system.errors import InvalidEvent
-from order_system.events import (
+from order_system.domain.errors import InvalidEvent
+from order_system.domain.events import (
     CONTENT_TYPE, EMPTY, EVENT_TYPES, MAX_VALUE_BYTES, MAX_VERSION, NOT_JSON, OVERSIZED, SCHEMA, UNKNOWN_STATUS,
     OrderEvent, OrderStatus, new_order_id,
 )

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from order_system.errors import InvalidEvent, InvalidTransition
-from order_system.events import OrderEvent, OrderStatus
-from order_system.groups import AnalyticsService, NotificationService, OrderProcessor
-from order_system.store import OrderStore
+from order_system.domain.errors import InvalidEvent, InvalidTransition
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.services.groups import AnalyticsService, NotificationService, OrderProcessor
+from order_system.state.store import OrderStore
 
 
 def lifecycle(order_id: str, customer: str = "c-1", cancel_after_paid: bool = False) -> list[OrderEvent]:

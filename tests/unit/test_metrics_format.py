@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from order_system.metrics import UNMATCHED, _method, _route, parse_metrics
+from order_system.interfaces.metrics import UNMATCHED, _method, _route, parse_metrics
 
 
 def test_parse_metrics_reads_the_text_format() -> None:

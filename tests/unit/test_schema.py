@@ -6,9 +6,9 @@ import json
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from order_system.events import OrderEvent, OrderStatus
-from order_system.producer import plan_lifecycles
-from order_system.schema import SCHEMA_PATH, event_json_schema, schema_text
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.kafka.producer import plan_lifecycles
+from order_system.domain.schema import SCHEMA_PATH, event_json_schema, schema_text
 
 
 def validator() -> Draft202012Validator:
@@ -17,7 +17,7 @@ def validator() -> Draft202012Validator:
 
 def test_committed_schema_is_the_generated_one() -> None:
     assert SCHEMA_PATH.read_text() == schema_text(), (
-        f"{SCHEMA_PATH} is out of date with OrderEvent: run `.venv/bin/python -m order_system.schema` and commit it")
+        f"{SCHEMA_PATH} is out of date with OrderEvent: run `.venv/bin/python -m order_system.domain.schema` and commit it")
 
 
 def test_the_schema_requires_what_the_reader_requires() -> None:

@@ -12,11 +12,11 @@ import pytest
 
 import order_system
 from order_system.config import PARTITIONER, Settings
-from order_system.consumer import Received, decode
-from order_system.errors import ConfigError, InvalidEvent
-from order_system.events import OrderEvent, OrderStatus
-from order_system.groups import AnalyticsService, NotificationService, OrderProcessor
-from order_system.spring_compat import (
+from order_system.kafka.consumer import Received, decode
+from order_system.domain.errors import ConfigError, InvalidEvent
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.services.groups import AnalyticsService, NotificationService, OrderProcessor
+from order_system.kafka.spring_compat import (
     SPRING_TYPE_HEADER, UnversionedEvent, assign_version, derived_event_id, read_event,
 )
 
@@ -183,7 +183,7 @@ def test_producers_partition_like_the_java_client() -> None:
 def test_every_producer_of_the_package_is_built_from_producer_config() -> None:
     """A producer built any other way would hash keys with librdkafka's default (CRC32)."""
     built = []
-    for path in Path(order_system.__file__).parent.glob("*.py"):
+    for path in Path(order_system.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Producer":
                 config = node.args[0] if node.args else None

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from order_system.errors import InvalidEvent, InvalidTransition
-from order_system.events import OrderEvent, OrderStatus
-from order_system.state_machine import (
+from order_system.domain.errors import InvalidEvent, InvalidTransition
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.domain.state_machine import (
     TERMINAL, TRANSITIONS, Order, OrderBook, Outcome, VersionGap, allowed_next, check_transition, check_version,
     rebuild, rebuild_order, transition_table,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from order_system.throttle import ErrorThrottle
+from order_system.kafka.throttle import ErrorThrottle
 
 
 class Clock:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from order_system.events import OrderEvent, OrderStatus
-from order_system.producer import Delivery
-from order_system.tutorial import NO_KEY, label_missing_keys, placement
+from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.kafka.producer import Delivery
+from order_system.local.tutorial import NO_KEY, label_missing_keys, placement
 
 LIFE = (OrderStatus.CREATED, OrderStatus.PAID, OrderStatus.SHIPPED)
 

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import default_home
-from .sqlite import write_transaction
+from ..config import default_home
+from ..state.sqlite import write_transaction
 
 if TYPE_CHECKING:
     from .producer import OrderProducer
 
-log = logging.getLogger("order_system.outbox")
+log = logging.getLogger("order_system.kafka.outbox")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

@@ -10,8 +10,8 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .config import Settings
-from .errors import TopicError
+from ..config import Settings
+from ..domain.errors import TopicError
 
 
 def admin_client(settings: Settings) -> AdminClient:

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from . import metrics
-from .config import Settings
-from .errors import InvalidEvent, PublishError
-from .events import OrderEvent, OrderStatus
+from ..interfaces import metrics
+from ..config import Settings
+from ..domain.errors import InvalidEvent, PublishError
+from ..domain.events import OrderEvent, OrderStatus
 from .spring_compat import read_event
 from .throttle import KAFKA_ERRORS
 
@@ -135,7 +135,7 @@ class ConsumerRunner:
         self.name = name or group_id
         self.require_key = require_key
         self.on_assign = on_assign
-        self.log = logging.getLogger(f"order_system.consumer.{self.name}")
+        self.log = logging.getLogger(f"order_system.kafka.consumer.{self.name}")
         self._config = settings.client_config(**{
             "group.id": group_id,
             "client.id": self.name,

@@ -22,14 +22,14 @@ from collections.abc import Callable, Sequence
 import ipywidgets as widgets
 import pandas as pd
 
-from .commands import OrderCommands
-from .consumer import ConsumerRunner
-from .errors import OrderSystemError
-from .events import OrderStatus
-from .groups import OrderProcessor
-from .lag import LagWatch
-from .producer import OrderProducer, publish_lifecycles
-from .state_machine import allowed_next
+from ..services.commands import OrderCommands
+from ..kafka.consumer import ConsumerRunner
+from ..domain.errors import OrderSystemError
+from ..domain.events import OrderStatus
+from ..services.groups import OrderProcessor
+from ..kafka.lag import LagWatch
+from ..kafka.producer import OrderProducer, publish_lifecycles
+from ..domain.state_machine import allowed_next
 
 ACTIONS: dict[str, OrderStatus] = {
     "Pay": OrderStatus.PAID,
@@ -191,7 +191,7 @@ class OrderDashboard:
             self.burst_button.disabled = self.stopped
 
     def _draw_frame(self, frame: pd.DataFrame) -> None:
-        from .tutorial import plot_lag
+        from ..local.tutorial import plot_lag
 
         figure = plot_lag(frame, "Lag per consumer group during the burst")
         buffer = io.BytesIO()

@@ -36,18 +36,18 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .commands import OrderCommands
-from .errors import InvalidTransition, NotYourOrder, OrderSystemError, PublishError, StillProcessing, UnknownOrder
-from .events import OrderStatus
+from ..services.commands import OrderCommands
+from ..domain.errors import InvalidTransition, NotYourOrder, OrderSystemError, PublishError, StillProcessing, UnknownOrder
+from ..domain.events import OrderStatus
 
 if TYPE_CHECKING:
     from .auth import ApiTokens
-    from .config import Settings
-    from .groups import OrderProcessor
-    from .outbox import Outbox
-    from .producer import OrderProducer
+    from ..config import Settings
+    from ..services.groups import OrderProcessor
+    from ..kafka.outbox import Outbox
+    from ..kafka.producer import OrderProducer
 
-log = logging.getLogger("order_system.api")
+log = logging.getLogger("order_system.interfaces.api")
 
 MAX_BODY_BYTES = 16 * 1024  # larger request bodies are refused with 413 before they are read in full
 MAX_OFFSET = 1_000_000_000  # the largest `offset` of GET /api/orders (larger: 422)
@@ -348,8 +348,8 @@ def create_app(
 
     @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "The broker does not answer"}})
     def health() -> JSONResponse:
-        from .broker import answers_metadata
-        from .lag import consumer_lag
+        from ..local.broker import answers_metadata
+        from ..kafka.lag import consumer_lag
 
         up = answers_metadata(settings.bootstrap_servers, timeout=3.0, client_options=dict(settings.client_options))
         body: dict[str, Any] = {"broker": "up" if up else "down", "bootstrap": settings.bootstrap_servers,
@@ -437,12 +437,12 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     flushes; then it returns (the command exits 0). ``tokens`` default to ``ORDER_SYSTEM_API_TOKENS``.
     """
     from .auth import ENV, ApiTokens
-    from .broker import answers_metadata
-    from .consumer import run_groups
-    from .groups import runner_for, standard_groups
-    from .outbox import Outbox, OutboxRelay
-    from .producer import OrderProducer
-    from .topics import create_topics
+    from ..local.broker import answers_metadata
+    from ..kafka.consumer import run_groups
+    from ..services.groups import runner_for, standard_groups
+    from ..kafka.outbox import Outbox, OutboxRelay
+    from ..kafka.producer import OrderProducer
+    from ..kafka.topics import create_topics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tokens = tokens if tokens is not None else ApiTokens.from_env()

@@ -8,9 +8,9 @@ then a metadata request (Kafka, but not usable). Commands run it before they tou
 
 from __future__ import annotations
 
-from .broker import answers_metadata, parse_bootstrap, port_open, speaks_kafka
-from .config import Settings
-from .errors import BrokerError
+from ..local.broker import answers_metadata, parse_bootstrap, port_open, speaks_kafka
+from ..config import Settings
+from ..domain.errors import BrokerError
 
 MAX_ADDRESSES = 3  # a long bootstrap list is judged by its first few entries
 

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .config import Settings
-from .events import OrderEvent
-from .groups import OrderProcessor
-from .producer import Delivery, OrderProducer
+from ..config import Settings
+from ..domain.events import OrderEvent
+from ..services.groups import OrderProcessor
+from ..kafka.producer import Delivery, OrderProducer
 
 
 class SteadyPublisher:

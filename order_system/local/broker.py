@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings, default_home
-from .errors import BrokerError
+from ..config import Settings, default_home
+from ..domain.errors import BrokerError
 from .maven import MavenError, fetch_jars, jars_ready
 
 KAFKA_VERSION = "4.3.1"

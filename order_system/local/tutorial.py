@@ -14,12 +14,12 @@ from dataclasses import replace
 import pandas as pd
 
 from .broker import ensure_broker
-from .config import Settings
-from .reader import read_records
-from .errors import InvalidEvent
-from .events import OrderEvent
-from .producer import Delivery
-from .topics import create_topics, delete_topics
+from ..config import Settings
+from ..kafka.reader import read_records
+from ..domain.errors import InvalidEvent
+from ..domain.events import OrderEvent
+from ..kafka.producer import Delivery
+from ..kafka.topics import create_topics, delete_topics
 
 NO_KEY = "(no key)"  # how the notebooks show a record without a key
 

@@ -9,16 +9,16 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from .broker import LocalBroker, answers_metadata, ensure_broker
-from .config import Settings
-from .errors import OrderSystemError
-from .reachability import require_kafka
+from ..local.broker import LocalBroker, answers_metadata, ensure_broker
+from ..config import Settings
+from ..domain.errors import OrderSystemError
+from ..kafka.reachability import require_kafka
 
 GROUPS = ("order-processor", "notification-service", "analytics-service")
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
-    from .cluster import LocalCluster
+    from ..local.cluster import LocalCluster
 
     wants_cluster = (args.nodes or 0) > 1 or (args.nodes is None and (args.node is not None or _cluster_here(settings)))
     cluster = LocalCluster.for_settings(settings, nodes=args.nodes or 3) if wants_cluster else None
@@ -56,8 +56,8 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cluster_here(settings: Settings) -> bool:
-    from .broker import is_loopback, parse_bootstrap
-    from .cluster import LocalCluster
+    from ..local.broker import is_loopback, parse_bootstrap
+    from ..local.cluster import LocalCluster
 
     host, port = parse_bootstrap(settings.bootstrap_servers)
     return is_loopback(host) and LocalCluster(port=port).exists()
@@ -80,7 +80,7 @@ def _single_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from .topics import admin_client, choose_replication, create_topics
+    from ..kafka.topics import admin_client, choose_replication, create_topics
 
     replication = choose_replication(settings, admin_client(settings))
     print(f"using {replication.describe()}")
@@ -91,7 +91,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
     """One group in this process until SIGINT or SIGTERM; then commit, close and exit 0."""
-    from .groups import runner_for, standard_groups
+    from ..services.groups import runner_for, standard_groups
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     group = {g.group_id: g for g in standard_groups(args.state_dir)}[args.group]
@@ -118,9 +118,9 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
 def _produce_demo(args: argparse.Namespace, settings: Settings) -> int:
     from collections import Counter
 
-    from .producer import OrderProducer, publish_lifecycles
+    from ..kafka.producer import OrderProducer, publish_lifecycles
     from .progress import ProgressBar
-    from .topics import create_topics
+    from ..kafka.topics import create_topics
 
     create_topics(settings)
     extra = {"sticky.partitioning.linger.ms": 0} if args.unkeyed else {}
@@ -138,7 +138,7 @@ def _produce_demo(args: argparse.Namespace, settings: Settings) -> int:
 def _dlt(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
 
-    from .dead_letters import read_dead_letters, replay
+    from ..kafka.dead_letters import read_dead_letters, replay
 
     if args.action == "list":
         frame = read_dead_letters(settings)
@@ -164,8 +164,8 @@ def _dlt(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _outbox(args: argparse.Namespace, settings: Settings) -> int:
-    from .outbox import Outbox
-    from .producer import OrderProducer
+    from ..kafka.outbox import Outbox
+    from ..kafka.producer import OrderProducer
     from .progress import ProgressBar
 
     outbox = Outbox(args.path)

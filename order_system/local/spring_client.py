@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from .broker import KAFKA_VERSION, LocalBroker
-from .config import Settings, default_home
-from .errors import OrderSystemError
+from ..config import Settings, default_home
+from ..domain.errors import OrderSystemError
 from .maven import Say, fetch_jars
 
 SPRING_KAFKA_VERSION = "4.1.2"
 JACKSON_VERSION = "3.3.0"  # every Jackson 3 artifact (tools.jackson.*)
 SLF4J_VERSION = "1.7.36"  # the slf4j API kafka-clients uses; slf4j-simple logs warnings to stderr
-SOURCE_DIR = Path(__file__).resolve().parent.parent / "interop" / "spring"
+SOURCE_DIR = Path(__file__).resolve().parents[2] / "interop" / "spring"
 MAIN_CLASS = "orderinterop.SpringInterop"
 PARTITIONS_CLASS = "orderinterop.JavaPartitions"  # needs only kafka-clients: run on the broker's jars
 JAVA_TYPE = "orderinterop.OrderEvent"  # the class name the Java producer puts in __TypeId__

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import ConfigError
+from ..domain.errors import ConfigError
 
 ENV = "ORDER_SYSTEM_API_TOKENS"
 MIN_TOKEN_LENGTH = 16

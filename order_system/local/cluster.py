@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .broker import LocalBroker, Say, _quiet, _reap, is_loopback, parse_bootstrap, port_open
-from .config import Settings, default_home
-from .errors import BrokerError
+from ..config import Settings, default_home
+from ..domain.errors import BrokerError
 
 if TYPE_CHECKING:
     import pandas as pd

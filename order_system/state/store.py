@@ -23,8 +23,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .events import OrderEvent, OrderStatus
-from .state_machine import Order, rebuild_order
+from ..domain.events import OrderEvent, OrderStatus
+from ..domain.state_machine import Order, rebuild_order
 from .sqlite import write_transaction
 
 _SCHEMA = """

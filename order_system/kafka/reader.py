@@ -7,7 +7,7 @@ import uuid
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from .config import Settings
+from ..config import Settings
 
 
 def read_records(settings: Settings, topic: str, timeout: float = 10.0, limit: int = 100_000) -> list[Message]:

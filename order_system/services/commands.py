@@ -21,15 +21,15 @@ from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 
-from .broker import outage_cause
-from .errors import NotYourOrder, PublishError, StillProcessing, UnknownOrder
-from .events import OrderEvent, OrderStatus, new_order_id
+from ..local.broker import outage_cause
+from ..domain.errors import NotYourOrder, PublishError, StillProcessing, UnknownOrder
+from ..domain.events import OrderEvent, OrderStatus, new_order_id
 from .groups import OrderProcessor
-from .outbox import Outbox
-from .producer import Delivery, OrderProducer
-from .state_machine import check_transition
+from ..kafka.outbox import Outbox
+from ..kafka.producer import Delivery, OrderProducer
+from ..domain.state_machine import check_transition
 
-log = logging.getLogger("order_system.commands")
+log = logging.getLogger("order_system.services.commands")
 
 MAX_PENDING = 100_000  # writes not yet processed by the view that one process keeps track of
 PRUNE_PER_WRITE = 4  # how many of the oldest tracked writes each publish checks against the view

@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from .events import OrderEvent, OrderStatus, parse_value
+from ..domain.events import OrderEvent, OrderStatus, parse_value
 
 if TYPE_CHECKING:
     from .consumer import Received

@@ -11,8 +11,8 @@ import pandas as pd
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from .config import Settings
-from .errors import TopicError
+from ..config import Settings
+from ..domain.errors import TopicError
 
 COLUMNS = ["group", "topic", "partition", "committed", "end_offset", "lag"]
 T = TypeVar("T")

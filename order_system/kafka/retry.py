@@ -27,16 +27,16 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from . import metrics
-from .config import Settings
+from ..interfaces import metrics
+from ..config import Settings
 from .dead_letters import DeadLetters
-from .errors import InvalidEvent, InvalidTransition
-from .events import OrderEvent
+from ..domain.errors import InvalidEvent, InvalidTransition
+from ..domain.events import OrderEvent
 
 if TYPE_CHECKING:
     from .consumer import ConsumerRunner, Handler, Received
 
-log = logging.getLogger("order_system.retry")
+log = logging.getLogger("order_system.kafka.retry")
 
 # Headers a retry-topic record carries (besides the original record's own headers).
 RETRY_GROUP = "retry-group"

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from .events import OrderEvent, OrderStatus
-from .spring_compat import assign_version
-from .state_machine import TERMINAL, Order, check_version
-from .store import Effect, OrderStore
+from ..domain.events import OrderEvent, OrderStatus
+from ..kafka.spring_compat import assign_version
+from ..domain.state_machine import TERMINAL, Order, check_version
+from ..state.store import Effect, OrderStore
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .consumer import ConsumerRunner, Received
-    from .retry import FailurePolicy
+    from ..config import Settings
+    from ..kafka.consumer import ConsumerRunner, Received
+    from ..kafka.retry import FailurePolicy
 
 Handler = Callable[[OrderEvent, "Received"], "str | None"]
 
@@ -268,8 +268,8 @@ def runner_for(group: Group, settings: Settings, *, failure_policy: FailurePolic
     Failures are handled in the style the group names in ``retry_style`` (retry topics when
     it names none), unless ``failure_policy`` is given.
     """
-    from .consumer import ConsumerRunner
-    from .retry import policy_for
+    from ..kafka.consumer import ConsumerRunner
+    from ..kafka.retry import policy_for
 
     policy = failure_policy or policy_for(getattr(group, "retry_style", "topics"))
     return ConsumerRunner(settings, group.group_id, group.handlers(), failure_policy=policy, **options)

@@ -42,12 +42,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from .config import Settings
-from .errors import PublishError
-from .events import OrderEvent, OrderStatus, new_order_id
+from ..config import Settings
+from ..domain.errors import PublishError
+from ..domain.events import OrderEvent, OrderStatus, new_order_id
 from .outbox import ANY_CLUSTER, ChainKey, Outbox, Resent
 
-log = logging.getLogger("order_system.producer")
+log = logging.getLogger("order_system.kafka.producer")
 
 
 @dataclass(frozen=True)

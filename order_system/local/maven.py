@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import OrderSystemError
+from ..domain.errors import OrderSystemError
 
 Artifact = tuple[str, str, str]  # (groupId, artifactId, version)
 Say = Callable[[str], None]

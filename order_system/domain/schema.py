@@ -2,7 +2,7 @@
 
 The committed copy, ``schema/order-event.schema.json``, is for producers and consumers in other
 languages (a Spring service, say); a test keeps it equal to what this module generates.
-Regenerate it with ``python -m order_system.schema``.
+Regenerate it with ``python -m order_system.domain.schema``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from .events import _REQUIRED_ON_WIRE, OrderEvent
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "order-event.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema" / "order-event.schema.json"
 _NOTES = {
     "eventId": "Unique per event; a redelivered record carries the same id, so consumers can skip it.",
     "orderId": "The order; also the record key, so all events of an order share a partition.",

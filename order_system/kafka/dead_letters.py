@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from .config import Settings
-from .errors import InvalidTransition, PublishError
-from .events import MAX_VALUE_BYTES
+from ..config import Settings
+from ..domain.errors import InvalidTransition, PublishError
+from ..domain.events import MAX_VALUE_BYTES
 from .reader import read_records
 
 if TYPE_CHECKING:

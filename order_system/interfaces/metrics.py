@@ -25,10 +25,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .outbox import Outbox
+    from ..config import Settings
+    from ..kafka.outbox import Outbox
 
-log = logging.getLogger("order_system.metrics")
+log = logging.getLogger("order_system.interfaces.metrics")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -78,7 +78,7 @@ class LagCollector:
 
     def rows(self) -> list[dict[str, Any]] | None:
         """The latest lag rows (group, topic, partition, lag), or None when the broker did not answer."""
-        from .lag import consumer_lag
+        from ..kafka.lag import consumer_lag
 
         with self._lock:
             if time.monotonic() - self._read_at >= self.min_interval:
@@ -197,7 +197,7 @@ def serve_metrics(port: int, registry: CollectorRegistry, host: str = "127.0.0.1
     """
     from prometheus_client import start_http_server
 
-    from .errors import ConfigError
+    from ..domain.errors import ConfigError
 
     if not 0 <= port <= 65535:
         raise ConfigError(f"metrics port {port} is not a port number; use 1-65535, or 0 for any free port")

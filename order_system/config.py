@@ -137,6 +137,25 @@ class Settings:
     def dead_letter_topic(self) -> str:
         return f"{self.topic}-dlt"
 
+    def _derived(self, role: str) -> str:
+        """``order-events`` -> ``order-<role>``; any other main topic ``t`` -> ``t-<role>``."""
+        return f"{self.topic.removesuffix('-events')}-{role}"
+
+    @property
+    def state_topic(self) -> str:
+        """The order-processor's changelog (compacted): each order's latest state."""
+        return self._derived("state")
+
+    @property
+    def effects_topic(self) -> str:
+        """The order-processor's side effects, one record each."""
+        return self._derived("effects")
+
+    @property
+    def verdicts_topic(self) -> str:
+        """The order-processor's verdict on each input record (accepted, duplicate, rejected)."""
+        return self._derived("verdicts")
+
     @property
     def all_topics(self) -> tuple[str, ...]:
         return (self.topic, *self.retry_topics, self.dead_letter_topic)

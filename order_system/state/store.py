@@ -20,9 +20,9 @@ import threading
 import uuid
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..domain.changelog import Effect
 from ..domain.events import OrderEvent, OrderStatus
 from ..domain.state_machine import Order, rebuild_order
 from .sqlite import write_transaction
@@ -40,14 +40,6 @@ CREATE TABLE IF NOT EXISTS effects (
 CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status);
 CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (customer_id);
 """
-
-
-@dataclass(frozen=True)
-class Effect:
-    """A side effect of handling one event, e.g. ``Effect("inventory-reserved", "1 unit")``."""
-
-    kind: str
-    detail: str
 
 
 class OrderStore:

@@ -25,6 +25,8 @@ from .kafka.producer import Delivery, OrderProducer, plan_lifecycles, publish_li
 from .kafka.retry import InPlaceRetry, RetryTopics
 from .domain.state_machine import TRANSITIONS, Order, check_transition, rebuild, rebuild_order, transition_table
 from .kafka.topics import choose_replication, create_topics, delete_topics
+from .kafka.transactions import TransactionalRunner
+from .kafka.changelog_reader import read_effects, read_order_state
 
 __all__ = [
     "AnalyticsService", "BrokerError", "ConfigError", "ConsumerRunner", "DeadLetters", "Delivery", "InPlaceRetry",
@@ -35,4 +37,5 @@ __all__ = [
     "new_order_id", "plan_lifecycles", "publish_lifecycles", "read_dead_letters", "rebuild", "rebuild_order",
     "replay", "run_groups", "runner_for", "standard_groups", "transition_table", "wait_for_zero_lag",
     "LocalCluster", "cluster_port", "partition_table", "SteadyPublisher", "arrival_table", "choose_replication",
+    "TransactionalRunner", "read_effects", "read_order_state",
 ]

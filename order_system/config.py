@@ -158,7 +158,15 @@ class Settings:
 
     @property
     def all_topics(self) -> tuple[str, ...]:
-        return (self.topic, *self.retry_topics, self.dead_letter_topic)
+        """Every topic of the system: the events, their retry and dead-letter topics, and the
+        order-processor's state, effects and verdicts."""
+        return (self.topic, *self.retry_topics, self.dead_letter_topic, self.state_topic, self.effects_topic,
+                self.verdicts_topic)
+
+    @property
+    def processor_topics(self) -> tuple[str, str, str]:
+        """The order-processor's output topics, co-partitioned with the events topic."""
+        return (self.state_topic, self.effects_topic, self.verdicts_topic)
 
     def client_config(self, **extra: Any) -> dict[str, Any]:
         """A librdkafka configuration: bootstrap, security pass-through, then ``extra``."""

@@ -94,7 +94,12 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from ..services.groups import runner_for, standard_groups
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    group = {g.group_id: g for g in standard_groups(args.state_dir)}[args.group]
+    try:
+        groups = standard_groups(args.state_dir, instance_id=args.instance_id)
+    except ValueError as exc:  # an unusable instance id
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    group = {g.group_id: g for g in groups}[args.group]
     runner = runner_for(group, settings)
     if args.metrics_port is not None:
         from .metrics import registry_for, serve_metrics
@@ -108,7 +113,8 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{args.group} consuming {', '.join(runner.topics)}; Ctrl-C to stop", flush=True)
     while not stop.wait(0.5):
         if not runner.running:
-            print(f"{args.group} stopped on its own: {runner.errors[-1:] or 'see the log'}", file=sys.stderr)
+            why = getattr(runner, "fatal", None) or runner.errors[-1:] or "see the log"
+            print(f"{args.group} stopped on its own: {why}", file=sys.stderr)
             return 1
     runner.stop()
     print(f"{args.group} stopped after {runner.processed} records; offsets committed", flush=True)
@@ -215,7 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("consume", help="run one consumer group until Ctrl-C / SIGTERM")
     p.add_argument("--group", required=True, choices=GROUPS)
-    p.add_argument("--state-dir", help="keep the group's state in SQLite files here (survives restarts)")
+    p.add_argument("--state-dir", help="keep the notification-service's state in SQLite files here "
+                   "(the order-processor keeps its state in the order-state topic)")
+    p.add_argument("--instance-id", default=None, help="order-processor: this instance's id, reused on restart; its "
+                   "transactional id is order-processor-<id> (default: ORDER_SYSTEM_INSTANCE_ID or the host name)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (off by default)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="the address --metrics-port listens on")
     p.set_defaults(run=_consume, needs_kafka=True)

@@ -11,6 +11,7 @@ for the broker once these headers are added is cut: its first ``MAX_VALUE_BYTES`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -35,6 +36,52 @@ class _TooLarge(PublishError):
 _ORIGIN_HEADERS = ("original-topic", "original-partition", "original-offset", "original-timestamp-ms")
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-letter record, built but not sent (``DeadLetters.send`` sends it; the
+    order-processor writes it in its transaction)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    @property
+    def size(self) -> int:
+        return len(self.key or b"") + len(self.value or b"") + sum(len(k) + len(v) for k, v in self.headers)
+
+
+def dead_letter(settings: Settings, received: Received, error: Exception, *, group: str, attempts: int,
+                reason: str) -> DeadLetter:
+    """The dead-letter record for ``received``: its key and value unchanged, its own headers, and
+    ``dlt-`` headers saying where it came from, which group gave up, why and after how many attempts."""
+    origin = {
+        "original-topic": received.topic, "original-partition": str(received.partition),
+        "original-offset": str(received.offset), "original-timestamp-ms": str(received.timestamp_ms),
+    }
+    if received.topic in settings.retry_topics:  # where it came from before the retries
+        origin = {name: received.header(name) or here for name, here in origin.items()}
+    ours = {**origin, "group": group, "reason": reason, "error-class": type(error).__name__,
+            "error-message": str(error)[:1000], "attempts": str(attempts)}
+    if isinstance(error, InvalidTransition):
+        ours["transition-from"] = getattr(error.current, "value", None) or "(none)"
+        ours["transition-to"] = getattr(error.requested, "value", str(error.requested))
+    kept = [(k, v) for k, v in received.headers.items() if not k.startswith(DLT_PREFIX)]
+    headers = [(DLT_PREFIX + k, v.encode(errors="replace")) for k, v in ours.items()]
+    return DeadLetter(settings.dead_letter_topic, received.raw_key, received.value, kept + headers)
+
+
+def cut(letter: DeadLetter) -> DeadLetter:
+    """``letter`` cut to fit the broker: the first ``MAX_VALUE_BYTES`` of its value and
+    ``MAX_KEY_KEPT`` of its key, only its ``dlt-`` headers, and how long key and value were."""
+    key, value = letter.key, letter.value
+    headers = [(k, v) for k, v in letter.headers if k.startswith(DLT_PREFIX)]
+    headers += [(DLT_PREFIX + "original-key-bytes", str(len(key or b"")).encode()),
+                (DLT_PREFIX + "original-value-bytes", str(len(value or b"")).encode())]
+    return DeadLetter(letter.topic, key[:MAX_KEY_KEPT] if key else key, value[:MAX_VALUE_BYTES] if value else value,
+                      headers)
+
+
 class DeadLetters:
     """Writes dead-letter and retry records, synchronously: a record counts as disposed of only
     once the broker has it (the consumer stores its offset after that)."""
@@ -46,27 +93,12 @@ class DeadLetters:
             "enable.idempotence": True, "acks": "all", "client.id": "order-system-dead-letters"}))
 
     def send(self, received: Received, error: Exception, *, group: str, attempts: int, reason: str) -> None:
-        origin = {
-            "original-topic": received.topic, "original-partition": str(received.partition),
-            "original-offset": str(received.offset), "original-timestamp-ms": str(received.timestamp_ms),
-        }
-        if received.topic in self.settings.retry_topics:  # where it came from before the retries
-            origin = {name: received.header(name) or here for name, here in origin.items()}
-        ours = {**origin, "group": group, "reason": reason, "error-class": type(error).__name__,
-                "error-message": str(error)[:1000], "attempts": str(attempts)}
-        if isinstance(error, InvalidTransition):
-            ours["transition-from"] = getattr(error.current, "value", None) or "(none)"
-            ours["transition-to"] = getattr(error.requested, "value", str(error.requested))
-        kept = [(k, v) for k, v in received.headers.items() if not k.startswith(DLT_PREFIX)]
-        headers = [(DLT_PREFIX + k, v.encode(errors="replace")) for k, v in ours.items()]
-        key, value = received.raw_key, received.value
+        letter = dead_letter(self.settings, received, error, group=group, attempts=attempts, reason=reason)
         try:
-            self._produce(self.settings.dead_letter_topic, key, value, kept + headers)
+            self._produce(letter.topic, letter.key, letter.value, letter.headers)
         except _TooLarge:
-            headers += [(DLT_PREFIX + "original-key-bytes", str(len(key or b"")).encode()),
-                        (DLT_PREFIX + "original-value-bytes", str(len(value or b"")).encode())]
-            self._produce(self.settings.dead_letter_topic, key[:MAX_KEY_KEPT] if key else key,
-                          value[:MAX_VALUE_BYTES] if value else value, headers)
+            letter = cut(letter)
+            self._produce(letter.topic, letter.key, letter.value, letter.headers)
 
     def forward(self, topic: str, received: Received, headers: list[tuple[str, bytes]]) -> None:
         """Copy ``received`` (same key and value) to a retry topic with ``headers``."""

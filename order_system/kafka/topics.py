@@ -1,4 +1,5 @@
-"""Topic administration: create the order topic, its retry topics and its dead-letter topic."""
+"""Topic administration: create the order topic, its retry and dead-letter topics, and the
+order-processor's state (compacted), effects and verdicts topics, co-partitioned with it."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def create_topics(settings: Settings, timeout: float = 30.0, replication: Replic
     replication = replication or choose_replication(settings, admin, timeout)
     wanted = [
         NewTopic(name, num_partitions=settings.partitions, replication_factor=replication.factor,
-                 config=replication.topic_config())
+                 config={**replication.topic_config(), **topic_config(settings, name)})
         for name in settings.all_topics
     ]
     futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
@@ -79,8 +80,37 @@ def create_topics(settings: Settings, timeout: float = 30.0, replication: Replic
                 raise TopicError(f"could not create topic {name!r}: {error.str()}") from exc
             outcome[name] = "exists"
     metadata = _check_partitions(admin, settings, timeout)
+    _check_co_partitioned(metadata, settings)
     _check_replicas(metadata, settings, replication, [n for n, o in outcome.items() if o == "exists"])
     return outcome
+
+
+VERDICT_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+def topic_config(settings: Settings, name: str) -> dict[str, str]:
+    """Per-topic settings: ``order-state`` is a compacted changelog (the last state per order
+    stays), the verdicts are kept 7 days; every other topic uses the broker's defaults."""
+    if name == settings.state_topic:
+        return {"cleanup.policy": "compact"}
+    if name == settings.verdicts_topic:
+        return {"cleanup.policy": "delete", "retention.ms": str(VERDICT_RETENTION_MS)}
+    return {}
+
+
+def _check_co_partitioned(metadata: Any, settings: Settings) -> None:
+    """The processor writes each output record to the input record's partition number, so its
+    topics must have exactly as many partitions as the events topic: refuse anything else."""
+    events = len(metadata.topics[settings.topic].partitions)
+    for name in settings.processor_topics:
+        found = len(metadata.topics[name].partitions)
+        if found != events:
+            raise TopicError(
+                f"topic {name!r} has {found} partitions but {settings.topic!r} has {events}: the order-processor "
+                f"writes each order's state, effects and verdicts to the partition number of its events, so they "
+                f"must match. Delete {name!r} (its records are lost; order-state is rebuilt only by reprocessing "
+                f"{settings.topic!r} from the start) and run `order-system topics create` again, or give "
+                f"{settings.topic!r} {found} partitions.")
 
 
 def _check_replicas(metadata: Any, settings: Settings, replication: Replication, existing: list[str]) -> None:

@@ -1,26 +1,46 @@
-"""``order-processor``: the authority for order state, and its business steps."""
+"""``order-processor``: the authority for order state, and its business steps.
+
+Its decisions are pure: ``process`` turns a batch of input records into the records to write
+(a verdict per record; for an accepted event the order's new state and its effects; for a
+rejected one a dead letter) and the in-memory changes to apply once the batch's transaction
+committed. The Kafka side (the transaction, restoring state on assignment) is wired in
+``services/groups.py`` with ``kafka/transactions.py``; nothing here talks to Kafka.
+
+State lives in memory per input partition: ``restore`` loads a partition's orders (read from
+``order-state`` when it is assigned), ``forget`` drops them when it goes. Within a batch,
+changes are kept aside (copy-on-write) and applied by ``Batch.on_commit``, so readers see only
+committed state and an aborted batch leaves nothing behind.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import threading
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ..domain.changelog import Effect, Outcome, Verdict, effect_to_json, order_to_json
+from ..domain.errors import InvalidEvent, InvalidTransition
 from ..domain.events import OrderEvent, OrderStatus
-from ..kafka.spring_compat import assign_version
 from ..domain.state_machine import Order
-from ..domain.changelog import Effect
-from ..state.store import OrderStore
+from ..kafka.spring_compat import assign_version
 
 if TYPE_CHECKING:
-    from ..kafka.consumer import Handler, Received
-
+    from ..config import Settings
+    from ..kafka.consumer import Received
+    from ..kafka.transactions import Batch
 
 BusinessStep = Callable[[OrderEvent, "Order | None"], list[Effect]]
-MAX_DECISIONS = 5  # times the processor decides again when the store changed under it
+INSTANCE_ENV = "ORDER_SYSTEM_INSTANCE_ID"
+MAX_INSTANCE_ID = 200
+MAX_EFFECTS_KEPT = 200_000  # effects_frame() shows the most recent ones this object committed
+log = logging.getLogger("order_system.services.processor")
 
 
 def reserve_inventory(event: OrderEvent, order: Order | None) -> list[Effect]:
@@ -46,19 +66,36 @@ def restore_and_refund(event: OrderEvent, order: Order | None) -> list[Effect]:
     return effects
 
 
+def default_instance_id(env: Mapping[str, str] | None = None) -> str:
+    """``ORDER_SYSTEM_INSTANCE_ID``, else the host name: what makes this instance's transactional id."""
+    env = os.environ if env is None else env
+    return (env.get(INSTANCE_ENV) or "").strip() or socket.gethostname()
+
+
+@dataclass
+class _Decision:
+    """What one record came to: its verdict, and for an accepted event the new order and effects."""
+
+    verdict: Verdict
+    order: Order | None = None
+    effects: list[Effect] = field(default_factory=list)
+    error: Exception | None = None
+    attempts: int = 1
+
+
 class OrderProcessor:
     """``order-processor``: the authority for order state.
 
     Every event is checked against the version policy (``check_version``: a duplicate is
-    skipped and counted, a conflict or gap raises ``InvalidEvent``) and the state machine (a
-    forbidden transition raises ``InvalidTransition``), both for the failure policy to
-    dead-letter; then its business step runs with simulated services whose side effects are
-    recorded in the store in the same transaction as the new state. So the orders row, the
-    history (and GET) and the side effects always agree.
+    skipped and counted, a conflict or gap is rejected) and the state machine (a forbidden
+    transition is rejected); a rejected record is dead-lettered. An accepted event's business
+    step runs with simulated services; a step that fails is tried again in place (``attempts``
+    in all, ``backoff`` seconds doubling between: a few seconds at most, well within the
+    transaction timeout), then rejected as ``handler-error``.
     """
 
     group_id = "order-processor"
-    retry_style = "in-place"  # a retried PAID must not let SHIPPED overtake it (see retry.py)
+    retry_style = "in-place"  # a retried PAID must not let SHIPPED overtake it
 
     steps: Mapping[OrderStatus, tuple[BusinessStep, str]] = {
         OrderStatus.CREATED: (reserve_inventory, "Order created; inventory reserved, awaiting payment"),
@@ -68,56 +105,226 @@ class OrderProcessor:
         OrderStatus.CANCELLED: (restore_and_refund, "Cancelled; inventory restored"),
     }
 
-    def __init__(self, store: OrderStore | str | Path | None = None) -> None:
-        self.store = store if isinstance(store, OrderStore) else OrderStore(store or ":memory:")
+    def __init__(self, *, instance_id: str | None = None, attempts: int = 3, backoff: float = 0.1) -> None:
+        instance = instance_id if instance_id is not None else default_instance_id()
+        if not instance or len(instance) > MAX_INSTANCE_ID or not instance.isprintable():
+            raise ValueError(f"instance id {instance[:MAX_INSTANCE_ID]!r} must be 1 to {MAX_INSTANCE_ID} "
+                             "printable characters")
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.instance_id = instance
+        self.attempts, self.backoff = attempts, backoff
         self.duplicates = 0  # redelivered or resent events skipped
+        self._orders: dict[int, dict[str, Order]] = {}  # partition -> order id -> committed order
+        self._effects: deque[dict[str, str]] = deque(maxlen=MAX_EFFECTS_KEPT)
         self._changed = threading.Condition()
 
-    def handlers(self) -> Mapping[OrderStatus, Handler]:
-        return {status: self.handle for status in self.steps}
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.group_id}-{self.instance_id}"
+
+    # ---- deciding -------------------------------------------------------------------------
+
+    def process(self, records: list[Received], settings: Settings, sleep: Callable[[float], None],
+                require_key: bool = True) -> Batch:
+        """Decide about every record of a batch; nothing changes until ``on_commit`` is called."""
+        from ..kafka.consumer import Stopping, decode
+        from ..kafka.dead_letters import MAX_KEY_KEPT, cut, dead_letter
+        from ..kafka.transactions import Batch, Output
+
+        batch = Batch()
+        pending: dict[tuple[int, str], Order] = {}
+        effects: list[dict[str, str]] = []
+        duplicates = 0
+        for received in records:
+            try:
+                event = decode(received, require_key, settings.local_timezone)
+            except InvalidEvent as exc:
+                decision = _Decision(Verdict(Outcome.REJECTED, received.partition, received.offset,
+                                             reason=exc.reason, detail=str(exc)[:500]), error=exc)
+            else:
+                try:
+                    decision = self._decide(event, received.partition, received.offset, pending, sleep)
+                except Stopping:
+                    raise
+                except Exception as exc:  # a bug or an input nobody foresaw: dead-letter, never stall
+                    log.exception("[%s] unexpected error with partition %d offset %d", self.group_id,
+                                  received.partition, received.offset)
+                    decision = _Decision(Verdict.of(Outcome.REJECTED, event, received.partition, received.offset,
+                                                    "internal-error", f"{type(exc).__name__}: {exc}"), error=exc)
+            verdict = decision.verdict
+            key = received.raw_key[:MAX_KEY_KEPT] if received.raw_key is not None else None
+            batch.outputs.append(Output(settings.verdicts_topic, received.partition, key, verdict.to_json()))
+            batch.handled += 1
+            batch.retried += decision.attempts - 1
+            if verdict.outcome is Outcome.ACCEPTED:
+                order = decision.order
+                assert order is not None and verdict.event is not None
+                pending[(received.partition, order.order_id)] = order
+                batch.outputs.append(Output(settings.state_topic, received.partition, order.order_id.encode(),
+                                            order_to_json(order)))
+                for effect in decision.effects:
+                    batch.outputs.append(Output(settings.effects_topic, received.partition, order.order_id.encode(),
+                                                effect_to_json(verdict.event, effect)))
+                    effects.append({"event_id": str(verdict.event.event_id), "order_id": order.order_id,
+                                    "kind": effect.kind, "detail": effect.detail})
+            elif verdict.outcome is Outcome.DUPLICATE:
+                duplicates += 1
+            else:
+                assert decision.error is not None and verdict.reason is not None
+                letter = dead_letter(settings, received, decision.error, group=self.group_id,
+                                     attempts=decision.attempts, reason=verdict.reason)
+                if letter.size > settings_max_record(settings):
+                    letter = cut(letter)
+                batch.outputs.append(Output(letter.topic, received.partition, letter.key, letter.value,
+                                            letter.headers))
+                batch.dead_lettered += 1
+                batch.failures.append((received, decision.error))
+                log.warning("[%s] rejected partition %d offset %d (%s): %s", self.group_id, received.partition,
+                            received.offset, verdict.reason, decision.error)
+
+        def on_commit() -> None:
+            with self._changed:
+                for (partition, order_id), order in pending.items():
+                    self._orders.setdefault(partition, {})[order_id] = order
+                self._effects.extend(effects)
+                self.duplicates += duplicates
+                self._changed.notify_all()
+
+        batch.on_commit = on_commit
+        return batch
+
+    def _decide(self, event: OrderEvent, partition: int, offset: int, pending: dict[tuple[int, str], Order],
+                sleep: Callable[[float], None]) -> _Decision:
+        def current_of(order_id: str) -> Order | None:
+            found = pending.get((partition, order_id))
+            return found if found is not None else self._orders.get(partition, {}).get(order_id)
+
+        event = assign_version(event, lambda order_id: (o.history if (o := current_of(order_id)) else ()))
+        current = current_of(event.order_id)
+        try:
+            updated = current.apply(event) if current is not None else Order.start(event)
+        except (InvalidEvent, InvalidTransition) as exc:
+            reason = exc.reason if isinstance(exc, InvalidEvent) else "invalid-transition"
+            return _Decision(_verdict(Outcome.REJECTED, event, partition, offset, reason, str(exc)), error=exc)
+        if updated is current:
+            return _Decision(_verdict(Outcome.DUPLICATE, event, partition, offset))
+        step = self.steps[event.status][0]
+        for attempt in range(1, self.attempts + 1):
+            try:
+                effects = step(event, current)
+                return _Decision(_verdict(Outcome.ACCEPTED, event, partition, offset), updated, effects, attempts=attempt)
+            except Exception as exc:  # a failing service: try again in place, then reject
+                if attempt == self.attempts:
+                    return _Decision(_verdict(Outcome.REJECTED, event, partition, offset, "handler-error",
+                                              f"{type(exc).__name__}: {exc}"), error=exc, attempts=attempt)
+                log.warning("[%s] attempt %d of %d failed for order %s: %s", self.group_id, attempt,
+                            self.attempts, event.order_id, exc)
+                sleep(self.backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     def handle(self, event: OrderEvent, received: Received | None = None) -> str:
-        event = assign_version(event, self.store.history)  # a Spring event gets its version here
-        order_id = event.order_id
-        for _ in range(MAX_DECISIONS):
-            current = self.store.get(order_id)
-            updated = current.apply(event) if current is not None else Order.start(event)  # may raise
-            if updated is current:
-                with self._changed:
-                    self.duplicates += 1
-                return f"duplicate of {order_id} v{event.version} ({event.status.value}); skipped"
-            step, summary = self.steps[event.status]
-            effects = step(event, current)
-            if self.store.record(event, effects, previous=current.version if current else 0):
-                break
-            # the partition's previous owner recorded this order meanwhile: decide again
-        else:
-            raise RuntimeError(f"order {order_id} kept changing in the store while v{event.version} was handled")
-        with self._changed:
-            self._changed.notify_all()
-        return f"[{self.group_id}] {summary} - order {order_id} is {updated.status.value}"
+        """Decide about one event and apply it at once, without Kafka (for tests and notebooks).
 
-    # ---- views for the API, notebooks and tests --------------------------------------
+        Raises ``InvalidEvent`` / ``InvalidTransition`` for a rejected event, like the consumer
+        used to; a duplicate changes nothing."""
+        partition = received.partition if received is not None else 0
+
+        def no_wait(seconds: float) -> None:
+            return None
+
+        decision = self._decide(event, partition, received.offset if received is not None else -1, {}, no_wait)
+        verdict = decision.verdict
+        if verdict.outcome is Outcome.REJECTED:
+            assert decision.error is not None
+            raise decision.error
+        with self._changed:
+            if verdict.outcome is Outcome.DUPLICATE:
+                self.duplicates += 1
+                return f"duplicate of {event.order_id} v{verdict.version} ({event.status.value}); skipped"
+            order = decision.order
+            assert order is not None
+            self._orders.setdefault(partition, {})[order.order_id] = order
+            self._effects.extend({"event_id": str(event.event_id), "order_id": order.order_id, "kind": e.kind,
+                                  "detail": e.detail} for e in decision.effects)
+            self._changed.notify_all()
+        return f"[{self.group_id}] {self.steps[event.status][1]} - order {order.order_id} is {order.status.value}"
+
+    # ---- partitions -----------------------------------------------------------------------
+
+    def restore(self, orders_by_partition: Mapping[int, Mapping[str, Order]]) -> None:
+        """Take over partitions with the orders their changelog holds (replacing what was kept)."""
+        with self._changed:
+            for partition, orders in orders_by_partition.items():
+                self._orders[partition] = dict(orders)
+            self._changed.notify_all()
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop the state of partitions this instance no longer owns."""
+        with self._changed:
+            for partition in partitions:
+                self._orders.pop(partition, None)
+            self._changed.notify_all()
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._orders)
+
+    # ---- views for the API, notebooks and tests (committed state of owned partitions) ------
 
     def get(self, order_id: str) -> Order | None:
-        return self.store.get(order_id)
+        found = None
+        with self._changed:
+            for orders in self._orders.values():
+                order = orders.get(order_id)
+                if order is not None and (found is None or order.version > found.version):
+                    found = order
+        return found
 
     def version(self, order_id: str) -> int:
-        return self.store.version(order_id)
+        order = self.get(order_id)
+        return order.version if order is not None else 0
+
+    def orders(self) -> list[Order]:
+        with self._changed:
+            return [order for orders in self._orders.values() for order in orders.values()]
+
+    def count(self) -> int:
+        with self._changed:
+            return sum(len(orders) for orders in self._orders.values())
 
     def statuses(self) -> dict[str, OrderStatus]:
-        return self.store.statuses()
+        return {order.order_id: order.status for order in self.orders()}
 
     def wait_for_version(self, order_id: str, version: int, timeout: float) -> bool:
         """Block until the order reached ``version`` (read-your-writes), at most ``timeout`` s."""
         with self._changed:
-            return self._changed.wait_for(lambda: self.store.version(order_id) >= version, timeout=timeout)
+            return self._changed.wait_for(lambda: self.version(order_id) >= version, timeout=timeout)
 
     def effects_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.store.effects(), columns=["event_id", "order_id", "kind", "detail"])
+        with self._changed:
+            rows = list(self._effects)
+        return pd.DataFrame(rows, columns=["event_id", "order_id", "kind", "detail"])
+
+    def effect_counts(self) -> dict[str, int]:
+        with self._changed:
+            return dict(sorted(Counter(row["kind"] for row in self._effects).items()))
 
     def orders_frame(self) -> pd.DataFrame:
         columns = ["order_id", "customer_id", "status", "version", "created_at", "updated_at"]
-        return pd.DataFrame(self.store.summaries(limit=1_000_000), columns=columns)
+        rows = [{"order_id": o.order_id, "customer_id": o.customer_id, "status": o.status.value,
+                 "version": o.version, "created_at": o.created_at.isoformat(), "updated_at": o.updated_at.isoformat()}
+                for o in self.orders()]
+        frame = pd.DataFrame(rows, columns=columns)
+        return frame.sort_values(["created_at", "order_id"], ascending=[False, True], ignore_index=True)
 
 
+def _verdict(outcome: Outcome, event: OrderEvent, partition: int, offset: int, reason: str | None = None,
+             detail: str | None = None) -> Verdict:
+    return Verdict.of(outcome, event, partition, offset, reason, detail)
+
+
+def settings_max_record(settings: Settings) -> int:
+    """Bytes a dead letter may have before it is cut (librdkafka's default message.max.bytes,
+    less room for the record's framing)."""
+    return int(settings.client_options.get("message.max.bytes", 1_000_000)) - 10_000

@@ -13,6 +13,7 @@ from order_system.kafka.dead_letters import read_dead_letters
 from order_system.domain.errors import PublishError
 from order_system.domain.events import OrderEvent, OrderStatus
 from order_system.services.groups import AnalyticsService, NotificationService, OrderProcessor, runner_for
+from order_system.kafka.changelog_reader import read_effects, read_order_state
 from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
 from order_system.kafka.producer import OrderProducer, plan_lifecycles
 from order_system.domain.state_machine import rebuild
@@ -56,7 +57,11 @@ def test_200_interleaved_orders_stay_on_one_partition_in_order(topic_settings: S
     counts = analytics.status_counts()
     assert counts["orders_now"].sum() == 200
     assert counts.loc["DELIVERED", "orders_now"] == sum(1 for s in expected.values() if s is OrderStatus.DELIVERED)
-    assert processor.store.effect_counts()["inventory-reserved"] == 200
+    assert processor.effect_counts()["inventory-reserved"] == 200
+    effects = read_effects(topic_settings)  # what a read_committed reader sees: each effect once
+    assert (effects["kind"] == "inventory-reserved").sum() == 200
+    assert not effects.duplicated(["event_id", "kind"]).any()
+    assert {o: s.status for o, s in read_order_state(topic_settings).items()} == expected
 
 
 def test_without_a_key_events_spread_and_the_processor_meets_them_out_of_order(topic_settings: Settings) -> None:

@@ -13,7 +13,8 @@ def test_defaults_point_at_the_local_broker() -> None:
     assert settings.bootstrap_servers == "127.0.0.1:9092"
     assert not settings.bootstrap_from_env
     assert (settings.topic, settings.partitions, settings.replication_factor) == ("order-events", 3, 1)
-    assert settings.all_topics == ("order-events", "order-events-retry-0", "order-events-retry-1", "order-events-dlt")
+    assert settings.all_topics == ("order-events", "order-events-retry-0", "order-events-retry-1", "order-events-dlt",
+                                   "order-state", "order-effects", "order-verdicts")
 
 
 def test_environment_wins_and_security_options_pass_through() -> None:

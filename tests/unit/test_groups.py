@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 
 from order_system.domain.errors import InvalidEvent, InvalidTransition
 from order_system.domain.events import OrderEvent, OrderStatus
+from order_system.config import Settings
+from order_system.domain.changelog import Verdict, order_from_json
+from order_system.kafka.consumer import Received
 from order_system.services.groups import AnalyticsService, NotificationService, OrderProcessor
-from order_system.state.store import OrderStore
 
 
 def lifecycle(order_id: str, customer: str = "c-1", cancel_after_paid: bool = False) -> list[OrderEvent]:
@@ -25,7 +28,7 @@ def test_processor_runs_each_business_step_once() -> None:
     results = [processor.handle(e) for e in lifecycle("a1") + lifecycle("b2", cancel_after_paid=True)]
     assert "inventory reserved" in results[0] and "is CREATED" in results[0]
     assert processor.statuses() == {"a1": OrderStatus.DELIVERED, "b2": OrderStatus.CANCELLED}
-    assert processor.store.effect_counts() == {
+    assert processor.effect_counts() == {
         "inventory-checked": 2, "inventory-reserved": 2, "shipping-prepared": 2, "tracking-started": 1,
         "order-completed": 1, "inventory-restored": 1, "payment-refunded": 1,
     }
@@ -38,7 +41,7 @@ def test_cancel_before_payment_refunds_nothing() -> None:
     processor = OrderProcessor()
     processor.handle(OrderEvent.created("c3", "c-1"))
     processor.handle(OrderEvent.cancelled("c3", "c-1", 2))
-    assert "payment-refunded" not in processor.store.effect_counts()
+    assert "payment-refunded" not in processor.effect_counts()
 
 
 def test_redelivered_events_change_nothing() -> None:
@@ -46,10 +49,10 @@ def test_redelivered_events_change_nothing() -> None:
     events = lifecycle("a1")
     for event in events:
         processor.handle(event)
-    before = (processor.statuses(), processor.store.effect_counts())
+    before = (processor.statuses(), processor.effect_counts())
     replies = [processor.handle(event) for event in events]
     assert all("duplicate" in reply for reply in replies)
-    assert (processor.statuses(), processor.store.effect_counts()) == before
+    assert (processor.statuses(), processor.effect_counts()) == before
 
 
 def test_forbidden_transition_raises_and_records_nothing() -> None:
@@ -87,8 +90,8 @@ def test_get_history_and_effects_agree_after_v1_v3_v2() -> None:
         processor.handle(OrderEvent.shipped("h1", "c-1", 2))
     order = processor.get("h1")
     assert order is not None and (order.status, order.version, order.history) == (OrderStatus.CREATED, 1, (created,))
-    assert processor.store.summaries()[0]["version"] == 1
-    assert {e["event_id"] for e in processor.store.effects()} == {str(created.event_id)}
+    assert processor.orders_frame()["version"].tolist() == [1]
+    assert set(processor.effects_frame()["event_id"]) == {str(created.event_id)}
 
 
 def test_same_version_with_another_event_id_is_a_conflict_not_a_duplicate() -> None:
@@ -122,16 +125,89 @@ def test_notifications_and_analytics_refuse_conflicts_but_allow_gaps() -> None:
     assert service.count() == 2 and analytics.events_seen == 2
 
 
-def test_processor_state_survives_in_a_file(tmp_path) -> None:
-    path = tmp_path / "processor.db"
-    first = OrderProcessor(path)
+def test_processor_state_is_restored_per_partition_and_forgotten() -> None:
+    first = OrderProcessor(instance_id="unit-a")
     events = lifecycle("p1")[:2]
     for event in events:
         first.handle(event)
-    first.store.close()
-    second = OrderProcessor(OrderStore(path))
-    assert second.statuses() == {"p1": OrderStatus.PAID}
+    second = OrderProcessor(instance_id="unit-b")  # the partition's next owner, restored from the changelog
+    second.restore({0: {"p1": first.get("p1")}})
+    assert second.statuses() == {"p1": OrderStatus.PAID} and second.partitions == [0]
     assert "duplicate" in second.handle(events[1])  # the same event again (a fresh v2 would conflict)
+    second.forget([0])
+    assert second.statuses() == {} and second.get("p1") is None
+
+
+def _record(partition: int, offset: int, value: bytes | None, key: bytes | None) -> Received:
+    return Received("orders", partition, offset, key.decode() if key else None, 0, {}, value, key)
+
+
+def test_process_writes_a_verdict_per_record_and_changes_state_only_on_commit() -> None:
+    settings = Settings(topic="orders")
+    created, paid = lifecycle("q1")[:2]
+    processor = OrderProcessor(instance_id="unit")
+    records = [_record(1, 10, created.to_json(), b"q1"), _record(1, 11, paid.to_json(), b"q1"),
+               _record(1, 12, paid.to_json(), b"q1"), _record(1, 13, b"junk", b"q1"),
+               _record(1, 14, OrderEvent.delivered("q1", "c-1", 3).to_json(), b"q1")]
+    batch = processor.process(records, settings, sleep=lambda s: None)
+    verdicts = [Verdict.from_json(o.value) for o in batch.outputs if o.topic == settings.verdicts_topic]
+    assert [(v.offset, v.outcome.value, v.reason) for v in verdicts] == [
+        (10, "accepted", None), (11, "accepted", None), (12, "duplicate", None), (13, "rejected", "not-json"),
+        (14, "rejected", "invalid-transition")]
+    assert all(o.partition == 1 for o in batch.outputs)  # co-partitioned with the input record
+    states = [order_from_json(o.value) for o in batch.outputs if o.topic == settings.state_topic]
+    assert [(s.order_id, s.version) for s in states] == [("q1", 1), ("q1", 2)]
+    effects = [o for o in batch.outputs if o.topic == settings.effects_topic]
+    assert len(effects) == 3  # inventory checked and reserved, shipping prepared
+    dead = [o for o in batch.outputs if o.topic == settings.dead_letter_topic]
+    assert [dict(o.headers)["dlt-reason"] for o in dead] == [b"not-json", b"invalid-transition"]
+    assert (batch.handled, batch.dead_lettered) == (5, 2)
+    assert processor.get("q1") is None and processor.effect_counts() == {}  # nothing before the commit
+    batch.on_commit()
+    assert processor.version("q1") == 2 and processor.duplicates == 1
+    assert processor.effect_counts()["shipping-prepared"] == 1
+
+
+def test_a_failing_step_is_tried_in_place_then_rejected() -> None:
+    calls = []
+
+    def flaky(event: OrderEvent, order: object) -> list:
+        calls.append(event.order_id)
+        if len(calls) < 3:
+            raise TimeoutError("inventory service timed out")
+        return []
+
+    processor = OrderProcessor(instance_id="unit", attempts=3, backoff=0.01)
+    processor.steps = {**OrderProcessor.steps, OrderStatus.CREATED: (flaky, "created")}
+    waits: list[float] = []
+    batch = processor.process([_record(0, 0, OrderEvent.created("r1", "c-1").to_json(), b"r1")],
+                              Settings(topic="orders"), sleep=waits.append)
+    assert len(calls) == 3 and waits == [0.01, 0.02] and batch.retried == 2 and batch.dead_lettered == 0
+    failing = OrderProcessor(instance_id="unit", attempts=2, backoff=0.01)
+    failing.steps = {**OrderProcessor.steps, OrderStatus.CREATED: (lambda e, o: 1 / 0, "created")}
+    batch = failing.process([_record(0, 0, OrderEvent.created("r2", "c-1").to_json(), b"r2")],
+                            Settings(topic="orders"), sleep=waits.append)
+    verdict = Verdict.from_json(batch.outputs[0].value)
+    assert (verdict.outcome.value, verdict.reason, batch.dead_lettered) == ("rejected", "handler-error", 1)
+    assert dict(batch.outputs[1].headers)["dlt-attempts"] == b"2"
+
+
+def test_a_spring_event_gets_its_version_from_the_pending_batch() -> None:
+    settings = Settings(topic="orders")
+    spring = [json.dumps({"orderId": "s1", "customerId": "c-1", "status": status,
+                          "timestamp": "2024-01-15T10:30:00"}).encode() for status in ("CREATED", "PAID")]
+    processor = OrderProcessor(instance_id="unit")
+    batch = processor.process([_record(2, i, value, b"s1") for i, value in enumerate(spring)], settings,
+                              sleep=lambda s: None)
+    batch.on_commit()
+    assert processor.version("s1") == 2 and processor.get("s1").status is OrderStatus.PAID
+
+
+def test_instance_ids_are_bounded() -> None:
+    assert OrderProcessor(instance_id="host-1").transactional_id == "order-processor-host-1"
+    for bad in ("", "x" * 201, "line\nbreak"):
+        with pytest.raises(ValueError, match="instance id"):
+            OrderProcessor(instance_id=bad)
 
 
 def test_notifications_once_per_transition() -> None:

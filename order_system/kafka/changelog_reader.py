@@ -1,0 +1,131 @@
+"""Read the order-processor's output topics as a read_committed consumer: ``order-state`` (each
+order's latest committed state) and ``order-effects`` (every committed side effect).
+
+A transaction that was aborted, or is still open, is never seen here. "To the end" means to the
+partition's last stable offset at the time: librdkafka reports ``_PARTITION_EOF`` for a
+read_committed consumer when its fetch position reaches the LSO (not the high watermark), after
+skipping the transaction markers, so the reader stops there (``enable.partition.eof``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+
+import pandas as pd
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from ..config import Settings
+from ..domain.changelog import order_from_json
+from ..domain.errors import InvalidEvent, TopicError
+from ..domain.events import parse_value
+from ..domain.state_machine import Order
+
+log = logging.getLogger("order_system.kafka.changelog_reader")
+RESTORE_TIMEOUT = 120.0  # seconds a restore may take before it is reported as failed
+
+
+def read_committed(settings: Settings, topic: str, partitions: Iterable[int] | None = None,
+                   timeout: float = RESTORE_TIMEOUT) -> Iterator[Message]:
+    """Every committed record of ``topic`` (or of ``partitions`` of it), from the beginning to
+    the last stable offset of each partition as the reader reaches it. Raises ``TopicError``
+    when the topic is missing or the end is not reached within ``timeout`` seconds."""
+    consumer = Consumer(settings.client_config(**{
+        "group.id": f"order-system-changelog-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+        "isolation.level": "read_committed", "enable.partition.eof": True, "auto.offset.reset": "earliest",
+        "fetch.max.bytes": 16 * 1024 * 1024}))
+    try:
+        if partitions is None:
+            metadata = consumer.list_topics(topic, timeout=min(timeout, 30))
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None:
+                raise TopicError(f"topic {topic!r} does not exist; run `order-system topics create`")
+            partitions = list(found.partitions)
+        waiting = set(partitions)
+        if not waiting:
+            return
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in waiting])
+        deadline = time.monotonic() + timeout
+        while waiting:
+            if time.monotonic() > deadline:
+                raise TopicError(f"could not read {topic} partitions {sorted(waiting)} to their end within "
+                                 f"{timeout:.0f}s")
+            for message in consumer.consume(1000, 0.5):
+                error = message.error()
+                if error is None:
+                    yield message
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    waiting.discard(message.partition())
+                elif error.fatal() or error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                                       KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC):
+                    raise TopicError(f"could not read {topic}: {error.str()}")
+                else:
+                    log.warning("reading %s: %s", topic, error.str())
+    except KafkaException as exc:
+        raise TopicError(f"could not read {topic}: {exc.args[0].str()}") from exc
+    finally:
+        consumer.close()
+
+
+def restore_orders(settings: Settings, partitions: Iterable[int],
+                   timeout: float = RESTORE_TIMEOUT) -> dict[int, dict[str, Order]]:
+    """The committed state of every order in ``partitions`` of ``order-state``, per partition.
+
+    Only the last value of each key is decoded (a compacted topic may still hold older ones); a
+    tombstone removes the order; a value that is not an order is logged and skipped.
+    """
+    latest: dict[int, dict[bytes, bytes | None]] = {p: {} for p in partitions}
+    for message in read_committed(settings, settings.state_topic, list(latest), timeout):
+        key = message.key()
+        if key is not None:
+            latest[message.partition()][key] = message.value()
+    restored: dict[int, dict[str, Order]] = {}
+    for partition, values in latest.items():
+        orders: dict[str, Order] = {}
+        for key, value in values.items():
+            if value is None:
+                continue
+            try:
+                order = order_from_json(value)
+            except InvalidEvent as exc:
+                log.error("skipping %s[%d] key %r: %s", settings.state_topic, partition, key[:100], exc)
+                continue
+            orders[order.order_id] = order
+        restored[partition] = orders
+    return restored
+
+
+def read_order_state(settings: Settings, timeout: float = 60.0) -> dict[str, Order]:
+    """Every order's latest committed state in ``order-state`` (all partitions)."""
+    orders: dict[str, Order] = {}
+    for partition_orders in restore_orders(settings, _all_partitions(settings), timeout).values():
+        orders.update(partition_orders)
+    return orders
+
+
+def read_effects(settings: Settings, timeout: float = 60.0) -> pd.DataFrame:
+    """Every committed side effect in ``order-effects``, one row each, in partition and offset order."""
+    rows = []
+    for message in read_committed(settings, settings.effects_topic, None, timeout):
+        try:
+            fields = parse_value(message.value())
+        except InvalidEvent:
+            continue
+        rows.append({"partition": message.partition(), "offset": message.offset(),
+                     "event_id": fields.get("eventId"), "order_id": fields.get("orderId"),
+                     "version": fields.get("version"), "kind": fields.get("kind"), "detail": fields.get("detail")})
+    columns = ["partition", "offset", "event_id", "order_id", "version", "kind", "detail"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["partition", "offset"], ignore_index=True)
+
+
+def _all_partitions(settings: Settings) -> list[int]:
+    consumer = Consumer(settings.client_config(**{"group.id": "order-system-metadata"}))
+    try:
+        found = consumer.list_topics(settings.state_topic, timeout=30).topics.get(settings.state_topic)
+        if found is None or found.error is not None:
+            raise TopicError(f"topic {settings.state_topic!r} does not exist; run `order-system topics create`")
+        return list(found.partitions)
+    finally:
+        consumer.close()

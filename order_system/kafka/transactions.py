@@ -1,0 +1,413 @@
+"""The Kafka transaction loop: read a batch, write what it produced and its input offsets in ONE
+transaction, repeat. The only module of the package that calls the transactional producer API.
+
+``TransactionalRunner`` is one consumer of one group plus one transactional producer, in its own
+thread. Per batch (``consume(num_messages=500)``):
+
+1. ``process(records, sleep)`` (pure, supplied by the caller) decides about every record and
+   returns a ``Batch``: the records to write and what to apply in memory once committed;
+2. ``begin_transaction``; produce every output; ``send_offsets_to_transaction`` with the
+   positions after the batch and ``consumer_group_metadata()`` (so a member of an older group
+   generation, a zombie, cannot commit); ``commit_transaction``;
+3. only then ``batch.on_commit()``: readers of the in-memory state never see an aborted batch.
+
+On an abortable error the transaction is aborted, every partition of the batch is rewound to
+its first record and the batch is decided again from the committed state. A fenced or fatal
+producer (another instance started with the same ``transactional.id``) stops the runner with
+an error naming the id and what to do. Input is read ``read_committed`` with auto-commit off:
+offsets move only inside transactions.
+
+The runner keeps the surface of ``ConsumerRunner`` (start/stop/join/running/stopping,
+wait_assigned/wait_until, processed/skipped/dead_lettered/stuck/errors/failures, assignment,
+name/group_id, context manager), so ``run_groups``, notebooks and tests use either alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from ..config import Settings
+from ..interfaces import metrics
+from .consumer import MAX_FAILURES_KEPT, Received, Stopping
+from .throttle import KAFKA_ERRORS
+
+BATCH_SIZE = 500  # records per consume() and so per transaction
+TRANSACTION_TIMEOUT_MS = 60_000  # the broker aborts a transaction left open longer (a hung instance)
+COMMIT_ATTEMPTS = 5  # a retriable commit error is retried this often before the batch is aborted
+
+
+@dataclass(frozen=True)
+class Output:
+    """One record to write in the batch's transaction (``partition`` None: the key decides)."""
+
+    topic: str
+    partition: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None
+
+
+@dataclass
+class Batch:
+    """What ``process`` decided for a batch: records to write, and what to do once committed."""
+
+    outputs: list[Output] = field(default_factory=list)
+    on_commit: Callable[[], None] = lambda: None
+    handled: int = 0  # records finished with, dead letters included
+    skipped: int = 0
+    dead_lettered: int = 0
+    retried: int = 0  # failed attempts tried again in place
+    failures: list[tuple[Received, Exception]] = field(default_factory=list)
+
+
+Process = Callable[[list[Received], Callable[[float], None]], Batch]
+PartitionsCallback = Callable[[list[tuple[str, int]]], None]
+
+
+class Fenced(Exception):
+    """The producer can no longer write: fenced by a newer instance with the same id, or fatal."""
+
+
+class TransactionalRunner:
+    """One consumer and one transactional producer of one group, in their own thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        transactional_id: str,
+        process: Process,
+        *,
+        topics: Sequence[str] | None = None,
+        name: str | None = None,
+        on_assign: PartitionsCallback | None = None,
+        on_revoke: PartitionsCallback | None = None,
+        extra_config: Mapping[str, Any] | None = None,
+        producer_config: Mapping[str, Any] | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        """``on_assign(partitions)`` runs in the runner's thread for newly assigned partitions,
+        after their committed offsets are stable and before any of their records is processed
+        (restore state there); ``on_revoke`` for partitions taken away or lost while running
+        (forget it). Stopping the runner calls neither: what was committed stays readable."""
+        self.settings = settings
+        self.group_id = group_id
+        self.transactional_id = transactional_id
+        self.process = process
+        self.topics = list(topics or [settings.topic])
+        self.name = name or group_id
+        self.on_assign = on_assign
+        self.on_revoke = on_revoke
+        self.batch_size = batch_size
+        self.log = logging.getLogger(f"order_system.kafka.transactions.{self.name}")
+        self._consumer_config = settings.client_config(**{
+            "group.id": group_id,
+            "client.id": self.name,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,  # offsets are committed inside the transactions only
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+            **(extra_config or {}),
+        })
+        self._producer_options: dict[str, Any] = {
+            "transactional.id": transactional_id,
+            "client.id": f"{self.name}-tx",
+            "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+            "linger.ms": 5,
+            **(producer_config or {}),
+        }
+        self.processed = 0
+        self.skipped = 0
+        self.dead_lettered = 0
+        self.stuck = 0  # batches aborted and tried again
+        self.transactions = 0  # committed transactions
+        self.errors: list[KafkaError] = []
+        self.failures: deque[tuple[Received, Exception]] = deque(maxlen=MAX_FAILURES_KEPT)
+        self.fatal: str | None = None  # why the runner stopped by itself
+        self.assigned = threading.Event()
+        self._assignment: set[tuple[str, int]] = set()
+        self._stop = threading.Event()
+        self._progress = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._closing = False
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> TransactionalRunner:
+        if self._thread is not None:
+            raise RuntimeError(f"runner {self.name} was already started")
+        self._thread = threading.Thread(target=self._run, name=f"transactions-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the loop to finish; returns once the current batch is committed (or aborted)
+        and the clients are closed."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"processor {self.name} did not stop within {timeout:.0f}s")
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def __enter__(self) -> TransactionalRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- waiting ---------------------------------------------------------------------------
+
+    def wait_assigned(self, timeout: float = 30.0) -> bool:
+        return self.assigned.wait(timeout)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+        """Wait until ``predicate()`` holds (re-checked after each batch and at least every 0.1 s)."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress.wait(min(left, 0.1))
+        return True
+
+    def sleep(self, seconds: float) -> None:
+        """Back off inside the loop; raises ``Stopping`` when asked to stop meanwhile."""
+        if self._stop.wait(seconds):
+            raise Stopping()
+
+    @property
+    def assignment(self) -> list[tuple[str, int]]:
+        return sorted(self._assignment)
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._producer = Producer(self.settings.producer_config(**self._producer_options))
+            self._producer.init_transactions(30)  # aborts what a predecessor with this id left open
+            self._consumer = Consumer(self._consumer_config)
+            self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                     on_lost=self._on_lost)
+            while not self._stop.is_set():
+                messages = self._consumer.consume(self.batch_size, 0.25)
+                records = self._records(messages)
+                if records and not self._stop.is_set():  # asked to stop: they come again
+                    self._batch(records)
+        except Fenced as exc:
+            self._give_up(str(exc))
+        except KafkaException as exc:
+            self.errors.append(exc.args[0])
+            self._give_up(self._fenced_message(exc.args[0]) if exc.args[0].fatal() else
+                          f"{self.name}: Kafka error: {exc.args[0].str()}")
+        except Exception as exc:  # a bug: say so, never loop on it silently
+            self.log.exception("[%s] unexpected error", self.name)
+            self._give_up(f"{self.name}: unexpected {type(exc).__name__}: {exc}")
+        finally:
+            self._close()
+
+    def _records(self, messages: list[Message]) -> list[Received]:
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(Received.from_message(message))
+            elif error.code() != KafkaError._PARTITION_EOF:
+                self._on_error(error)
+        return records
+
+    def _batch(self, records: list[Received]) -> None:
+        """Decide, write and commit one batch; on failure abort it and make it come again."""
+        try:
+            batch = self.process(records, self.sleep)
+        except Stopping:
+            self._rewind(records)
+            return
+        try:
+            self._commit(batch, records)
+        except Fenced:
+            raise
+        except KafkaException as exc:
+            error = exc.args[0]
+            self.errors.append(error)
+            if error.fatal():
+                raise Fenced(self._fenced_message(error)) from exc
+            self.log.warning("[%s] transaction of %d records aborted (%s); the batch comes again",
+                             self.name, len(records), error.str())
+            self._abort()
+            self._rewind(records)
+            self.stuck += 1
+            self._stop.wait(0.2 if error.txn_requires_abort() else 1.0)
+            return
+        batch.on_commit()
+        metrics.HANDLED.labels(self.group_id).inc(batch.handled - batch.dead_lettered)
+        if batch.dead_lettered:
+            metrics.DEAD_LETTERED.labels(self.group_id).inc(batch.dead_lettered)
+        if batch.retried:
+            metrics.RETRIED.labels(self.group_id).inc(batch.retried)
+        with self._progress:
+            self.processed += batch.handled
+            self.skipped += batch.skipped
+            self.dead_lettered += batch.dead_lettered
+            self.transactions += 1
+            self.failures.extend(batch.failures)
+            self._progress.notify_all()
+
+    def _commit(self, batch: Batch, records: list[Received]) -> None:
+        producer, consumer = self._producer, self._consumer
+        assert producer is not None and consumer is not None
+        producer.begin_transaction()
+        for out in batch.outputs:
+            self._produce(producer, out)
+        positions: dict[tuple[str, int], int] = {}
+        for record in records:  # consume() returns each partition's records in offset order
+            positions[(record.topic, record.partition)] = record.offset + 1
+        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
+        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                producer.commit_transaction(30)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == COMMIT_ATTEMPTS:
+                    raise
+                self.log.warning("[%s] commit attempt %d failed (%s); trying again", self.name, attempt,
+                                 exc.args[0].str())
+
+    @staticmethod
+    def _produce(producer: Producer, out: Output) -> None:
+        kwargs: dict[str, Any] = {"key": out.key, "value": out.value, "headers": out.headers}
+        if out.partition is not None:
+            kwargs["partition"] = out.partition
+        while True:
+            try:
+                producer.produce(out.topic, **kwargs)
+                return
+            except BufferError:  # the local queue is full: let it drain
+                producer.poll(0.05)
+
+    def _abort(self) -> None:
+        assert self._producer is not None
+        try:
+            self._producer.abort_transaction(30)
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise Fenced(self._fenced_message(exc.args[0])) from exc
+            # no transaction open (it failed before begin) or a retriable error: the next
+            # begin_transaction tells
+            self.log.warning("[%s] abort: %s", self.name, exc.args[0].str())
+
+    def _rewind(self, records: list[Received]) -> None:
+        """Make each partition's first record of the batch its next one again."""
+        assert self._consumer is not None
+        first: dict[tuple[str, int], int] = {}
+        for record in records:
+            first.setdefault((record.topic, record.partition), record.offset)
+        for (topic, partition), offset in first.items():
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # taken away meanwhile: its new owner reads it
+                self.log.warning("[%s] could not rewind %s[%d] to %d: %s", self.name, topic, partition, offset,
+                                 exc.args[0].str())
+
+    def _fenced_message(self, error: KafkaError) -> str:
+        return (f"{self.name}: transactional id {self.transactional_id!r} can no longer write ({error.str()}). "
+                "Another processor instance with the same instance id has started (it fenced this one), or this "
+                f"one stalled for longer than transaction.timeout.ms ({TRANSACTION_TIMEOUT_MS} ms). This instance "
+                "stops; nothing it did not commit is visible. Give every running processor its own instance id "
+                "(--instance-id or ORDER_SYSTEM_INSTANCE_ID) and restart this one if it should run.")
+
+    def _give_up(self, why: str) -> None:
+        self.fatal = why
+        self.log.error("%s", why)
+        self._stop.set()
+
+    def _on_error(self, error: KafkaError) -> None:
+        self.errors.append(error)
+        if error.fatal():
+            self._give_up(f"{self.name}: fatal consumer error: {error.str()}")
+            return
+        held = KAFKA_ERRORS.admit(self.name)
+        if held is not None:
+            self.log.warning("[%s] consumer error: %s%s", self.name, error.str(), KAFKA_ERRORS.note(held))
+
+    def _close(self) -> None:
+        self._closing = True  # the partitions are given up, but what was committed stays readable
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception:
+                self.log.exception("[%s] closing the consumer failed", self.name)
+        if self._producer is not None:
+            try:
+                self._producer.flush(5)
+            except KafkaException as exc:  # fenced or fatal: nothing of ours is left to deliver
+                self.log.info("[%s] producer closed: %s", self.name, exc.args[0].str())
+        self.log.info("[%s] closed", self.name)
+        with self._progress:
+            self._progress.notify_all()
+
+    # ---- rebalances -----------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if partitions:
+            # stable offsets: waits until no transaction with offsets for these partitions is
+            # pending, so the state read next reflects everything those offsets cover
+            consumer.committed(partitions, timeout=60)
+            if self.on_assign is not None:
+                try:
+                    self.on_assign([(p.topic, p.partition) for p in partitions])
+                except Exception as exc:  # never process a partition whose state is missing
+                    self.log.exception("[%s] preparing %s failed", self.name, _names(partitions))
+                    self._give_up(f"{self.name}: could not prepare {_names(partitions)}: {exc}")
+        self._assignment |= {(p.topic, p.partition) for p in partitions}
+        self.log.info("[%s] assigned %s", self.name, _names(partitions))
+        self.assigned.set()
+        with self._progress:
+            self._progress.notify_all()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+        self.log.info("[%s] revoked %s", self.name, _names(partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+        self.log.warning("[%s] lost %s; their uncommitted records come again to their next owner", self.name,
+                         _names(partitions))
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            self._assignment.discard((p.topic, p.partition))
+        if self.on_revoke is not None and partitions and not self._closing:
+            self.on_revoke([(p.topic, p.partition) for p in partitions])
+        with self._progress:
+            self._progress.notify_all()
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "(none)"

@@ -1,0 +1,132 @@
+"""The exactly-once order-processor against the real broker: state restored from ``order-state``
+on assignment, one verdict per input record, each effect once, and zombie fencing."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from order_system.config import Settings
+from order_system.domain.changelog import Verdict
+from order_system.domain.errors import TopicError
+from order_system.domain.events import OrderEvent
+from order_system.domain.state_machine import rebuild
+from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state
+from order_system.kafka.consumer import run_groups
+from order_system.kafka.lag import wait_for_zero_lag
+from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.topics import create_topics, delete_topics
+from order_system.services.groups import OrderProcessor, runner_for
+
+
+def publish(settings: Settings, events: list[OrderEvent]) -> None:
+    with OrderProducer(settings) as producer:
+        futures = [producer.publish(event) for event in events]
+    for future in futures:
+        future.result(timeout=30)
+
+
+def verdicts(settings: Settings, isolation: str = "read_committed") -> list[Verdict]:
+    if isolation == "read_committed":
+        return [Verdict.from_json(m.value()) for m in read_committed(settings, settings.verdicts_topic, timeout=60)]
+    consumer = Consumer(settings.client_config(**{  # what a reader that ignores transactions sees
+        "group.id": "uncommitted-reader", "isolation.level": "read_uncommitted", "enable.partition.eof": True,
+        "enable.auto.commit": False}))
+    consumer.assign([TopicPartition(settings.verdicts_topic, p, 0) for p in range(settings.partitions)])
+    found, ends = [], set()
+    while len(ends) < settings.partitions:
+        for message in consumer.consume(500, 1.0):
+            if message.error() is None:
+                found.append(Verdict.from_json(message.value()))
+            elif message.error().code() == KafkaError._PARTITION_EOF:
+                ends.add(message.partition())
+    consumer.close()
+    return found
+
+
+def expected_states(events: list[OrderEvent]) -> dict[str, str]:
+    return {order_id: order.status.value for order_id, order in rebuild(events).orders.items()}
+
+
+def test_a_new_instance_restores_state_from_the_changelog_and_goes_on(topic_settings: Settings) -> None:
+    events = plan_lifecycles(60, seed=5, interleave=False)
+    firsts = [e for e in events if e.version <= 2]
+    rest = [e for e in events if e.version > 2]
+    publish(topic_settings, firsts)
+    first = OrderProcessor(instance_id="restore-a")
+    with run_groups(runner_for(first, topic_settings)) as (runner,):
+        assert runner.wait_until(lambda: runner.processed >= len(firsts), timeout=60)
+    assert {o: s.value for o, s in first.statuses().items()} == expected_states(firsts)
+
+    publish(topic_settings, rest + firsts[:5])  # five redelivered old events too
+    second = OrderProcessor(instance_id="restore-b")  # another machine: it knows nothing but Kafka
+    with run_groups(runner_for(second, topic_settings)) as (runner,):
+        assert runner.wait_until(lambda: runner.processed >= len(rest) + 5, timeout=60)
+        assert runner.dead_lettered == 0  # PAID after CREATED from the restored state, not invalid
+    assert {o: s.value for o, s in second.statuses().items()} == expected_states(events)
+    assert second.duplicates == 5
+
+    state = read_order_state(topic_settings)
+    assert {o: order.status.value for o, order in state.items()} == expected_states(events)
+    assert all(order.history == rebuild(events).orders[o].history for o, order in state.items())
+    effects = read_effects(topic_settings)
+    assert not effects.duplicated(["event_id", "kind"]).any()
+    assert (effects["kind"] == "inventory-reserved").sum() == 60
+    seen = verdicts(topic_settings)
+    assert len(seen) == len(events) + 5 and Counter(v.outcome.value for v in seen)["duplicate"] == 5
+    assert len({(v.partition, v.offset) for v in seen}) == len(seen)  # one verdict per input record
+
+
+def test_a_second_instance_with_the_same_id_fences_the_first(topic_settings: Settings) -> None:
+    """Zombie fencing: the older instance's later writes never become visible."""
+    zombie = OrderProcessor(instance_id="twin")
+    older = runner_for(zombie, topic_settings, name="older").start()
+    newer = None
+    try:
+        assert older.wait_until(lambda: len(older.assignment) == 3, timeout=60)
+        newer = runner_for(OrderProcessor(instance_id="twin"), topic_settings, name="newer").start()
+        # the newer one fenced the older on start; once both hold partitions, events arrive for both
+        assert newer.wait_until(lambda: bool(newer.assignment) and len(older.assignment) < 3, timeout=60)
+        events = plan_lifecycles(30, seed=8)
+        publish(topic_settings, events)
+        assert older.join(timeout=60), "the fenced instance did not stop"
+        assert older.fatal is not None and "'order-processor-twin'" in older.fatal and "instance id" in older.fatal
+        assert older.processed == 0  # it committed nothing after it was fenced
+        assert newer.wait_until(lambda: newer.processed >= len(events), timeout=90)
+        assert newer.running and newer.fatal is None
+    finally:
+        older.stop()
+        if newer is not None:
+            newer.stop()
+    seen = verdicts(topic_settings)
+    assert sorted((v.partition, v.offset) for v in seen) == sorted({(v.partition, v.offset) for v in seen})
+    assert len(seen) == len(events)
+    assert {o: order.status.value for o, order in read_order_state(topic_settings).items()} == expected_states(events)
+    assert not read_effects(topic_settings).duplicated(["event_id", "kind"]).any()
+
+
+def test_topics_refuse_a_state_topic_with_another_partition_count(settings: Settings, unique) -> None:
+    fresh = settings.with_topic(unique("copart-events"))
+    try:
+        from confluent_kafka.admin import NewTopic
+
+        from order_system.kafka.topics import admin_client
+
+        admin = admin_client(fresh)
+        admin.create_topics([NewTopic(fresh.state_topic, 4, 1)])[fresh.state_topic].result(30)
+        with pytest.raises(TopicError, match=r"'copart-events-\w+-state' has 4 partitions but .* has 3"):
+            create_topics(fresh)
+    finally:
+        delete_topics(fresh, list(fresh.all_topics))
+
+
+def test_lag_reaches_zero_through_transactional_offset_commits(topic_settings: Settings) -> None:
+    events = plan_lifecycles(20, seed=9)
+    publish(topic_settings, events)
+    processor = OrderProcessor(instance_id="lag")
+    with run_groups(runner_for(processor, topic_settings)) as (runner,):
+        lag = wait_for_zero_lag(topic_settings, [processor.group_id], timeout=60)
+        assert runner.transactions >= 1
+    assert lag["lag"].sum() == 0 and lag["end_offset"].sum() == len(events)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 import pandas as pd
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from ..config import Settings
@@ -39,6 +39,12 @@ def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+# errors a broker answers while a new topic's leaders are still being chosen; librdkafka does
+# not flag them retriable when they come from a watermark query
+_LEADERSHIP_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                                  KafkaError.UNKNOWN_TOPIC_OR_PART})
+
+
 def _retrying(call: Callable[[], T], timeout: float) -> T:
     """``call()``, again while it fails with a retriable Kafka error (such as NOT_LEADER just after a
     topic was created or a leader moved), for at most ``timeout`` seconds."""
@@ -47,7 +53,8 @@ def _retrying(call: Callable[[], T], timeout: float) -> T:
         try:
             return call()
         except KafkaException as exc:
-            if not exc.args[0].retriable() or time.monotonic() > deadline:
+            settling = exc.args[0].retriable() or exc.args[0].code() in _LEADERSHIP_SETTLING
+            if not settling or time.monotonic() > deadline:
                 raise
         time.sleep(0.1)  # leadership settles on the broker; there is no event to wait on
 

@@ -150,8 +150,9 @@ class OrderProcessor:
                 except Exception as exc:  # a bug or an input nobody foresaw: dead-letter, never stall
                     log.exception("[%s] unexpected error with partition %d offset %d", self.group_id,
                                   received.partition, received.offset)
+                    failure = InvalidEvent(f"internal error: {type(exc).__name__}: {exc}"[:1000], "internal-error")
                     decision = _Decision(Verdict.of(Outcome.REJECTED, event, received.partition, received.offset,
-                                                    "internal-error", f"{type(exc).__name__}: {exc}"), error=exc)
+                                                    failure.reason, str(failure)), error=failure)
             verdict = decision.verdict
             key = received.raw_key[:MAX_KEY_KEPT] if received.raw_key is not None else None
             batch.outputs.append(Output(settings.verdicts_topic, received.partition, key, verdict.to_json()))

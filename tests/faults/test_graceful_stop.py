@@ -3,9 +3,10 @@
 The proof that nothing finished is reprocessed after a restart has two halves:
 
 * right after the stop, every record a group finished (its effect is in the group's SQLite
-  store) lies below the offset the group committed, and every record below it is finished;
+  store; for the order-processor: its verdict is committed in ``order-verdicts``) lies below
+  the offset the group committed, and every record below it is finished;
 * the restarted process receives no record below those committed offsets and logs no
-  duplicate.
+  duplicate; the order-processor commits exactly one verdict per record, none a duplicate.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import httpx
 import pytest
 
 from order_system.config import Settings
+from order_system.domain.changelog import Outcome, Verdict
 from order_system.domain.events import OrderEvent
+from order_system.kafka.changelog_reader import read_committed, read_order_state
 from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
 from order_system.kafka.producer import OrderProducer, plan_lifecycles
 from order_system.kafka.reader import read_records
@@ -82,15 +85,26 @@ def rows(path: Path, sql: str) -> set[tuple]:
         return set(db.execute(sql).fetchall())
 
 
+def verdicts(own: Settings) -> Counter[tuple[int, int]]:
+    """(partition, offset) of each input record -> how many committed verdicts the processor wrote
+    for it (a read_committed reader's view: what an aborted or open transaction wrote is not there)."""
+    found: Counter[tuple[int, int]] = Counter()
+    for message in read_committed(own, own.verdicts_topic, timeout=60):
+        verdict = Verdict.from_json(message.value())
+        assert verdict.outcome is not Outcome.DUPLICATE, verdict  # a record processed again would be one
+        found[(verdict.partition, verdict.offset)] += 1
+    return found
+
+
 def finished_records(own: Settings, state: Path) -> dict[str, dict[tuple[int, int], bool]]:
     """Per group with a store: (partition, offset) of each record on the topic -> finished?"""
-    history = rows(state / "order-processor.db", "SELECT order_id, version FROM history")
+    processed = verdicts(own)
     notified = {r[0] for r in rows(state / "notification-service.db", "SELECT event_id FROM effects")}
     found: dict[str, dict[tuple[int, int], bool]] = {"order-processor": {}, "notification-service": {}}
     for message in read_records(own, own.topic, timeout=30):
         event = OrderEvent.from_json(message.value())
         where = (message.partition(), message.offset())
-        found["order-processor"][where] = (event.order_id, event.version) in history
+        found["order-processor"][where] = where in processed
         found["notification-service"][where] = str(event.event_id) in notified
     return found
 
@@ -176,14 +190,15 @@ def test_sigterm_of_serve_under_load(topic_settings: Settings, tmp_path: Path, f
         if server.poll() is None:
             server.kill()
     assert_nothing_received_twice(second_log.read_text(), topic_settings, done)
-    history = rows(state / "order-processor.db", "SELECT order_id, json_extract(event_json, '$.status') FROM history")
+    assert max(verdicts(topic_settings).values()) == 1  # the order-processor: each record exactly once
+    history = {(o, e.status.value) for o, order in read_order_state(topic_settings).items() for e in order.history}
     assert set(accepted) <= history  # every accepted request's event was applied
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_of_consume_mid_stream(topic_settings: Settings, tmp_path: Path, signum: int) -> None:
     state, first_log, second_log = tmp_path / "state", tmp_path / "consume-1.log", tmp_path / "consume-2.log"
-    args = ["consume", "--group", "order-processor", "--state-dir", str(state)]
+    args = ["consume", "--group", "order-processor", "--state-dir", str(state), "--instance-id", "graceful"]
     events = plan_lifecycles(600, seed=10)
     published = threading.Event()
 
@@ -199,8 +214,7 @@ def test_sigterm_of_consume_mid_stream(topic_settings: Settings, tmp_path: Path,
         wait_for(lambda: "consuming" in first_log.read_text(), "consume to start", consumer, first_log)
         publisher = threading.Thread(target=publish, daemon=True)
         publisher.start()
-        store = state / "order-processor.db"
-        wait_for(lambda: store.exists() and len(rows(store, "SELECT order_id, version FROM history")) >= 200,
+        wait_for(lambda: sum(committed(topic_settings, ("order-processor",)).values()) >= 200,
                  "200 events processed", consumer, first_log)
         took = terminate(consumer, first_log, signum)
     finally:
@@ -212,12 +226,11 @@ def test_sigterm_of_consume_mid_stream(topic_settings: Settings, tmp_path: Path,
     assert published.is_set()
 
     done = committed(topic_settings, ("order-processor",))
-    history = rows(state / "order-processor.db", "SELECT order_id, version FROM history")
-    assert 200 <= len(history) < len(events), "the stop did not land mid-stream"
+    processed = verdicts(topic_settings)
+    assert 200 <= len(processed) < len(events), "the stop did not land mid-stream"
     for message in read_records(topic_settings, topic_settings.topic, timeout=30):
-        event = OrderEvent.from_json(message.value())
         below = message.offset() < done[("order-processor", message.partition())]
-        assert ((event.order_id, event.version) in history) == below, (message.partition(), message.offset())
+        assert ((message.partition(), message.offset()) in processed) == below, (message.partition(), message.offset())
 
     consumer = launch(args, topic_settings, tmp_path, second_log)
     try:
@@ -226,7 +239,9 @@ def test_sigterm_of_consume_mid_stream(topic_settings: Settings, tmp_path: Path,
     finally:
         if consumer.poll() is None:
             consumer.kill()
-    seen = assert_nothing_received_twice(second_log.read_text(), topic_settings, done)
-    final = rows(state / "order-processor.db", "SELECT order_id, version FROM history")
-    assert final == {(e.order_id, e.version) for e in events}
-    assert seen == len(events) - len(history)  # the rest, each exactly once
+    assert_nothing_received_twice(second_log.read_text(), topic_settings, done)
+    final = verdicts(topic_settings)
+    assert len(final) == len(events) and max(final.values()) == 1  # the rest, each exactly once
+    state_now = read_order_state(topic_settings)
+    assert {(o, e.version) for o, order in state_now.items() for e in order.history} == {
+        (e.order_id, e.version) for e in events}

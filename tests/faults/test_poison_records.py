@@ -137,17 +137,44 @@ class BrokenPolicy(RetryTopics):
         return super().accepts(runner, received)
 
 
-def test_an_unexpected_error_outside_the_handlers_dead_letters_the_record(topic_settings: Settings) -> None:
+class BrokenProcessor(OrderProcessor):
+    """An order-processor with a bug that shows only for one order (outside any business step)."""
+
+    def _decide(self, event, partition, offset, pending, sleep):  # type: ignore[no-untyped-def]
+        if event.order_id == "boom0001":
+            raise ZeroDivisionError("a bug in the processor")
+        return super()._decide(event, partition, offset, pending, sleep)
+
+
+def _publish_boom_then_late(settings: Settings) -> None:
     boom, after = OrderEvent.created("boom0001", "c-1"), OrderEvent.created("late0001", "c-1")
-    with OrderProducer(topic_settings) as producer:  # one partition, so "after" really comes after
+    with OrderProducer(settings) as producer:  # one partition, so "after" really comes after
         for event in (boom, after):
             producer.publish_raw(event.to_json(), key=event.key(), partition=0).result(30)
-    processor = OrderProcessor()
-    runner = runner_for(processor, topic_settings, failure_policy=BrokenPolicy(delays=(0.1,)))
+
+
+def test_an_unexpected_error_outside_the_handlers_dead_letters_the_record(topic_settings: Settings) -> None:
+    _publish_boom_then_late(topic_settings)
+    processor = BrokenProcessor(instance_id="broken")
+    runner = runner_for(processor, topic_settings)
     with run_groups(runner):
         assert runner.wait_until(lambda: runner.processed == 2, timeout=60)
         assert runner.running and runner.stuck == 0
     assert processor.statuses() == {"late0001": OrderStatus.CREATED}
+    dead = read_dead_letters(topic_settings)
+    assert list(dead["reason"]) == ["internal-error"] and list(dead["key"]) == ["boom0001"]
+    assert "ZeroDivisionError: a bug in the processor" in dead["error-message"].iloc[0]
+
+
+def test_an_unexpected_error_in_a_failure_policy_dead_letters_the_record(topic_settings: Settings) -> None:
+    _publish_boom_then_late(topic_settings)
+    seen: list[str] = []
+    runner = ConsumerRunner(topic_settings, "broken-policy", {OrderStatus.CREATED: lambda e, r: seen.append(e.order_id)},
+                            failure_policy=BrokenPolicy(delays=(0.1,)))
+    with run_groups(runner):
+        assert runner.wait_until(lambda: runner.processed == 2, timeout=60)
+        assert runner.running and runner.stuck == 0
+    assert seen == ["late0001"]
     dead = read_dead_letters(topic_settings)
     assert list(dead["reason"]) == ["internal-error"] and list(dead["key"]) == ["boom0001"]
     assert "ZeroDivisionError: a bug in the policy" in dead["error-message"].iloc[0]

@@ -109,7 +109,7 @@ def test_a_replayed_spring_event_is_recognised_as_a_redelivery(topic_settings: S
     with run_groups(processing, refuser):
         assert refuser.wait_until(lambda: refuser.dead_lettered == len(sent), timeout=60)
         assert processing.wait_until(lambda: processing.processed == len(sent), timeout=60)
-        effects, states = processor.store.effect_counts(), processor.statuses()
+        effects, states = processor.effect_counts(), processor.statuses()
         assert replay(topic_settings) == len(sent)  # the refused records, back on the main topic
         assert processing.wait_until(lambda: processing.processed == 2 * len(sent), timeout=60)
         # refused again and replayed again (all of them: twice each): still the same events
@@ -117,7 +117,7 @@ def test_a_replayed_spring_event_is_recognised_as_a_redelivery(topic_settings: S
         assert replay(topic_settings) == 2 * len(sent)
         assert processing.wait_until(lambda: processing.processed == 4 * len(sent), timeout=60)
     assert processing.dead_lettered == 0  # not taken for new events (PAID after DELIVERED would be refused)
-    assert processor.store.effect_counts() == effects and processor.statuses() == states
+    assert processor.effect_counts() == effects and processor.statuses() == states
     assert all(order.status is OrderStatus.DELIVERED for order in map(processor.get, states))
 
 

@@ -42,6 +42,7 @@ from .throttle import KAFKA_ERRORS
 BATCH_SIZE = 500  # records per consume() and so per transaction
 TRANSACTION_TIMEOUT_MS = 60_000  # the broker aborts a transaction left open longer (a hung instance)
 COMMIT_ATTEMPTS = 5  # a retriable commit error is retried this often before the batch is aborted
+PREPARE_ATTEMPTS = 5  # tries to read a newly assigned partition's state before the runner gives up
 
 
 @dataclass(frozen=True)
@@ -376,20 +377,32 @@ class TransactionalRunner:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if partitions:
-            # stable offsets: waits until no transaction with offsets for these partitions is
-            # pending, so the state read next reflects everything those offsets cover
-            consumer.committed(partitions, timeout=60)
-            if self.on_assign is not None:
-                try:
-                    self.on_assign([(p.topic, p.partition) for p in partitions])
-                except Exception as exc:  # never process a partition whose state is missing
-                    self.log.exception("[%s] preparing %s failed", self.name, _names(partitions))
-                    self._give_up(f"{self.name}: could not prepare {_names(partitions)}: {exc}")
+            self._prepare(consumer, partitions)
         self._assignment |= {(p.topic, p.partition) for p in partitions}
         self.log.info("[%s] assigned %s", self.name, _names(partitions))
         self.assigned.set()
         with self._progress:
             self._progress.notify_all()
+
+    def _prepare(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Wait for stable committed offsets, then ``on_assign``; tried again while the broker
+        does not answer (say, a leader moving), and the runner stops if it keeps failing: a
+        partition is never processed without its state."""
+        for attempt in range(1, PREPARE_ATTEMPTS + 1):
+            try:
+                # stable offsets: waits until no transaction with offsets for these partitions
+                # is pending, so the state read next reflects everything those offsets cover
+                consumer.committed(partitions, timeout=60)
+                if self.on_assign is not None:
+                    self.on_assign([(p.topic, p.partition) for p in partitions])
+                return
+            except Exception as exc:  # raised here it would escape from consume()
+                self.log.warning("[%s] preparing %s failed (attempt %d of %d): %s", self.name, _names(partitions),
+                                 attempt, PREPARE_ATTEMPTS, exc)
+                if attempt == PREPARE_ATTEMPTS or self._stop.wait(2.0 * attempt):
+                    self._give_up(f"{self.name}: could not prepare {_names(partitions)} (restore their state): "
+                                  f"{exc}")
+                    return
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget(partitions)

@@ -48,12 +48,15 @@ def runner_for(group: Group, settings: Settings, *, failure_policy: FailurePolic
 
     Failures are handled in the style the group names in ``retry_style`` (retry topics when
     it names none), unless ``failure_policy`` is given. The ``OrderProcessor`` gets its
-    transactional runner (``processor_runner``; ``failure_policy`` does not apply to it).
+    transactional runner (``processor_runner``); it retries in place and takes no policy.
     """
     from ..kafka.consumer import ConsumerRunner
     from ..kafka.retry import policy_for
 
     if isinstance(group, OrderProcessor):
+        if failure_policy is not None:
+            raise ValueError("the order-processor retries in place inside its transactional loop and takes no "
+                             "failure_policy; set OrderProcessor(attempts=..., backoff=...) instead")
         return processor_runner(group, settings, **options)
     policy = failure_policy or policy_for(getattr(group, "retry_style", "topics"))
     return ConsumerRunner(settings, group.group_id, group.handlers(), failure_policy=policy, **options)

@@ -90,8 +90,9 @@ class OrderProcessor:
     skipped and counted, a conflict or gap is rejected) and the state machine (a forbidden
     transition is rejected); a rejected record is dead-lettered. An accepted event's business
     step runs with simulated services; a step that fails is tried again in place (``attempts``
-    in all, ``backoff`` seconds doubling between: a few seconds at most, well within the
-    transaction timeout), then rejected as ``handler-error``.
+    in all, ``backoff`` seconds doubling between), then rejected as ``handler-error``. The
+    retries run while the batch is decided, before its transaction begins, so they never count
+    against ``transaction.timeout.ms``; the transaction stays open only to write and commit.
     """
 
     group_id = "order-processor"

@@ -239,3 +239,17 @@ def test_analytics_counts_customers_and_time_in_state() -> None:
     times = analytics.time_in_state()
     assert times.loc["CREATED", "mean_s"] == pytest.approx(4.0)
     assert times.loc["PAID", "max_s"] == pytest.approx(6.0)
+
+
+def test_the_processor_runner_keeps_the_consumer_runner_surface() -> None:
+    from order_system.kafka.retry import InPlaceRetry
+    from order_system.services.groups import runner_for
+
+    runner = runner_for(OrderProcessor(instance_id="surface"), Settings(topic="orders"))  # connects to nothing yet
+    for name in ("start", "stop", "join", "running", "stopping", "wait_assigned", "wait_until", "processed", "skipped",
+                 "dead_lettered", "stuck", "errors", "failures", "assignment", "name", "group_id", "topics",
+                 "__enter__", "__exit__"):
+        assert hasattr(runner, name), name
+    assert (runner.group_id, runner.topics, runner.running) == ("order-processor", ["orders"], False)
+    with pytest.raises(ValueError, match="retries in place"):
+        runner_for(OrderProcessor(instance_id="surface"), Settings(), failure_policy=InPlaceRetry())

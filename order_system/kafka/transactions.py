@@ -211,7 +211,7 @@ class TransactionalRunner:
     def _run(self) -> None:
         try:
             self._producer = Producer(self.settings.producer_config(**self._producer_options))
-            self._producer.init_transactions(30)  # aborts what a predecessor with this id left open
+            self._init_transactions(self._producer)
             self._consumer = Consumer(self._consumer_config)
             self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                      on_lost=self._on_lost)
@@ -231,6 +231,19 @@ class TransactionalRunner:
             self._give_up(f"{self.name}: unexpected {type(exc).__name__}: {exc}")
         finally:
             self._close()
+
+    def _init_transactions(self, producer: Producer) -> None:
+        """Register the transactional id with the broker: this fences any older instance with the
+        same id and aborts the transaction it left open (at once, not after its timeout)."""
+        for attempt in range(1, PREPARE_ATTEMPTS + 1):
+            try:
+                producer.init_transactions(30)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == PREPARE_ATTEMPTS or self._stop.wait(2.0 * attempt):
+                    raise
+                self.log.warning("[%s] init_transactions failed (attempt %d): %s", self.name, attempt,
+                                 exc.args[0].str())
 
     def _records(self, messages: list[Message]) -> list[Received]:
         records = []

@@ -130,3 +130,26 @@ def test_lag_reaches_zero_through_transactional_offset_commits(topic_settings: S
         lag = wait_for_zero_lag(topic_settings, [processor.group_id], timeout=60)
         assert runner.transactions >= 1
     assert lag["lag"].sum() == 0 and lag["end_offset"].sum() == len(events)
+
+
+def test_two_instances_split_the_partitions_and_one_takes_over_the_others_state(topic_settings: Settings) -> None:
+    events = plan_lifecycles(40, seed=12, interleave=False)
+    firsts = [e for e in events if e.version == 1]
+    rest = [e for e in events if e.version > 1]
+    a, b = OrderProcessor(instance_id="split-a"), OrderProcessor(instance_id="split-b")
+    first, second = runner_for(a, topic_settings, name="a"), runner_for(b, topic_settings, name="b")
+    with run_groups(first, second):
+        assert first.wait_until(lambda: len(first.assignment) + len(second.assignment) == 3
+                                and bool(first.assignment) and bool(second.assignment), timeout=60)
+        publish(topic_settings, firsts)
+        assert first.wait_until(lambda: first.processed + second.processed >= len(firsts), timeout=60)
+        assert a.count() and b.count() and a.count() + b.count() == len(firsts)  # each holds its partitions only
+        first.stop()  # b takes a's partitions over, restoring their orders from order-state
+        assert second.wait_until(lambda: len(second.assignment) == 3, timeout=60)
+        before = second.processed
+        publish(topic_settings, rest)
+        assert second.wait_until(lambda: second.processed >= before + len(rest), timeout=60)
+        assert second.dead_lettered == 0
+    assert {o: s.value for o, s in b.statuses().items()} == expected_states(events)
+    assert not read_effects(topic_settings).duplicated(["event_id", "kind"]).any()
+

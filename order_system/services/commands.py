@@ -83,8 +83,7 @@ class OrderCommands:
         if order is not None:
             return order
         # maybe created but not processed yet: wait for the processor, then for the view
-        if not (self.view.wait_processed(order_id, _left(deadline))
-                and self.view.catch_up(order_id, _left(deadline))):
+        if not self.view.wait_processed(order_id, _left(deadline)):
             raise StillProcessing(order_id)
         order = self.view.get(order_id)
         if order is None:
@@ -123,7 +122,12 @@ class OrderCommands:
                 raise StillProcessing(order_id)
             if verdict.outcome is Outcome.REJECTED:
                 raise CommandRejected(order_id, verdict.reason, verdict.detail)
-            return event, delivery  # accepted (or a duplicate of itself: applied already)
+            # accepted (or a duplicate of itself: applied already). Once the view shows it, its state
+            # record's commit marker is written, so any instance's next catch_up includes it.
+            if not self.view.wait_for_version(order_id, event.version, self.view_timeout):
+                log.warning("%s v%d was accepted but the view did not show it within %.1fs",
+                            order_id, event.version, self.view_timeout)
+            return event, delivery
 
     def _publish(self, event: OrderEvent) -> Delivery:
         future = self.producer.publish(event)

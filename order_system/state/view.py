@@ -11,9 +11,17 @@ Read-your-writes across instances, without any instance telling another anything
    end) of the order's ``order-state`` partition, then waits until the view has read up to it.
    Whatever any processor committed before the call is then in the view.
 2. ``wait_processed(order_id)`` covers an order whose event was published but not processed
-   yet: it samples the end of the order's ``order-events`` partition and waits until group
+   yet: it samples the end of the order's ``order-events`` partition, waits until group
    ``order-processor`` has committed its offsets up to it (offsets and state are committed in
-   one transaction). A ``catch_up`` after it sees the order if it exists.
+   one transaction), then until the view has read the state partition up to its high watermark
+   sampled then. That last step matters: a transaction's commit markers reach its partitions one
+   by one, after ``commit_transaction`` returned, so the offsets may be visible a moment before
+   the state record is; the high watermark already counts the record, and the view reaches it
+   only once the marker made it readable.
+
+For the same reason a command that got an accepted verdict waits for the view to show the new
+version (``wait_for_version``) before answering: the state marker is then written, so every
+later ``catch_up``, on any instance, includes it.
 
 Every wait is bounded; each returns False when its time ran out. The broker calls are
 thread-safe (librdkafka handles are), so request threads call them concurrently while the
@@ -32,9 +40,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
-from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Message,
-                             TopicPartition)
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, IsolationLevel, KafkaError,
+                             KafkaException, Message, TopicPartition)
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from ..config import Settings
 from ..domain.changelog import Verdict, order_from_json
@@ -73,6 +81,7 @@ class OrderView:
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
+        self._prober: Consumer | None = None
         self._admin: AdminClient | None = None
         self._thread: threading.Thread | None = None
         self._probes = 0  # broker calls in progress on the consumer (it closes only after them)
@@ -83,14 +92,13 @@ class OrderView:
         """Assign the topics, start reading, and return once the view holds every order
         committed before the call; ``TimeoutError`` if that takes longer than ``timeout``."""
         settings = self.settings
-        consumer = Consumer(settings.client_config(**{
-            "group.id": f"order-view-{uuid.uuid4().hex[:8]}",  # never joins: assign() only, no commits
-            "enable.auto.commit": False, "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100}))
+        self._started = time.monotonic()
+        consumer = Consumer(_config(settings, **{"auto.offset.reset": "earliest", "fetch.wait.max.ms": 100}))
+        # A second handle for the end-offset queries of request threads: librdkafka's watermark query
+        # on the handle a thread is consuming from was seen to block past its timeout.
+        self._prober = Consumer(_config(settings))
         try:
-            topics = consumer.list_topics(timeout=timeout).topics
-            counts = {name: len(topics[name].partitions) if name in topics else 0
-                      for name in (settings.topic, settings.state_topic, settings.verdicts_topic)}
+            counts = self._partition_counts(consumer, timeout)
             if not counts[settings.state_topic] or not counts[settings.verdicts_topic]:
                 raise TopicError(f"topics {settings.state_topic!r} and {settings.verdicts_topic!r} are needed; "
                                  "create them with `order-system topics create`")
@@ -106,6 +114,7 @@ class OrderView:
         except BaseException:
             self._consumer = None
             consumer.close()
+            self._prober.close()
             raise
         self._admin = AdminClient(settings.client_config())
         self._thread = threading.Thread(target=self._run, name="order-view", daemon=True)
@@ -115,6 +124,19 @@ class OrderView:
             raise TimeoutError(f"the view did not read {settings.state_topic!r} to its end within {timeout:.0f}s")
         log.info("view of %s loaded: %d orders from %d records", settings.state_topic, len(self), self.records)
         return self
+
+    def _partition_counts(self, consumer: Consumer, timeout: float) -> dict[str, int]:
+        """Each topic's partition count (0: missing), waiting (bounded) for topics just created
+        to reach the metadata."""
+        names = (self.settings.topic, self.settings.state_topic, self.settings.verdicts_topic)
+        deadline = time.monotonic() + timeout
+        while True:
+            topics = consumer.list_topics(timeout=timeout).topics
+            counts = {name: len(topics[name].partitions) if name in topics and topics[name].error is None else 0
+                      for name in names}
+            if all(counts.values()) or time.monotonic() > min(deadline, self._started + 5.0):
+                return counts
+            time.sleep(0.2)  # metadata of a topic just created reaches the brokers by itself
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
@@ -196,11 +218,11 @@ class OrderView:
     @contextmanager
     def _probe(self) -> Iterator[Consumer]:
         with self._changed:
-            if self._consumer is None or self._stopping.is_set():
+            if self._consumer is None or self._prober is None or self._stopping.is_set():
                 raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))
             self._probes += 1
         try:
-            yield self._consumer
+            yield self._prober
         finally:
             with self._changed:
                 self._probes -= 1
@@ -209,11 +231,13 @@ class OrderView:
     def _close_when_idle(self, consumer: Consumer) -> None:
         with self._changed:
             self._changed.wait_for(lambda: self._probes == 0, timeout=30)
-            self._consumer = None
+            self._consumer, prober, self._prober = None, self._prober, None
         consumer.close()
+        if prober is not None:
+            prober.close()
 
     def _end_offset(self, topic: str, partition: int, timeout: float) -> int:
-        """The partition's last stable offset now: the consumer is read_committed, and librdkafka's
+        """The partition's last stable offset now: the prober is read_committed, and librdkafka's
         watermark query asks with the client's isolation level (one ListOffsets round trip)."""
         with self._probe() as consumer:
             tp = TopicPartition(topic, partition)
@@ -238,7 +262,8 @@ class OrderView:
         return partition_for(order_id, self.partitions)
 
     def catch_up(self, order_id: str, timeout: float) -> bool:
-        """Wait until the view read everything committed on the order's partition before now."""
+        """Wait until the view read everything committed on the order's partition before now
+        (whose commit marker reached the partition: see the module's docstring)."""
         return self._catch_up([self.partition_of(order_id)], timeout)
 
     def catch_up_all(self, timeout: float) -> bool:
@@ -246,12 +271,16 @@ class OrderView:
         return self._catch_up(list(range(self.partitions)), timeout)
 
     def _catch_up(self, partitions: list[int], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
         try:
             ends = {p: self._end_offset(self.settings.state_topic, p, timeout) for p in partitions}
         except KafkaException as exc:
             log.warning("no end offset of %s within %.1fs: %s", self.settings.state_topic, timeout, exc)
             return False
+        return self._reach(ends, timeout)
+
+    def _reach(self, ends: dict[int, int], timeout: float) -> bool:
+        """Wait until the view read each order-state partition up to its offset in ``ends``."""
+        deadline = time.monotonic() + timeout
         with self._changed:
             return self._changed.wait_for(
                 lambda: self._stopping.is_set() or all(self._read_up_to.get(p, 0) >= end for p, end in ends.items()),
@@ -259,20 +288,28 @@ class OrderView:
 
     def wait_processed(self, order_id: str, timeout: float) -> bool:
         """Wait until the order-processor committed every event published to the order's
-        partition before now (then ``catch_up`` shows their outcome)."""
+        partition before now, and the view read what it wrote for them."""
         deadline = time.monotonic() + timeout
         partition = self.partition_of(order_id)
         try:
             end = self._end_offset(self.settings.topic, partition, timeout)
-            while True:
+            while max(self._committed(partition, max(0.1, deadline - time.monotonic())), 0) < end:
                 left = deadline - time.monotonic()
-                if max(self._committed(partition, max(0.1, left)), 0) >= end:
-                    return True
                 if left <= 0 or self._stopping.wait(min(COMMITTED_POLL_SECONDS, left)):
                     return False  # the broker holds the committed offset: nothing local to wait on
+            written = self._high_watermark(self.settings.state_topic, partition, max(0.1, deadline - time.monotonic()))
         except KafkaException as exc:
             log.warning("could not tell whether %s processed partition %d: %s", self.processor_group, partition, exc)
             return False
+        return self._reach({partition: written}, deadline - time.monotonic())
+
+    def _high_watermark(self, topic: str, partition: int, timeout: float) -> int:
+        """The partition's end counting records of transactions not yet (visibly) committed."""
+        assert self._admin is not None
+        tp = TopicPartition(topic, partition)
+        futures = self._admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=timeout,
+                                           isolation_level=IsolationLevel.READ_UNCOMMITTED)
+        return futures[tp].result(timeout=timeout + 1).offset
 
     def wait_for_version(self, order_id: str, version: int, timeout: float) -> bool:
         """Wait until the view holds the order at ``version`` or later (this process's own reads)."""
@@ -341,3 +378,9 @@ class OrderView:
 
     def orders_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.summaries(limit=max(1, len(self))), columns=list(SUMMARY_KEYS))
+
+
+def _config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """A read_committed consumer that never joins a group (assign only) and never commits."""
+    return settings.client_config(**{"group.id": f"order-view-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+                                     "isolation.level": "read_committed", **extra})

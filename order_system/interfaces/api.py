@@ -449,7 +449,6 @@ def _uvicorn_server(app: FastAPI, host: str, port: int) -> Any:
                                  timeout_graceful_shutdown=int(GRACE_SECONDS)))
 
 
-INSTANCE_ENV = "ORDER_SYSTEM_INSTANCE_ID"
 INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
@@ -463,6 +462,8 @@ def valid_instance_id(text: str) -> str:
 def instance_id_for(port: int, env: Mapping[str, str] | None = None) -> str:
     """``ORDER_SYSTEM_INSTANCE_ID``, else ``<hostname>-<port>``: stable across restarts of the same
     instance (its transactional id is derived from it), different for two instances on one machine."""
+    from ..services.processor import INSTANCE_ENV
+
     given = ((os.environ if env is None else env).get(INSTANCE_ENV) or "").strip()
     if given:
         return valid_instance_id(given)
@@ -501,7 +502,7 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     create_topics(settings)
     instance_id = instance_id or instance_id_for(port)
     log.info("instance id %s", instance_id)
-    processor, notifications, analytics = standard_groups(state_dir)
+    processor, notifications, analytics = standard_groups(state_dir, instance_id=instance_id)
     groups = [processor] if api_only else [processor, notifications, analytics]
     outbox = Outbox()
     producer = OrderProducer(settings, extra_config={"delivery.timeout.ms": 8000}, outbox=outbox)

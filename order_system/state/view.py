@@ -49,7 +49,6 @@ from ..domain.changelog import Verdict, order_from_json
 from ..domain.errors import InvalidEvent, StillProcessing, TopicError
 from ..domain.events import OrderStatus
 from ..domain.state_machine import Order
-from ..kafka.lag import _retrying
 from ..kafka.partitioner import partition_for
 
 log = logging.getLogger("order_system.state.view")
@@ -59,6 +58,8 @@ MAX_WAITING = 100_000  # commands that may wait for a verdict at once (each hold
 BATCH = 500
 POLL_SECONDS = 0.1
 COMMITTED_POLL_SECONDS = 0.05  # how often the group's committed offset is asked for while waiting
+# errors of a partition whose leadership is settling (a topic just created, a leader moving)
+SETTLING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
 SUMMARY_KEYS = ("order_id", "customer_id", "status", "version", "created_at", "updated_at")
 
 
@@ -239,9 +240,18 @@ class OrderView:
     def _end_offset(self, topic: str, partition: int, timeout: float) -> int:
         """The partition's last stable offset now: the prober is read_committed, and librdkafka's
         watermark query asks with the client's isolation level (one ListOffsets round trip)."""
+        deadline = time.monotonic() + timeout
         with self._probe() as consumer:
             tp = TopicPartition(topic, partition)
-            return _retrying(lambda: consumer.get_watermark_offsets(tp, timeout=timeout), timeout)[1]
+            while True:
+                try:
+                    return consumer.get_watermark_offsets(tp, timeout=max(0.1, deadline - time.monotonic()))[1]
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    if not (error.retriable() or error.code() in SETTLING) or time.monotonic() > deadline:
+                        raise
+                if self._stopping.wait(0.1):  # leadership of a topic just created settles on the broker
+                    raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))
 
     def _committed(self, partition: int, timeout: float) -> int:
         """Group ``order-processor``'s committed offset on the ``order-events`` partition (-1: none),

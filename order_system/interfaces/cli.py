@@ -262,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--api-only", action="store_true",
-                   help="run only the API and the order-processor view it answers from")
-    p.add_argument("--state-dir", default=None, help="keep the groups' state in SQLite files here")
+                   help="run the API (with its view of every order) and the order-processor only, "
+                        "not the notification-service and analytics-service")
+    p.add_argument("--state-dir", default=None, help="keep the notification-service's state in SQLite files here")
     p.add_argument("--instance-id", type=_instance_id, default=None,
                    help="this instance's id, reused on restart (default: $ORDER_SYSTEM_INSTANCE_ID, "
                         "else <hostname>-<port>)")

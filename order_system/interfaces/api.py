@@ -419,6 +419,7 @@ def _caller(request: Request) -> str | None:
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GRACE_SECONDS = 5.0  # how long a stop waits for requests in progress before cutting them
+VIEW_LOAD_SECONDS = 300.0  # how long serve may take to read all of order-state before it listens
 
 
 def _uvicorn_server(app: FastAPI, host: str, port: int) -> Any:
@@ -507,7 +508,8 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     outbox = Outbox()
     producer = OrderProducer(settings, extra_config={"delivery.timeout.ms": 8000}, outbox=outbox)
     try:
-        with run_groups(*(runner_for(group, settings) for group in groups)) as runners, OrderView(settings) as view:
+        with run_groups(*(runner_for(group, settings) for group in groups)) as runners, \
+                OrderView(settings).start(timeout=VIEW_LOAD_SECONDS) as view:
             relay = OutboxRelay(
                 producer,
                 reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0,

@@ -13,7 +13,7 @@ from .config import Settings
 from .kafka.consumer import ConsumerRunner, Received, run_groups
 from .kafka.dead_letters import DeadLetters, read_dead_letters, replay
 from .domain.errors import (
-    BrokerError, ConfigError, InvalidEvent, InvalidTransition, NotYourOrder, OrderSystemError, PublishError,
+    BrokerError, CommandRejected, ConfigError, InvalidEvent, InvalidTransition, NotYourOrder, OrderSystemError, PublishError,
     StillProcessing, TopicError, UnknownOrder,
 )
 from .domain.events import OrderEvent, OrderStatus, new_order_id
@@ -27,6 +27,8 @@ from .domain.state_machine import TRANSITIONS, Order, check_transition, rebuild,
 from .kafka.topics import choose_replication, create_topics, delete_topics
 from .kafka.transactions import TransactionalRunner
 from .kafka.changelog_reader import read_effects, read_order_state
+from .kafka.partitioner import partition_for
+from .state.view import OrderView
 
 __all__ = [
     "AnalyticsService", "BrokerError", "ConfigError", "ConsumerRunner", "DeadLetters", "Delivery", "InPlaceRetry",
@@ -37,5 +39,5 @@ __all__ = [
     "new_order_id", "plan_lifecycles", "publish_lifecycles", "read_dead_letters", "rebuild", "rebuild_order",
     "replay", "run_groups", "runner_for", "standard_groups", "transition_table", "wait_for_zero_lag",
     "LocalCluster", "cluster_port", "partition_table", "SteadyPublisher", "arrival_table", "choose_replication",
-    "TransactionalRunner", "read_effects", "read_order_state",
+    "TransactionalRunner", "read_effects", "read_order_state", "OrderView", "CommandRejected", "partition_for",
 ]

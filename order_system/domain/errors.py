@@ -12,6 +12,7 @@ to do next.
     ├── UnknownOrder         a command names an order nobody created
     ├── NotYourOrder         a command's customer is not the order's customer
     ├── StillProcessing      the order's last write has not been processed yet
+    ├── CommandRejected      the order-processor rejected the command's event (a conflict)
     └── PublishError         the broker did not acknowledge a published event
 """
 
@@ -88,3 +89,13 @@ class StillProcessing(OrderSystemError):
     def __init__(self, order_id: str) -> None:
         super().__init__(f"order {order_id} is still being processed; try again shortly")
         self.order_id = order_id
+
+
+class CommandRejected(OrderSystemError):
+    """The order-processor rejected the event a command published (another instance's command
+    for the same order won, or the transition no longer holds); nothing was changed."""
+
+    def __init__(self, order_id: str, reason: str | None, detail: str | None = None) -> None:
+        super().__init__(f"order {order_id}: the order-processor rejected the command ({reason or 'rejected'})"
+                         + (f": {detail}" if detail else ""))
+        self.order_id, self.reason, self.detail = order_id, reason, detail

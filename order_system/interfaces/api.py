@@ -9,19 +9,26 @@ Every error body is ``{"error": "...", ...}``. Codes: 400 unreadable request, 40
 unknown bearer token (authentication on), 403 a customerId that is not the caller's own (or,
 authentication off, not the order's), 404 unknown order or path (authentication on, also
 another customer's order, so existence does not leak), 405 method not allowed (with ``Allow``),
-409 a transition the state machine forbids, 413 a body over ``MAX_BODY_BYTES``, 422 bad input
-or an out-of-range number, 503 broker unreachable (the event is kept in the outbox and sent
-later) or the view still processing.
+409 a transition the state machine forbids, or a command the order-processor rejected (another
+instance's command for the order won), 413 a body over ``MAX_BODY_BYTES``, 422 bad input or an
+out-of-range number, 503 broker unreachable (the event is kept in the outbox and sent later), or a
+bounded wait for the view or the processor's verdict ran out (with ``Retry-After``).
+
+Every order is read from an ``OrderView`` of ``order-state``, so any instance answers any order;
+see ``services/commands.py`` for read-your-writes and conflicts between instances.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import signal
+import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -37,14 +44,15 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..services.commands import OrderCommands
-from ..domain.errors import InvalidTransition, NotYourOrder, OrderSystemError, PublishError, StillProcessing, UnknownOrder
+from ..domain.errors import (CommandRejected, ConfigError, InvalidTransition, NotYourOrder, OrderSystemError, PublishError,
+                             StillProcessing, UnknownOrder)
 from ..domain.events import OrderStatus
 
 if TYPE_CHECKING:
     from .auth import ApiTokens
     from ..config import Settings
-    from ..services.groups import OrderProcessor
     from ..kafka.outbox import Outbox
+    from ..state.view import OrderView as StateView
     from ..kafka.producer import OrderProducer
 
 log = logging.getLogger("order_system.interfaces.api")
@@ -52,6 +60,7 @@ log = logging.getLogger("order_system.interfaces.api")
 MAX_BODY_BYTES = 16 * 1024  # larger request bodies are refused with 413 before they are read in full
 MAX_OFFSET = 1_000_000_000  # the largest `offset` of GET /api/orders (larger: 422)
 MAX_LIMIT = 500
+RETRY_AFTER_SECONDS = 1  # what a 503 for a bounded wait that ran out suggests
 
 
 class Action(str, Enum):
@@ -140,10 +149,15 @@ class ErrorBody(BaseModel):
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     meaning = {400: "The request could not be read", 401: "Missing or unknown bearer token",
                403: "The customerId is not the caller's (or the order's)", 404: "No such order",
-               409: "The state machine forbids this transition",
+               409: "The state machine forbids this transition, or the order-processor rejected the command "
+                    "(another command for the order won)",
                413: f"The request body is larger than {MAX_BODY_BYTES} bytes", 422: "Invalid input",
-               503: "The broker is unreachable (the event is kept) or the view is still processing"}
-    return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
+               503: "The broker is unreachable (the event is kept), or the view or the order-processor did "
+                    "not catch up in time (see Retry-After)"}
+    retry_after = {"Retry-After": {"description": "Seconds to wait before trying again (a bounded wait ran out)",
+                                   "schema": {"type": "integer"}}}
+    return {code: {"model": ErrorBody, "description": meaning[code], **({"headers": retry_after} if code == 503 else {})}
+            for code in codes}
 
 
 class ApiError(Exception):
@@ -155,7 +169,8 @@ class ApiError(Exception):
 
 
 STATUS_OF: dict[type[Exception], int] = {
-    UnknownOrder: 404, NotYourOrder: 403, InvalidTransition: 409, StillProcessing: 503, PublishError: 503,
+    UnknownOrder: 404, NotYourOrder: 403, InvalidTransition: 409, CommandRejected: 409, StillProcessing: 503,
+    PublishError: 503,
 }
 
 
@@ -230,13 +245,14 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> str:
 def create_app(
     settings: Settings,
     producer: OrderProducer,
-    processor: OrderProcessor,
+    view: StateView,
     *,
     outbox: Outbox | None = None,
     tokens: ApiTokens | None = None,
     groups: tuple[str, ...] = ("order-processor", "notification-service", "analytics-service"),
     publish_timeout: float = 10.0,
     view_timeout: float = 10.0,
+    verdict_timeout: float = 15.0,
 ) -> FastAPI:
     """The FastAPI application, built from the collaborators it is given.
 
@@ -245,7 +261,7 @@ def create_app(
     """
     app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka")
     app.add_middleware(BodyLimit)
-    commands = OrderCommands(producer, processor, outbox, publish_timeout, view_timeout)
+    commands = OrderCommands(producer, view, outbox, publish_timeout, view_timeout, verdict_timeout)
     app.state.commands = commands
     guarded = [Depends(_authenticate(tokens))]  # sets request.state.customer; declared only when on
     auth_errors: tuple[int, ...] = (401,) if tokens is not None else ()
@@ -270,8 +286,11 @@ def create_app(
         if isinstance(exc, InvalidTransition):
             details["currentStatus"] = getattr(exc.current, "value", None)
             details["requestedStatus"] = getattr(exc.requested, "value", None)
+        if isinstance(exc, CommandRejected):
+            details["reason"] = exc.reason
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, StillProcessing) else None
         status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 500)
-        return _error(status, str(exc), **details)
+        return _error(status, str(exc), headers, **details)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -320,15 +339,15 @@ def create_app(
                               message=f"{action.value} accepted", partition=delivery.partition,
                               offset=delivery.offset)
 
-    @app.get("/api/orders/{order_id}", dependencies=guarded, responses=_errors(*auth_errors, 400, 404, 422))
+    @app.get("/api/orders/{order_id}", dependencies=guarded, responses=_errors(*auth_errors, 400, 404, 422, 503))
     def get_order(order_id: OrderIdPath, customer: Annotated[str | None, Depends(_caller)]) -> OrderView:
-        order = processor.get(order_id)
-        if order is None or (customer is not None and order.customer_id != customer):
+        order = commands.read(order_id)  # whatever was committed before this request, on any instance
+        if customer is not None and order.customer_id != customer:
             raise UnknownOrder(order_id)
         return OrderView(order_id=order.order_id, customer_id=order.customer_id, status=order.status,
                          version=order.version, history=[e.to_dict() for e in order.history])
 
-    @app.get("/api/orders", dependencies=guarded, responses=_errors(*auth_errors, 400, 403, 422))
+    @app.get("/api/orders", dependencies=guarded, responses=_errors(*auth_errors, 400, 403, 422, 503))
     def list_orders(
         customer: Annotated[str | None, Depends(_caller)],
         status: OrderStatus | None = None,
@@ -341,7 +360,10 @@ def create_app(
             if customer_id is not None and customer_id != customer:
                 raise ApiError(403, "customerId must be the customer of the bearer token")
             customer_id = customer
-        rows = processor.store.summaries(status=status, customer_id=customer_id, limit=limit, offset=offset)
+        if not view.catch_up_all(view_timeout):
+            raise ApiError(503, "the view did not catch up with order-state in time; try again shortly",
+                           {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        rows = view.summaries(status=status, customer_id=customer_id, limit=limit, offset=offset)
         orders = [OrderSummary(order_id=r["order_id"], customer_id=r["customer_id"], status=r["status"],
                                version=r["version"], updated_at=r["updated_at"]) for r in rows]
         return OrderPage(orders=orders, limit=limit, offset=offset, count=len(orders))
@@ -397,6 +419,7 @@ def _caller(request: Request) -> str | None:
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GRACE_SECONDS = 5.0  # how long a stop waits for requests in progress before cutting them
+VIEW_LOAD_SECONDS = 300.0  # how long serve may take to read all of order-state before it listens
 
 
 def _uvicorn_server(app: FastAPI, host: str, port: int) -> Any:
@@ -427,9 +450,35 @@ def _uvicorn_server(app: FastAPI, host: str, port: int) -> Any:
                                  timeout_graceful_shutdown=int(GRACE_SECONDS)))
 
 
+INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def valid_instance_id(text: str) -> str:
+    """``text`` if it is 1 to 100 letters, digits, '.', '_' or '-', else ``ConfigError``."""
+    if not INSTANCE_ID.fullmatch(text):
+        raise ConfigError(f"instance id {text[:100]!r}: use 1 to 100 letters, digits, '.', '_' or '-'")
+    return text
+
+
+def instance_id_for(port: int, env: Mapping[str, str] | None = None) -> str:
+    """``ORDER_SYSTEM_INSTANCE_ID``, else ``<hostname>-<port>``: stable across restarts of the same
+    instance (its transactional id is derived from it), different for two instances on one machine."""
+    from ..services.processor import INSTANCE_ENV
+
+    given = ((os.environ if env is None else env).get(INSTANCE_ENV) or "").strip()
+    if given:
+        return valid_instance_id(given)
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:80] or "host"
+    return f"{host}-{port}"
+
+
 def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_only: bool = False,
-          state_dir: str | None = None, tokens: ApiTokens | None = None) -> None:
-    """Run the API under uvicorn with the consumer groups in background threads.
+          state_dir: str | None = None, tokens: ApiTokens | None = None, instance_id: str | None = None) -> None:
+    """Run the API under uvicorn with the order-processor (instance ``instance_id``, default
+    ``instance_id_for(port)``), the view of every order and the other groups in background threads.
+
+    Several ``serve`` processes on one broker (one machine or many, same bootstrap list) share the
+    order-processor group's partitions; each one's view holds every order, so any answers any order.
 
     The outbox is re-sent by itself whenever the broker answers again. SIGINT or SIGTERM stops
     it gracefully: no new connections, requests in progress finish (at most ``GRACE_SECONDS``),
@@ -443,6 +492,7 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     from ..kafka.outbox import Outbox, OutboxRelay
     from ..kafka.producer import OrderProducer
     from ..kafka.topics import create_topics
+    from ..state.view import OrderView
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tokens = tokens if tokens is not None else ApiTokens.from_env()
@@ -451,18 +501,21 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     else:
         log.info("authentication is on: %r", tokens)
     create_topics(settings)
-    processor, notifications, analytics = standard_groups(state_dir)
+    instance_id = instance_id or instance_id_for(port)
+    log.info("instance id %s", instance_id)
+    processor, notifications, analytics = standard_groups(state_dir, instance_id=instance_id)
     groups = [processor] if api_only else [processor, notifications, analytics]
     outbox = Outbox()
     producer = OrderProducer(settings, extra_config={"delivery.timeout.ms": 8000}, outbox=outbox)
     try:
-        with run_groups(*(runner_for(group, settings) for group in groups)) as runners:
+        with run_groups(*(runner_for(group, settings) for group in groups)) as runners, \
+                OrderView(settings).start(timeout=VIEW_LOAD_SECONDS) as view:
             relay = OutboxRelay(
                 producer,
                 reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0,
                                                    client_options=dict(settings.client_options)),
             ).start()
-            app = create_app(settings, producer, processor, outbox=outbox, tokens=tokens,
+            app = create_app(settings, producer, view, outbox=outbox, tokens=tokens,
                              groups=tuple(g.group_id for g in groups), publish_timeout=9.0)
             try:
                 _uvicorn_server(app, host, port).run()

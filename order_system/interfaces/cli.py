@@ -198,8 +198,18 @@ def _outbox(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from .api import serve
 
-    serve(settings, port=args.port, host=args.host, api_only=args.api_only, state_dir=args.state_dir)
+    serve(settings, port=args.port, host=args.host, api_only=args.api_only, state_dir=args.state_dir,
+          instance_id=args.instance_id)
     return 0
+
+
+def _instance_id(text: str) -> str:
+    from .api import valid_instance_id
+
+    try:
+        return valid_instance_id(text)
+    except OrderSystemError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,8 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--api-only", action="store_true",
-                   help="run only the API and the order-processor view it answers from")
-    p.add_argument("--state-dir", default=None, help="keep the groups' state in SQLite files here")
+                   help="run the API (with its view of every order) and the order-processor only, "
+                        "not the notification-service and analytics-service")
+    p.add_argument("--state-dir", default=None, help="keep the notification-service's state in SQLite files here")
+    p.add_argument("--instance-id", type=_instance_id, default=None,
+                   help="this instance's id, reused on restart (default: $ORDER_SYSTEM_INSTANCE_ID, "
+                        "else <hostname>-<port>)")
     p.set_defaults(run=_serve, needs_kafka=True)
     return parser
 

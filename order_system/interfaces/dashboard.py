@@ -2,7 +2,8 @@
 chart of each consumer group's lag while a burst of events goes through.
 
 Every click goes through ``OrderCommands``, the same path as the REST API: the event is
-published to Kafka and the table shows the order-processor's view once it has processed it.
+published to Kafka, the click waits for the order-processor's verdict, and the table shows the
+orders from an ``OrderView`` of ``order-state``.
 A button whose transition the state machine forbids for the selected order is disabled. The
 selected order's status is shown in a widget with the CSS class ``order-status``.
 
@@ -26,7 +27,7 @@ from ..services.commands import OrderCommands
 from ..kafka.consumer import ConsumerRunner
 from ..domain.errors import OrderSystemError
 from ..domain.events import OrderStatus
-from ..services.groups import OrderProcessor
+from ..state.view import OrderView
 from ..kafka.lag import LagWatch
 from ..kafka.producer import OrderProducer, publish_lifecycles
 from ..domain.state_machine import allowed_next
@@ -41,22 +42,22 @@ BURST_ORDERS = 500  # about 1,800 events: enough to see lag rise and drain in a 
 
 
 class OrderDashboard:
-    """``OrderDashboard(producer, processor).widget`` shows it; ``click("Pay")`` presses a button.
+    """``OrderDashboard(producer, view).widget`` shows it; ``click("Pay")`` presses a button.
 
     With ``runners`` (the consumer groups reading the topic), a **Publish a burst** button sends
     ``BURST_ORDERS`` lifecycles and charts every group's lag and handled events until they drain.
     """
 
-    def __init__(self, producer: OrderProducer, processor: OrderProcessor, customer_id: str = "customer-123",
+    def __init__(self, producer: OrderProducer, view: OrderView, customer_id: str = "customer-123",
                  view_timeout: float = 10.0, *, runners: Sequence[ConsumerRunner] = (),
                  on_stop: Callable[[], None] | None = None, burst_orders: int = BURST_ORDERS) -> None:
         self.producer = producer
-        self.processor = processor
+        self.view = view
         self.runners = list(runners)
         self.on_stop = on_stop
         self.burst_orders = burst_orders
         self.stopped = False
-        self.commands = OrderCommands(producer, processor, view_timeout=view_timeout)
+        self.commands = OrderCommands(producer, view, view_timeout=view_timeout)
         self.customer = widgets.Text(value=customer_id, description="Customer")
         self.create_button = widgets.Button(description="Create", button_style="primary", icon="plus")
         self.order = widgets.Dropdown(options=[], description="Order")
@@ -110,7 +111,7 @@ class OrderDashboard:
             return
         try:
             event, delivery = self.commands.create(self.customer.value.strip() or "customer-123")
-            self.commands.wait_until_processed(event.order_id)
+            self.commands.read(event.order_id)  # waits until the order-processor made it and the view has it
         except (OrderSystemError, ValueError) as exc:
             self._say(f"Could not create the order: {exc}", error=True)
             return
@@ -126,7 +127,6 @@ class OrderDashboard:
             return
         try:
             event, delivery = self.commands.advance(order_id, self.customer_value(order_id), ACTIONS[name])
-            self.commands.wait_until_processed(order_id)
         except OrderSystemError as exc:
             self._refresh()
             self._say(str(exc), error=True)
@@ -136,7 +136,7 @@ class OrderDashboard:
                   f"partition {delivery.partition}, offset {delivery.offset})")
 
     def customer_value(self, order_id: str) -> str:
-        order = self.processor.get(order_id)
+        order = self.view.get(order_id)
         return order.customer_id if order else self.customer.value
 
     def stop(self) -> None:
@@ -204,7 +204,7 @@ class OrderDashboard:
         """The orders this dashboard created, as the order-processor sees them."""
         rows = []
         for order_id in self.order.options:
-            order = self.processor.get(order_id)
+            order = self.view.get(order_id)
             if order is not None:
                 rows.append({"order_id": order_id, "customer": order.customer_id, "status": order.status.value,
                              "version": order.version,
@@ -221,7 +221,7 @@ class OrderDashboard:
         self._refresh()
 
     def _refresh(self) -> None:
-        order = self.processor.get(self.order.value) if self.order.value else None
+        order = self.view.get(self.order.value) if self.order.value else None
         allowed = allowed_next(order.status) if order and not self.stopped else frozenset()
         for name, button in self.buttons.items():
             button.disabled = ACTIONS[name] not in allowed

@@ -1,58 +1,61 @@
 """Commands that become events: create an order, pay, ship, deliver, cancel.
 
-A command is checked against the order-processor's view before its event is published, one
-order at a time, so two concurrent "pay" commands cannot both pass. The view is updated
-asynchronously by the consumer; to read its own writes, a command first waits (with a
-bound) until the view has processed the previous event this process wrote for that order.
-The REST API and the notebook dashboard both use this class.
+A command reads the order from the ``OrderView`` (every order of ``order-state``), after
+``catch_up``, so it sees whatever any instance's command committed before it; then it publishes
+the order's next version and WAITS FOR THE ORDER-PROCESSOR'S VERDICT on that very event. Two
+instances may both pass the check for one order (pay on one, cancel on the other); the
+processor accepts the first version it reads and rejects the other as a version conflict, so
+exactly one client gets 202 and the other 409. A 2xx is given only for an accepted event.
 
-Memory stays bounded however many orders pass: an order's lock exists only while a command
-for it runs or waits, and the version this process last wrote for an order is kept only until
-the view has processed it (checked a few entries per publish). At most ``max_pending`` writes
-may wait for the view at once; past that, commands answer ``StillProcessing`` until it catches up.
+Within one process, commands for one order take turns (a lock per order, held only while a
+command for it runs), so they never race each other. Every wait is bounded: when one runs out
+the command answers ``StillProcessing`` (the API's 503 with ``Retry-After``). The REST API and
+the notebook dashboard both use this class.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+import time
 from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 
-from ..local.broker import outage_cause
-from ..domain.errors import NotYourOrder, PublishError, StillProcessing, UnknownOrder
+from ..domain.changelog import Outcome
+from ..domain.errors import CommandRejected, NotYourOrder, PublishError, StillProcessing, UnknownOrder
 from ..domain.events import OrderEvent, OrderStatus, new_order_id
-from .groups import OrderProcessor
+from ..domain.state_machine import Order, check_transition
 from ..kafka.outbox import Outbox
 from ..kafka.producer import Delivery, OrderProducer
-from ..domain.state_machine import check_transition
+from ..local.broker import outage_cause
+from ..state.view import OrderView
 
 log = logging.getLogger("order_system.services.commands")
 
-MAX_PENDING = 100_000  # writes not yet processed by the view that one process keeps track of
-PRUNE_PER_WRITE = 4  # how many of the oldest tracked writes each publish checks against the view
-
 
 class OrderCommands:
-    """Turns commands into events, checked against the processor's view."""
+    """Turns commands into events, checked against the view and confirmed by the processor.
 
-    def __init__(self, producer: OrderProducer, processor: OrderProcessor, outbox: Outbox | None = None,
-                 publish_timeout: float = 10.0, view_timeout: float = 10.0, max_pending: int = MAX_PENDING) -> None:
-        self.producer, self.processor = producer, processor
+    ``view_timeout`` bounds the wait for the view (and, for an order it does not know yet, for
+    the order-processor to process what was published before); ``verdict_timeout`` bounds the
+    wait for the verdict once the event was acknowledged.
+    """
+
+    def __init__(self, producer: OrderProducer, view: OrderView, outbox: Outbox | None = None,
+                 publish_timeout: float = 10.0, view_timeout: float = 10.0, verdict_timeout: float = 15.0) -> None:
+        self.producer, self.view = producer, view
         if outbox is not None and producer.outbox is None:  # the producer keeps (and orders) what fails
             producer.attach_outbox(outbox)
-        self.publish_timeout, self.view_timeout, self.max_pending = publish_timeout, view_timeout, max_pending
+        self.publish_timeout, self.view_timeout, self.verdict_timeout = publish_timeout, view_timeout, verdict_timeout
         self._guard = threading.Lock()
         self._locks: dict[str, list] = {}  # order id -> [lock, holders and waiters], only while in use
-        self._written: OrderedDict[str, int] = OrderedDict()  # order id -> version written, until processed
 
     @property
     def tracked(self) -> tuple[int, int]:
-        """(orders with a lock in use, writes waiting for the view): both bounded, not per order seen."""
+        """(orders with a lock in use, commands waiting for a verdict): both bounded, not per order seen."""
         with self._guard:
-            return len(self._locks), len(self._written)
+            return len(self._locks), self.view.waiting
 
     @contextmanager
     def _lock(self, order_id: str) -> Iterator[None]:
@@ -68,89 +71,76 @@ class OrderCommands:
                 if entry[1] == 0:
                     del self._locks[order_id]
 
+    # ---- reads -------------------------------------------------------------------------------
+
+    def read(self, order_id: str) -> Order:
+        """The order as committed before this call, on any instance; raises ``UnknownOrder``, or
+        ``StillProcessing`` when the view or the processor did not catch up in time."""
+        deadline = time.monotonic() + self.view_timeout
+        if not self.view.catch_up(order_id, self.view_timeout):
+            raise StillProcessing(order_id)
+        order = self.view.get(order_id)
+        if order is not None:
+            return order
+        # maybe created but not processed yet: wait for the processor, then for the view
+        if not self.view.wait_processed(order_id, _left(deadline)):
+            raise StillProcessing(order_id)
+        order = self.view.get(order_id)
+        if order is None:
+            raise UnknownOrder(order_id)
+        return order
+
+    # ---- commands ----------------------------------------------------------------------------
+
     def create(self, customer_id: str) -> tuple[OrderEvent, Delivery]:
+        """Publish a new order's first event: answered once acknowledged (a new id has no rival)."""
         event = OrderEvent.created(new_order_id(), customer_id)
         with self._lock(event.order_id):
             return event, self._publish(event)
 
     def advance(self, order_id: str, customer_id: str, target: OrderStatus) -> tuple[OrderEvent, Delivery]:
-        """Publish the order's next event; raises ``UnknownOrder``, ``NotYourOrder``,
-        ``InvalidTransition``, ``StillProcessing`` or ``PublishError``."""
+        """Publish the order's next event and wait for the processor to accept it; raises
+        ``UnknownOrder``, ``NotYourOrder``, ``InvalidTransition`` (checked on the view),
+        ``CommandRejected`` (the processor refused the event), ``StillProcessing`` or ``PublishError``."""
         with self._lock(order_id):
             if self.producer.holds(order_id):  # its last event waits in the outbox: no new version yet
                 raise StillProcessing(order_id)
-            self.wait_until_processed(order_id)
-            order = self.processor.get(order_id)
-            if order is None:
-                raise UnknownOrder(order_id)
+            order = self.read(order_id)
             if customer_id != order.customer_id:
                 raise NotYourOrder(order_id, customer_id)
             check_transition(order_id, order.status, target)
             event = OrderEvent.for_status(target, order_id, customer_id, order.version + 1)
-            return event, self._publish(event)
-
-    def wait_until_processed(self, order_id: str) -> None:
-        """Read-your-writes: wait until the view holds this process's last write of the order."""
-        with self._guard:
-            written = self._written.get(order_id, 0)
-        if not written:
-            return
-        if not self.processor.wait_for_version(order_id, written, self.view_timeout):
-            raise StillProcessing(order_id)
-        self._settle(order_id, written, processed=True)
+            event_id = str(event.event_id)
+            self.view.expect(order_id, event_id)
+            try:
+                delivery = self._publish(event)
+                verdict = self.view.verdict(event_id, self.verdict_timeout)
+            finally:
+                self.view.forget(event_id)
+            if verdict is None:
+                log.warning("no verdict on %s v%d within %.1fs", order_id, event.version, self.verdict_timeout)
+                raise StillProcessing(order_id)
+            if verdict.outcome is Outcome.REJECTED:
+                raise CommandRejected(order_id, verdict.reason, verdict.detail)
+            # accepted (or a duplicate of itself: applied already). Once the view shows it, its state
+            # record's commit marker is written, so any instance's next catch_up includes it.
+            if not self.view.wait_for_version(order_id, event.version, self.view_timeout):
+                log.warning("%s v%d was accepted but the view did not show it within %.1fs",
+                            order_id, event.version, self.view_timeout)
+            return event, delivery
 
     def _publish(self, event: OrderEvent) -> Delivery:
-        self._make_room(event.order_id)
         future = self.producer.publish(event)
         try:
-            delivery = future.result(timeout=self.publish_timeout)
+            return future.result(timeout=self.publish_timeout)
         except (PublishError, FutureTimeout) as exc:
             message = f"the Kafka broker did not acknowledge the event for order {event.order_id}"
             if cause := outage_cause(self.producer.settings):
                 message += f": {cause}"
             if self.producer.outbox is not None:  # the producer keeps what it failed to deliver
                 message += "; the event is kept in the outbox and will be sent when the broker is back"
-                self._wrote(event.order_id, event.version)  # the next command waits until it is seen
             raise PublishError(message, order_id=event.order_id) from exc
-        self._wrote(event.order_id, event.version)
-        return delivery
 
-    # ---- bookkeeping -------------------------------------------------------------------------
 
-    def prune(self) -> None:
-        """Check every tracked write against the view once; forget those it has processed."""
-        self._prune(self.tracked[1])
-
-    def _wrote(self, order_id: str, version: int) -> None:
-        """Track a write until the view has it; forget a few the view has meanwhile processed."""
-        with self._guard:
-            self._written[order_id] = version
-            self._written.move_to_end(order_id)
-        self._prune(PRUNE_PER_WRITE)
-
-    def _make_room(self, order_id: str) -> None:
-        """Refuse a write while ``max_pending`` earlier writes still wait for the view."""
-        if self.tracked[1] < self.max_pending:
-            return
-        self._prune(64)
-        if self.tracked[1] >= self.max_pending:
-            log.warning("%d writes are not processed by the view yet; refusing new commands", self.max_pending)
-            raise StillProcessing(order_id)
-
-    def _prune(self, checks: int) -> None:
-        """Forget the oldest tracked writes the view has processed; the others go to the back."""
-        for _ in range(checks):
-            with self._guard:
-                if not self._written:
-                    return
-                order_id, version = next(iter(self._written.items()))
-            self._settle(order_id, version, processed=self.processor.version(order_id) >= version)
-
-    def _settle(self, order_id: str, version: int, processed: bool) -> None:
-        with self._guard:
-            if self._written.get(order_id) != version:
-                return  # written again meanwhile: that newer write is tracked
-            if processed:
-                del self._written[order_id]
-            else:
-                self._written.move_to_end(order_id)
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())

@@ -25,6 +25,7 @@ from order_system.services.groups import OrderProcessor, runner_for
 from order_system.kafka.outbox import Outbox
 from order_system.kafka.producer import OrderProducer
 from order_system.kafka.topics import create_topics, delete_topics
+from order_system.state.view import OrderView
 
 TOKENS = {"alice-token-0123456789": "alice", "bob-token-0123456789ab": "bob"}
 
@@ -34,6 +35,7 @@ class Api:
     client: httpx.Client
     settings: Settings
     processor: OrderProcessor
+    view: OrderView
     outbox: Outbox
     app: FastAPI
     base: str
@@ -43,13 +45,14 @@ class Api:
 def running_api(tmp_path: Path, tokens: ApiTokens | None = None) -> Iterator[Api]:
     settings = Settings.from_env().with_topic(f"api-{uuid.uuid4().hex[:8]}")
     create_topics(settings)
-    processor = OrderProcessor()
+    processor = OrderProcessor(instance_id=f"e2e-{uuid.uuid4().hex[:8]}")
     outbox = Outbox(tmp_path / "outbox.db")
     try:
-        with OrderProducer(settings) as producer, run_groups(runner_for(processor, settings)):
-            app = create_app(settings, producer, processor, outbox=outbox, tokens=tokens, groups=("order-processor",))
+        with OrderProducer(settings) as producer, run_groups(runner_for(processor, settings)), \
+                OrderView(settings) as view:
+            app = create_app(settings, producer, view, outbox=outbox, tokens=tokens, groups=("order-processor",))
             with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as client:
-                yield Api(client, settings, processor, outbox, app, base)
+                yield Api(client, settings, processor, view, outbox, app, base)
     finally:
         delete_topics(settings, list(settings.all_topics))
 

@@ -18,7 +18,7 @@ from order_system.interfaces.api import create_app
 from order_system.config import Settings
 from order_system.kafka.reader import read_records
 from order_system.domain.events import OrderEvent, OrderStatus
-from order_system.services.groups import OrderProcessor
+from order_system.state.view import OrderView
 from order_system.kafka.outbox import Outbox
 from order_system.kafka.producer import OrderProducer
 
@@ -149,7 +149,7 @@ def test_broker_unreachable_is_503_quickly_and_the_event_is_kept(tmp_path: Path,
     settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port}", topic="unreachable")
     outbox = Outbox(tmp_path / "outbox.db")
     with OrderProducer(settings, extra_config={"delivery.timeout.ms": 2000, "socket.connection.setup.timeout.ms": 1000}) as producer:
-        app = create_app(settings, producer, OrderProcessor(), outbox=outbox, publish_timeout=5)
+        app = create_app(settings, producer, OrderView(settings), outbox=outbox, publish_timeout=5)  # never started
         with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as client:
             began = time.monotonic()
             answer = client.post("/api/orders", json={"customerId": "carol"})
@@ -197,7 +197,8 @@ def test_get_history_effects_and_the_list_agree_whatever_versions_come(api: Api)
     listed = api.client.get("/api/orders").json()
     row = next(o for o in listed["orders"] if o["orderId"] == order_id)
     assert (row["status"], row["version"]) == ("PAID", 2)
-    effect_events = {e["event_id"] for e in api.processor.store.effects() if e["order_id"] == order_id}
+    effects = api.processor.effects_frame()
+    effect_events = set(effects[effects["order_id"] == order_id]["event_id"])
     assert effect_events == {e["eventId"] for e in order["history"]}
     dead = read_dead_letters(api.settings)
     assert sorted(dead["reason"]) == ["invalid-transition", "version-conflict", "version-gap"]

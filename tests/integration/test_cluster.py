@@ -25,6 +25,7 @@ from order_system.local.cluster import LocalCluster, leader_of, wait_for, wait_f
 from order_system.config import Settings
 from order_system.kafka.consumer import run_groups
 from order_system.services.groups import OrderProcessor, runner_for
+from order_system.state.view import OrderView
 from order_system.kafka.outbox import Outbox, OutboxRelay
 from order_system.kafka.producer import OrderProducer
 from order_system.kafka.reader import read_records
@@ -51,14 +52,15 @@ class Call:
 @contextmanager
 def api_on(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, OrderProcessor, Outbox]]:
     """The API over real HTTP with its order-processor, wired as `order-system serve` wires it."""
-    processor = OrderProcessor()
+    processor = OrderProcessor(instance_id="test-cluster")
     outbox = Outbox(tmp_path / "outbox.db")
     with OrderProducer(settings, extra_config={"delivery.timeout.ms": DELIVERY_TIMEOUT_MS}, outbox=outbox) as producer, \
-            run_groups(runner_for(processor, settings)):
+            run_groups(runner_for(processor, settings)), OrderView(settings) as view:
         relay = OutboxRelay(producer, interval=0.5,
                             reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0)).start()
-        app = create_app(settings, producer, processor, outbox=outbox, groups=("order-processor",),
-                         publish_timeout=PUBLISH_BOUND)
+        # a command waits for the processor's verdict: allow for a failover of its transaction coordinator
+        app = create_app(settings, producer, view, outbox=outbox, groups=("order-processor",),
+                         publish_timeout=PUBLISH_BOUND, view_timeout=30, verdict_timeout=60)
         limits = httpx.Limits(max_connections=WORKERS, max_keepalive_connections=WORKERS)
         try:
             with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=60, limits=limits) as client:

@@ -18,7 +18,6 @@ from order_system.config import Settings
 from order_system.kafka.reader import read_records
 from order_system.domain.errors import PublishError
 from order_system.domain.events import OrderEvent
-from order_system.services.groups import OrderProcessor
 from order_system.kafka.outbox import Outbox, OutboxRelay
 from order_system.kafka.producer import OrderProducer, plan_lifecycles
 from order_system.kafka.topics import create_topics
@@ -161,13 +160,14 @@ def test_an_old_outbox_file_opens_and_only_this_clusters_rows_are_resent(
 def test_no_new_version_is_given_out_while_an_event_of_the_order_is_kept(tmp_path: Path, free_port: int) -> None:
     from order_system.services.commands import OrderCommands
     from order_system.domain.errors import StillProcessing
+    from order_system.state.view import OrderView
     from order_system.domain.events import OrderStatus
 
     nowhere = Settings(bootstrap_servers=f"127.0.0.1:{free_port}", topic="unreachable")
     outbox = Outbox(tmp_path / "outbox.db")
     config = {"delivery.timeout.ms": 1000, "socket.connection.setup.timeout.ms": 1000}
     with OrderProducer(nowhere, outbox=outbox, extra_config=config) as producer:
-        commands = OrderCommands(producer, OrderProcessor(), publish_timeout=10, view_timeout=0.2)
+        commands = OrderCommands(producer, OrderView(nowhere), publish_timeout=10, view_timeout=0.2)  # never started
         with pytest.raises(PublishError, match="kept in the outbox") as failed:
             commands.create("carol")
         order_id = failed.value.order_id

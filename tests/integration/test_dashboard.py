@@ -6,19 +6,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from order_system import OrderProcessor, OrderProducer, Settings, runner_for
+from order_system import OrderProcessor, OrderProducer, OrderView, Settings, runner_for
 from order_system.kafka.consumer import ConsumerRunner
 from order_system.interfaces.dashboard import OrderDashboard
 
 
 @pytest.fixture
-def parts(topic_settings: Settings) -> Iterator[tuple[OrderProducer, OrderProcessor, ConsumerRunner, list[str]]]:
+def parts(topic_settings: Settings) -> Iterator[tuple[OrderProducer, OrderView, ConsumerRunner, list[str]]]:
     producer = OrderProducer(topic_settings)
-    processor = OrderProcessor()
-    runner = runner_for(processor, topic_settings).start()
+    runner = runner_for(OrderProcessor(instance_id="test-dashboard"), topic_settings).start()
     assert runner.wait_assigned(60)
+    view = OrderView(topic_settings).start()
     stops: list[str] = []
-    yield producer, processor, runner, stops
+    yield producer, view, runner, stops
+    view.stop()
     if runner.running:
         runner.stop()
     producer.close()
@@ -33,8 +34,8 @@ def stopper(producer: OrderProducer, runner: ConsumerRunner, stops: list[str]): 
 
 
 def test_buttons_walk_an_order_and_the_status_line_follows(parts) -> None:  # type: ignore[no-untyped-def]
-    producer, processor, runner, stops = parts
-    dashboard = OrderDashboard(producer, processor, runners=[runner], on_stop=stopper(producer, runner, stops))
+    producer, view, runner, stops = parts
+    dashboard = OrderDashboard(producer, view, runners=[runner], on_stop=stopper(producer, runner, stops))
     # what the real-browser test relies on: the labels and the status widget's CSS class
     assert dashboard.create_button.description == "Create"
     assert [b.description for b in dashboard.buttons.values()] == ["Pay", "Ship", "Deliver", "Cancel"]
@@ -71,8 +72,8 @@ def test_buttons_walk_an_order_and_the_status_line_follows(parts) -> None:  # ty
 
 
 def test_a_burst_charts_lag_rising_and_draining(parts) -> None:  # type: ignore[no-untyped-def]
-    producer, processor, runner, stops = parts
-    dashboard = OrderDashboard(producer, processor, runners=[runner], burst_orders=300)
+    producer, view, runner, stops = parts
+    dashboard = OrderDashboard(producer, view, runners=[runner], burst_orders=300)
     before = runner.processed
     thread = dashboard.start_burst()
     assert thread is not None and dashboard.burst_button.disabled
@@ -89,12 +90,12 @@ def test_a_burst_charts_lag_rising_and_draining(parts) -> None:  # type: ignore[
 
 
 def test_a_failing_clean_up_is_shown_not_raised(parts) -> None:  # type: ignore[no-untyped-def]
-    producer, processor, runner, _ = parts
+    producer, view, runner, _ = parts
 
     def broken() -> None:
         raise RuntimeError("could not delete the topics")
 
-    dashboard = OrderDashboard(producer, processor, on_stop=broken)
+    dashboard = OrderDashboard(producer, view, on_stop=broken)
     dashboard.stop_button.click()
     assert "clean-up failed: could not delete the topics" in dashboard.last_message
     assert dashboard.create_button.disabled and dashboard.burst_button.disabled

@@ -1,5 +1,8 @@
 """The consumer runner: poll, decode, hand to a handler per status, store the offset, repeat.
 
+What a record is and how it is decoded lives in ``records.py`` (re-exported here); a group
+that reads another topic than ``order-events`` gives the runner its own ``decoder``.
+
 One ``ConsumerRunner`` is one Kafka consumer of one group, in its own thread. Delivery is
 at least once: a record's offset is stored only after its handler (or the failure policy)
 finished with it, and stored offsets are committed in the background, on revocation and on
@@ -20,8 +23,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -29,79 +32,15 @@ from ..interfaces import metrics
 from ..config import Settings
 from ..domain.errors import InvalidEvent, PublishError
 from ..domain.events import OrderEvent, OrderStatus
-from .spring_compat import read_event
+from .records import Decoder, Deferred, Handler, Received, Stopping, decode
+from .retry import FailurePolicy, InPlaceRetry
 from .throttle import KAFKA_ERRORS
 
-if TYPE_CHECKING:
-    from .retry import FailurePolicy
+__all__ = ["AssignCallback", "ConsumerRunner", "Decoder", "Deferred", "Handler", "Received", "Stopping", "decode",
+           "run_groups"]
 
-Handler = Callable[[OrderEvent, "Received"], "str | None"]
 AssignCallback = Callable[[list[tuple[str, int]]], None]
 MAX_FAILURES_KEPT = 1000  # runner.failures keeps the most recent ones; the policy has the rest
-
-
-@dataclass(frozen=True)
-class Received:
-    """One consumed record, detached from the client."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    timestamp_ms: int
-    headers: dict[str, bytes]
-    value: bytes | None
-    raw_key: bytes | None = None
-
-    @classmethod
-    def from_message(cls, message: Message) -> Received:
-        raw_key = message.key()
-        try:
-            headers = dict(message.headers() or [])
-        except Exception:  # a header name that is not UTF-8: the record is kept, its headers not
-            headers = {}
-        return cls(
-            topic=message.topic(), partition=message.partition(), offset=message.offset(),
-            key=raw_key.decode(errors="replace") if raw_key is not None else None,
-            timestamp_ms=message.timestamp()[1], headers=headers,
-            value=message.value(), raw_key=raw_key,
-        )
-
-    def header(self, name: str) -> str | None:
-        value = self.headers.get(name)
-        return value.decode(errors="replace") if value is not None else None
-
-
-def decode(received: Received, require_key: bool = True, zone: str = "UTC") -> OrderEvent:
-    """The record's event; ``InvalidEvent`` (with a ``reason``) when it can never be one, whatever
-    went wrong (an error nobody foresaw is reason ``undecodable``).
-
-    The Spring tutorial's events are read too (``zone``: of their zone-less timestamps).
-    """
-    if received.raw_key is None and require_key:
-        raise InvalidEvent("record has no key; events must be keyed by order id", "missing-key")
-    try:
-        event = read_event(received, zone)
-    except InvalidEvent:
-        raise
-    except Exception as exc:
-        raise InvalidEvent(f"undecodable value: {type(exc).__name__}: {exc}"[:1000], "undecodable") from exc
-    if received.raw_key is not None and received.key != event.order_id:
-        raise InvalidEvent(f"record key {received.key[:100]!r} is not the event's order id {event.order_id!r}",
-                           "key-mismatch")
-    return event
-
-
-class Deferred(Exception):
-    """Raised by a failure policy: leave the record unprocessed and come back at ``due``."""
-
-    def __init__(self, due: float) -> None:
-        super().__init__(f"deferred until {due:.3f}")
-        self.due = due
-
-
-class Stopping(Exception):
-    """Raised while waiting when the runner was asked to stop: the record stays unprocessed."""
 
 
 class ConsumerRunner:
@@ -119,14 +58,18 @@ class ConsumerRunner:
         extra_config: Mapping[str, Any] | None = None,
         require_key: bool = True,
         on_assign: AssignCallback | None = None,
+        decoder: Decoder | None = None,
     ) -> None:
         """``require_key=False`` accepts keyless records (only to demonstrate why keys matter).
 
         ``on_assign(partitions)`` is called in the runner's thread with each newly assigned
         batch of ``(topic, partition)``.
-        """
-        from .retry import InPlaceRetry
 
+        ``decoder(received)`` reads a record as the event to handle (default: ``decode``, an
+        ``order-events`` record); it returns None for a record that is not for this group (counted
+        as skipped) and raises ``InvalidEvent`` for one that can never be read (dead-lettered).
+        A group that reads another topic gives its decoder and ``topics``.
+        """
         self.settings = settings
         self.group_id = group_id
         self.handlers = dict(handlers)
@@ -134,6 +77,7 @@ class ConsumerRunner:
         self.topics = list(topics or [settings.topic, *self.policy.extra_topics(settings)])
         self.name = name or group_id
         self.require_key = require_key
+        self.decoder: Decoder = decoder or self._decode_event
         self.on_assign = on_assign
         self.log = logging.getLogger(f"order_system.kafka.consumer.{self.name}")
         self._config = settings.client_config(**{
@@ -331,12 +275,14 @@ class ConsumerRunner:
         if not self.policy.accepts(self, received):
             return "skipped"  # e.g. another group's record on a shared retry topic
         try:
-            event = decode(received, self.require_key, self.settings.local_timezone)
+            event = self.decoder(received)
         except InvalidEvent as exc:
             self.log_received(received, None)
             self._failed(received, exc)
             self.policy.reject(self, received, exc)
             return "dead-lettered"
+        if event is None:
+            return "skipped"  # read, but not for this group (e.g. a verdict that accepted nothing)
         self.log_received(received, event)
         handler = self.handlers.get(event.status)
         if handler is None:
@@ -351,6 +297,9 @@ class ConsumerRunner:
 
         self.policy.run(self, received, event, attempt)
         return "handled"
+
+    def _decode_event(self, received: Received) -> OrderEvent:
+        return decode(received, self.require_key, self.settings.local_timezone)
 
     def _failed(self, received: Received, error: Exception) -> None:
         with self._progress:

@@ -88,6 +88,7 @@ class ConsumerRunner:
             "auto.commit.interval.ms": 1000,
             "enable.auto.offset.store": False,  # we store each offset after its record was handled
             "partition.assignment.strategy": "cooperative-sticky",
+            "isolation.level": "read_committed",  # (librdkafka's default) an aborted transaction is never seen
             # short timeouts so that a stopped or crashed member's partitions move on quickly
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 500,

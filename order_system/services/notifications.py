@@ -49,9 +49,8 @@ class NotificationService:
     def __init__(self, store: OrderStore | str | Path | None = None) -> None:
         self.store = store if isinstance(store, OrderStore) else OrderStore(store or ":memory:")
 
-    @staticmethod
-    def input_topic(settings: Settings) -> str:
-        return settings.verdicts_topic
+    def input_topic(self, settings: Settings) -> str:
+        return settings.input_topic(self.group_id)  # settings.verdicts_topic
 
     def handlers(self) -> Mapping[OrderStatus, Handler]:
         return {status: self.notify for status in NOTIFICATION_TEXT}

@@ -17,6 +17,7 @@ from order_system.domain.events import OrderEvent
 from order_system.kafka.consumer import Received, run_groups
 from order_system.kafka.dead_letters import read_dead_letters, replay
 from order_system.kafka.reader import read_records
+from order_system.kafka.lag import wait_for_zero_lag
 from order_system.kafka.retry import RetryTopics
 from order_system.kafka.topics import admin_client, delete_topics
 from order_system.services.groups import runner_for
@@ -99,7 +100,9 @@ def test_one_notification_per_committed_accepted_verdict_none_for_rejected_dupli
     with run_groups(runner):
         assert runner.wait_until(lambda: runner.processed + runner.skipped >= committed, timeout=60), (
             runner.processed, runner.skipped)
-
+        # measured on order-verdicts, whose partitions end in transaction markers: still 0 once all is read
+        lag = wait_for_zero_lag(verdicts, [runner.group_id], timeout=30)
+    assert set(lag["topic"]) == {verdicts.verdicts_topic}
     sent = Counter(zip(notifications.log()["order_id"], notifications.log()["message"]))
     expected = Counter((e.order_id, message(e)) for e in created + paid + real)
     assert sent == expected  # each accepted verdict once; no loser, duplicate or ghost

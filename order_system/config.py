@@ -24,6 +24,7 @@ DEFAULT_TOPIC = "order-events"
 # Every producer of the package hashes keys like Kafka's Java client (murmur2), so that an order
 # keeps its partition whichever service, Java or Python, publishes its events.
 PARTITIONER = "murmur2_random"
+VERDICT_READERS = frozenset({"notification-service"})  # groups that read order-verdicts (Settings.input_topic)
 
 # Environment variables of the form KAFKA_<SECURITY|SASL|SSL>_... are passed to every client
 # as librdkafka options: KAFKA_SASL_USERNAME -> sasl.username, KAFKA_SECURITY_PROTOCOL ->
@@ -155,6 +156,11 @@ class Settings:
     def verdicts_topic(self) -> str:
         """The order-processor's verdict on each input record (accepted, duplicate, rejected)."""
         return self._derived("verdicts")
+
+    def input_topic(self, group_id: str) -> str:
+        """The topic a consumer group of the tutorial reads: ``notification-service`` the verdicts
+        (it notifies only for what the processor accepted), every other group the events."""
+        return self.verdicts_topic if group_id in VERDICT_READERS else self.topic
 
     @property
     def all_topics(self) -> tuple[str, ...]:

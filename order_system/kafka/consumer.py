@@ -1,5 +1,8 @@
 """The consumer runner: poll, decode, hand to a handler per status, store the offset, repeat.
 
+What a record is and how it is decoded lives in ``records.py`` (re-exported here); a group
+that reads another topic than ``order-events`` gives the runner its own ``decoder``.
+
 One ``ConsumerRunner`` is one Kafka consumer of one group, in its own thread. Delivery is
 at least once: a record's offset is stored only after its handler (or the failure policy)
 finished with it, and stored offsets are committed in the background, on revocation and on
@@ -20,8 +23,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -29,79 +32,15 @@ from ..interfaces import metrics
 from ..config import Settings
 from ..domain.errors import InvalidEvent, PublishError
 from ..domain.events import OrderEvent, OrderStatus
-from .spring_compat import read_event
+from .records import Decoder, Deferred, Handler, Received, Stopping, decode
+from .retry import FailurePolicy, InPlaceRetry
 from .throttle import KAFKA_ERRORS
 
-if TYPE_CHECKING:
-    from .retry import FailurePolicy
+__all__ = ["AssignCallback", "ConsumerRunner", "Decoder", "Deferred", "Handler", "Received", "Stopping", "decode",
+           "run_groups"]
 
-Handler = Callable[[OrderEvent, "Received"], "str | None"]
 AssignCallback = Callable[[list[tuple[str, int]]], None]
 MAX_FAILURES_KEPT = 1000  # runner.failures keeps the most recent ones; the policy has the rest
-
-
-@dataclass(frozen=True)
-class Received:
-    """One consumed record, detached from the client."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    timestamp_ms: int
-    headers: dict[str, bytes]
-    value: bytes | None
-    raw_key: bytes | None = None
-
-    @classmethod
-    def from_message(cls, message: Message) -> Received:
-        raw_key = message.key()
-        try:
-            headers = dict(message.headers() or [])
-        except Exception:  # a header name that is not UTF-8: the record is kept, its headers not
-            headers = {}
-        return cls(
-            topic=message.topic(), partition=message.partition(), offset=message.offset(),
-            key=raw_key.decode(errors="replace") if raw_key is not None else None,
-            timestamp_ms=message.timestamp()[1], headers=headers,
-            value=message.value(), raw_key=raw_key,
-        )
-
-    def header(self, name: str) -> str | None:
-        value = self.headers.get(name)
-        return value.decode(errors="replace") if value is not None else None
-
-
-def decode(received: Received, require_key: bool = True, zone: str = "UTC") -> OrderEvent:
-    """The record's event; ``InvalidEvent`` (with a ``reason``) when it can never be one, whatever
-    went wrong (an error nobody foresaw is reason ``undecodable``).
-
-    The Spring tutorial's events are read too (``zone``: of their zone-less timestamps).
-    """
-    if received.raw_key is None and require_key:
-        raise InvalidEvent("record has no key; events must be keyed by order id", "missing-key")
-    try:
-        event = read_event(received, zone)
-    except InvalidEvent:
-        raise
-    except Exception as exc:
-        raise InvalidEvent(f"undecodable value: {type(exc).__name__}: {exc}"[:1000], "undecodable") from exc
-    if received.raw_key is not None and received.key != event.order_id:
-        raise InvalidEvent(f"record key {received.key[:100]!r} is not the event's order id {event.order_id!r}",
-                           "key-mismatch")
-    return event
-
-
-class Deferred(Exception):
-    """Raised by a failure policy: leave the record unprocessed and come back at ``due``."""
-
-    def __init__(self, due: float) -> None:
-        super().__init__(f"deferred until {due:.3f}")
-        self.due = due
-
-
-class Stopping(Exception):
-    """Raised while waiting when the runner was asked to stop: the record stays unprocessed."""
 
 
 class ConsumerRunner:
@@ -119,14 +58,18 @@ class ConsumerRunner:
         extra_config: Mapping[str, Any] | None = None,
         require_key: bool = True,
         on_assign: AssignCallback | None = None,
+        decoder: Decoder | None = None,
     ) -> None:
         """``require_key=False`` accepts keyless records (only to demonstrate why keys matter).
 
         ``on_assign(partitions)`` is called in the runner's thread with each newly assigned
         batch of ``(topic, partition)``.
-        """
-        from .retry import InPlaceRetry
 
+        ``decoder(received)`` reads a record as the event to handle (default: ``decode``, an
+        ``order-events`` record); it returns None for a record that is not for this group (counted
+        as skipped) and raises ``InvalidEvent`` for one that can never be read (dead-lettered).
+        A group that reads another topic gives its decoder and ``topics``.
+        """
         self.settings = settings
         self.group_id = group_id
         self.handlers = dict(handlers)
@@ -134,6 +77,7 @@ class ConsumerRunner:
         self.topics = list(topics or [settings.topic, *self.policy.extra_topics(settings)])
         self.name = name or group_id
         self.require_key = require_key
+        self.decoder: Decoder = decoder or self._decode_event
         self.on_assign = on_assign
         self.log = logging.getLogger(f"order_system.kafka.consumer.{self.name}")
         self._config = settings.client_config(**{
@@ -144,6 +88,8 @@ class ConsumerRunner:
             "auto.commit.interval.ms": 1000,
             "enable.auto.offset.store": False,  # we store each offset after its record was handled
             "partition.assignment.strategy": "cooperative-sticky",
+            "isolation.level": "read_committed",  # (librdkafka's default) an aborted transaction is never seen
+            "enable.partition.eof": True,  # see _at_end
             # short timeouts so that a stopped or crashed member's partitions move on quickly
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 500,
@@ -159,6 +105,7 @@ class ConsumerRunner:
         self.assigned = threading.Event()
         self._assignment: set[tuple[str, int]] = set()
         self._paused: dict[tuple[str, int], float] = {}
+        self._rewound: set[tuple[str, int]] = set()  # partitions sent back to a record not yet finished
         self._stop = threading.Event()
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -255,7 +202,10 @@ class ConsumerRunner:
                 if message is None:
                     continue
                 if message.error() is not None:
-                    self._on_error(message.error())
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        self._at_end(consumer, message)
+                    else:
+                        self._on_error(message.error())
                     continue
                 self._handle(consumer, message)
         finally:
@@ -286,6 +236,7 @@ class ConsumerRunner:
             self._stop.wait(1.0)
             self.stuck += 1
             return
+        self._rewound.discard((received.topic, received.partition))
         try:
             consumer.store_offsets(message=message)
         except KafkaException as exc:  # the partition was taken away meanwhile: it comes again
@@ -298,9 +249,23 @@ class ConsumerRunner:
                 self.processed += 1
             self._progress.notify_all()
 
+    def _at_end(self, consumer: Consumer, message: Message) -> None:
+        """The partition is read to its end: store that end offset. Every record before it was
+        handed to us and finished (records come in order and a rewind drops what was fetched), so
+        what lies between is what a read_committed consumer never sees: transaction markers and
+        aborted records. Without this, a topic written in transactions (order-verdicts) would
+        show a lag of at least 1 for ever (its last record is a commit marker)."""
+        if (message.topic(), message.partition()) in self._rewound:
+            return  # a record of it is still to be handled again
+        try:
+            consumer.store_offsets(offsets=[TopicPartition(message.topic(), message.partition(), message.offset())])
+        except KafkaException:  # the partition was taken away meanwhile: its new owner stores its own
+            pass
+
     def _rewind(self, consumer: Consumer, received: Received, pause_until: float | None = None) -> None:
         """Make ``received`` the partition's next record (paused until ``pause_until``)."""
         tp = TopicPartition(received.topic, received.partition, received.offset)
+        self._rewound.add((received.topic, received.partition))
         try:
             consumer.seek(tp)
             if pause_until is not None:
@@ -331,12 +296,14 @@ class ConsumerRunner:
         if not self.policy.accepts(self, received):
             return "skipped"  # e.g. another group's record on a shared retry topic
         try:
-            event = decode(received, self.require_key, self.settings.local_timezone)
+            event = self.decoder(received)
         except InvalidEvent as exc:
             self.log_received(received, None)
             self._failed(received, exc)
             self.policy.reject(self, received, exc)
             return "dead-lettered"
+        if event is None:
+            return "skipped"  # read, but not for this group (e.g. a verdict that accepted nothing)
         self.log_received(received, event)
         handler = self.handlers.get(event.status)
         if handler is None:
@@ -351,6 +318,9 @@ class ConsumerRunner:
 
         self.policy.run(self, received, event, attempt)
         return "handled"
+
+    def _decode_event(self, received: Received) -> OrderEvent:
+        return decode(received, self.require_key, self.settings.local_timezone)
 
     def _failed(self, received: Received, error: Exception) -> None:
         with self._progress:
@@ -420,6 +390,7 @@ class ConsumerRunner:
         for p in partitions:
             self._assignment.discard((p.topic, p.partition))
             self._paused.pop((p.topic, p.partition), None)
+            self._rewound.discard((p.topic, p.partition))
         with self._progress:
             self._progress.notify_all()
 

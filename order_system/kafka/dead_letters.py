@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -21,9 +20,7 @@ from ..config import Settings
 from ..domain.errors import InvalidTransition, PublishError
 from ..domain.events import MAX_VALUE_BYTES
 from .reader import read_records
-
-if TYPE_CHECKING:
-    from .consumer import Received
+from .records import Received
 
 DLT_PREFIX = "dlt-"
 DLT_HEADERS = ("original-topic", "original-partition", "original-offset", "original-timestamp-ms", "group",
@@ -135,9 +132,16 @@ def read_dead_letters(settings: Settings, timeout: float = 10.0, limit: int = 10
     return pd.DataFrame(rows, columns=["partition", "offset", "key", *DLT_HEADERS, "value"])
 
 
+def replay_topic(settings: Settings, original_topic: object) -> str:
+    """Where a dead letter goes back to: the topic its ``dlt-original-topic`` header names when
+    that is the verdicts topic, else the main topic (a header never sends it anywhere else)."""
+    return settings.verdicts_topic if original_topic == settings.verdicts_topic else settings.topic
+
+
 def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tuple[int, int]] | None = None,
            timeout: float = 30.0) -> int:
-    """Republish chosen dead-letter records, key and value unchanged, to the main topic.
+    """Republish chosen dead-letter records, key and value unchanged, to the topic they came from
+    (``replay_topic``: the main topic, or the verdicts topic for a verdict notification-service gave up on).
 
     Where the record was first written goes along in ``original-*`` headers (from the dead letter's
     ``dlt-original-*`` unless the record carries its own from a retry topic or an earlier replay).
@@ -163,7 +167,7 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
                  if k.startswith(DLT_PREFIX) and k[len(DLT_PREFIX):] in _ORIGIN_HEADERS
                  and k[len(DLT_PREFIX):] not in names]
         kept.append(("replayed-from", f"{settings.dead_letter_topic}/{message.partition()}/{message.offset()}".encode()))
-        producer.produce(settings.topic, key=message.key(), value=message.value(), headers=kept,
+        producer.produce(replay_topic(settings, row["original-topic"]), key=message.key(), value=message.value(), headers=kept,
                          on_delivery=lambda err, msg: err is not None and errors.append(err.str()))
         count += 1
     if producer.flush(timeout) or errors:

@@ -20,10 +20,16 @@ T = TypeVar("T")
 
 def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None = None,
                  timeout: float = 10.0) -> pd.DataFrame:
-    """One row per group and partition: committed offset (-1: none yet), end offset and lag."""
-    topic = topic or settings.topic
+    """One row per group and partition: committed offset (-1: none yet), end offset and lag.
+
+    Each group is measured on the topic it reads (``Settings.input_topic``: the events, or the
+    verdicts for notification-service); ``topic`` names another main topic to derive them from.
+    """
+    if topic is not None:
+        settings = settings.with_topic(topic)
     rows = []
     for group in group_ids:
+        topic = settings.input_topic(group)
         consumer = Consumer(settings.client_config(**{"group.id": group, "enable.auto.commit": False}))
         try:
             metadata = consumer.list_topics(topic, timeout=timeout)
@@ -84,30 +90,32 @@ class LagWatch:
     ``groups`` maps group ids to something with a ``processed`` count (a ``ConsumerRunner``)
     to record the events each group has handled so far, or lists group ids only. Samples are
     taken every ``interval`` seconds for at most ``max_seconds`` (a bounded schedule), with one
-    admin client: one request for the topic's end offsets and one per group for its committed
-    offsets. Lag is what Kafka sees: end offset minus the group's last committed offset.
+    admin client: one request for the end offsets and one per group for its committed offsets.
+    Lag is what Kafka sees: end offset minus the group's last committed offset, on the topic the
+    group reads (``Settings.input_topic``, from ``topic`` when given as the main topic).
     """
 
     def __init__(self, settings: Settings, groups: Mapping[str, object] | Iterable[str], *, topic: str | None = None,
                  interval: float = 0.2, max_seconds: float = 120.0, timeout: float = 10.0) -> None:
-        self.settings = settings
-        self.topic = topic or settings.topic
+        self.settings = settings if topic is None else settings.with_topic(topic)
+        self.topic = self.settings.topic
         self.counters = dict(groups) if isinstance(groups, Mapping) else {g: None for g in groups}
+        self.reads = {group: self.settings.input_topic(group) for group in self.counters}
         self.interval, self.max_seconds, self.timeout = interval, max_seconds, timeout
         self.rows: list[dict[str, object]] = []
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._admin = AdminClient(settings.client_config())
-        self._partitions: list[TopicPartition] = []
+        self._partitions: dict[str, list[TopicPartition]] = {}
         self._began = 0.0
 
     def start(self) -> LagWatch:
-        metadata = self._admin.list_topics(self.topic, timeout=self.timeout)
-        found = metadata.topics.get(self.topic)
-        if found is None or found.error is not None:
-            raise TopicError(f"topic {self.topic!r} does not exist; create it before watching its lag")
-        self._partitions = [TopicPartition(self.topic, p) for p in sorted(found.partitions)]
+        for topic in sorted(set(self.reads.values())):
+            found = self._admin.list_topics(topic, timeout=self.timeout).topics.get(topic)
+            if found is None or found.error is not None:
+                raise TopicError(f"topic {topic!r} does not exist; create it before watching its lag")
+            self._partitions[topic] = [TopicPartition(topic, p) for p in sorted(found.partitions)]
         self._began = time.monotonic()
         _retrying(self._sample, self.timeout)  # the first sample is there when start() returns
         self._thread = threading.Thread(target=self._run, name="lag-watch", daemon=True)
@@ -172,17 +180,17 @@ class LagWatch:
                 continue
 
     def _sample(self) -> None:
-        ends_f = self._admin.list_offsets({tp: OffsetSpec.latest() for tp in self._partitions},
+        ends_f = self._admin.list_offsets({tp: OffsetSpec.latest() for tps in self._partitions.values() for tp in tps},
                                          request_timeout=self.timeout)
         groups_f = {group: self._admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, list(self._partitions))], request_timeout=self.timeout)[group]
-            for group in self.counters}
-        ends = {tp.partition: f.result(self.timeout).offset for tp, f in ends_f.items()}
+            [ConsumerGroupTopicPartitions(group, list(self._partitions[self.reads[group]]))],
+            request_timeout=self.timeout)[group] for group in self.counters}
+        ends = {(tp.topic, tp.partition): f.result(self.timeout).offset for tp, f in ends_f.items()}
         seconds = round(time.monotonic() - self._began, 3)
         rows = []
         for group, future in groups_f.items():
-            committed = {tp.partition: tp.offset for tp in future.result(self.timeout).topic_partitions}
-            lag = sum(end - max(committed.get(p, 0), 0) for p, end in ends.items())
+            committed = {(tp.topic, tp.partition): tp.offset for tp in future.result(self.timeout).topic_partitions}
+            lag = sum(end - max(committed.get(key, 0), 0) for key, end in ends.items() if key[0] == self.reads[group])
             counter = self.counters[group]
             rows.append({"seconds": seconds, "group": group, "lag": lag,
                          "handled": getattr(counter, "processed", None)})

@@ -24,13 +24,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..config import default_home
 from ..state.sqlite import write_transaction
-
-if TYPE_CHECKING:
-    from .producer import OrderProducer
 
 log = logging.getLogger("order_system.kafka.outbox")
 
@@ -217,10 +214,23 @@ class Outbox:
             self._db.close()
 
 
+class KeptSender(Protocol):
+    """What the relay uses of its producer (``producer.OrderProducer`` is one)."""
+
+    @property
+    def outbox(self) -> Outbox | None: ...
+
+    def cluster_id(self, timeout: float = ...) -> str | None: ...
+
+    def has_kept(self) -> bool: ...
+
+    def resend_kept(self, *, stop: threading.Event | None = None) -> Resent: ...
+
+
 class OutboxRelay:
     """Re-sends the producer's kept records by itself once the broker is back, while the process runs."""
 
-    def __init__(self, producer: OrderProducer, reachable: Callable[[], bool], interval: float = 2.0) -> None:
+    def __init__(self, producer: KeptSender, reachable: Callable[[], bool], interval: float = 2.0) -> None:
         self.producer, self.reachable, self.interval = producer, reachable, interval
         self.resent = 0
         self.last: Resent | None = None

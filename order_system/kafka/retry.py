@@ -25,16 +25,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ..interfaces import metrics
 from ..config import Settings
 from .dead_letters import DeadLetters
 from ..domain.errors import InvalidEvent, InvalidTransition
 from ..domain.events import OrderEvent
-
-if TYPE_CHECKING:
-    from .consumer import ConsumerRunner, Handler, Received
+from .records import Deferred, Handler, Received, Runner
 
 log = logging.getLogger("order_system.kafka.retry")
 
@@ -67,11 +65,11 @@ class FailurePolicy(Protocol):
 
     def extra_topics(self, settings: Settings) -> Sequence[str]: ...
 
-    def accepts(self, runner: ConsumerRunner, received: Received) -> bool: ...
+    def accepts(self, runner: Runner, received: Received) -> bool: ...
 
-    def run(self, runner: ConsumerRunner, received: Received, event: OrderEvent, handler: Handler) -> None: ...
+    def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None: ...
 
-    def reject(self, runner: ConsumerRunner, received: Received, error: Exception, attempts: int = 1) -> None: ...
+    def reject(self, runner: Runner, received: Received, error: Exception, attempts: int = 1) -> None: ...
 
 
 class _DeadLettering:
@@ -79,7 +77,7 @@ class _DeadLettering:
 
     dead_letters: DeadLetters | None = None
 
-    def _dead_letters(self, runner: ConsumerRunner) -> DeadLetters:
+    def _dead_letters(self, runner: Runner) -> DeadLetters:
         if self.dead_letters is None:
             self.dead_letters = DeadLetters(runner.settings)
         return self.dead_letters
@@ -87,17 +85,17 @@ class _DeadLettering:
     def extra_topics(self, settings: Settings) -> Sequence[str]:
         return ()
 
-    def accepts(self, runner: ConsumerRunner, received: Received) -> bool:
+    def accepts(self, runner: Runner, received: Received) -> bool:
         return True
 
-    def reject(self, runner: ConsumerRunner, received: Received, error: Exception, attempts: int = 1) -> None:
+    def reject(self, runner: Runner, received: Received, error: Exception, attempts: int = 1) -> None:
         reason = never_succeeds(error) or "handler-error"
         self._dead_letters(runner).send(received, error, group=runner.group_id, attempts=attempts, reason=reason)
         runner.count_dead_letter()
         runner.log.error("[%s] dead-lettered partition %d offset %d after %d attempt(s) (%s): %s",
                          runner.name, received.partition, received.offset, attempts, reason, error)
 
-    def _succeeded(self, runner: ConsumerRunner, result: str | None, attempt: int) -> None:
+    def _succeeded(self, runner: Runner, result: str | None, attempt: int) -> None:
         metrics.HANDLED.labels(runner.group_id).inc()
         suffix = f" (attempt {attempt})" if attempt > 1 else ""
         runner.log.info("%s%s", result or f"[{runner.name}] handled", suffix)
@@ -117,7 +115,7 @@ class InPlaceRetry(_DeadLettering):
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         return self.backoff * self.factor ** (attempt - 1)
 
-    def run(self, runner: ConsumerRunner, received: Received, event: OrderEvent, handler: Handler) -> None:
+    def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None:
         for attempt in range(1, self.attempts + 1):
             try:
                 self._succeeded(runner, handler(event, received), attempt)
@@ -152,19 +150,19 @@ class RetryTopics(_DeadLettering):
             raise ValueError(f"{len(self.delays)} retry delays but only {len(topics)} retry topics")
         return topics[: len(self.delays)]
 
-    def accepts(self, runner: ConsumerRunner, received: Received) -> bool:
+    def accepts(self, runner: Runner, received: Received) -> bool:
         if received.topic not in runner.settings.retry_topics:
             return True  # retry headers on the main topic (say, a replayed record) mean nothing
         group = received.header(RETRY_GROUP)
         return group is None or group == runner.group_id
 
-    def _attempt(self, runner: ConsumerRunner, received: Received) -> int:
+    def _attempt(self, runner: Runner, received: Received) -> int:
         """The attempt a record stands for: 1 on the main topic, its header (bounded) on a retry topic."""
         if received.topic not in runner.settings.retry_topics:
             return 1
         return _bounded(received.header(RETRY_ATTEMPT), 2, self.attempts, default=self.attempts)
 
-    def _due(self, runner: ConsumerRunner, received: Received) -> float:
+    def _due(self, runner: Runner, received: Received) -> float:
         """When a retry record may run: its header, but never later than the longest delay after
         it was first put off here (a forged or skewed header cannot hold the partition)."""
         if received.topic not in runner.settings.retry_topics:
@@ -174,9 +172,7 @@ class RetryTopics(_DeadLettering):
         first = self._put_off.setdefault((received.topic, received.partition, received.offset), time.time())
         return min(_bounded(received.header(RETRY_DUE), 0, 2**53, default=0) / 1000, first + max(self.delays))
 
-    def run(self, runner: ConsumerRunner, received: Received, event: OrderEvent, handler: Handler) -> None:
-        from .consumer import Deferred
-
+    def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None:
         attempt = self._attempt(runner, received)
         due = self._due(runner, received)
         if due > time.time():
@@ -190,14 +186,18 @@ class RetryTopics(_DeadLettering):
             else:
                 self._forward(runner, received, exc, attempt)
 
-    def _forward(self, runner: ConsumerRunner, received: Received, error: Exception, attempt: int) -> None:
+    def _forward(self, runner: Runner, received: Received, error: Exception, attempt: int) -> None:
         topic = runner.settings.retry_topics[attempt - 1]
         delay = self.delays[attempt - 1]
         headers = {k: v for k, v in received.headers.items()}
-        headers.setdefault(ORIGINAL_TOPIC, received.topic.encode())
-        headers.setdefault(ORIGINAL_PARTITION, str(received.partition).encode())
-        headers.setdefault(ORIGINAL_OFFSET, str(received.offset).encode())
-        headers.setdefault(ORIGINAL_TIMESTAMP, str(received.timestamp_ms).encode())
+        origin = {ORIGINAL_TOPIC: received.topic.encode(), ORIGINAL_PARTITION: str(received.partition).encode(),
+                  ORIGINAL_OFFSET: str(received.offset).encode(),
+                  ORIGINAL_TIMESTAMP: str(received.timestamp_ms).encode()}
+        if received.topic in (runner.settings.topic, *runner.settings.retry_topics):
+            for name, value in origin.items():  # a replayed event or a retry keeps where it was first written
+                headers.setdefault(name, value)
+        else:  # another input (order-verdicts): its record may carry its input's headers; it came from here
+            headers.update(origin)
         headers.update({
             RETRY_GROUP: runner.group_id.encode(),
             RETRY_ATTEMPT: str(attempt + 1).encode(),

@@ -24,13 +24,26 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from ..domain.events import OrderEvent, OrderStatus, parse_value
 
-if TYPE_CHECKING:
-    from .consumer import Received
+
+class ConsumedRecord(Protocol):
+    """What is read of a consumed record (``records.Received`` is one; this module needs no more)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+    def header(self, name: str) -> str | None: ...
+
 
 SPRING_TYPE_HEADER = "__TypeId__"
 PROVISIONAL_VERSION: Mapping[OrderStatus, int] = {
@@ -50,7 +63,7 @@ def derived_event_id(topic: str, partition: int, offset: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"kafka:{topic}/{partition}/{offset}")
 
 
-def origin(received: Received) -> tuple[str, int, int]:
+def origin(received: ConsumedRecord) -> tuple[str, int, int]:
     """Where the record was first written: its ``original-*`` (retry, replay) or ``dlt-original-*``
     headers when they are complete and well-formed, else its own topic, partition and offset."""
     for prefix in ("original-", "dlt-original-"):
@@ -94,7 +107,7 @@ def _provisional(status: Any) -> int:
         return 1  # the status is wrong anyway: the model names the problem
 
 
-def read_event(received: Received, zone: str = "UTC") -> OrderEvent:
+def read_event(received: ConsumedRecord, zone: str = "UTC") -> OrderEvent:
     """The record's event, in our format or the Spring tutorial's; ``InvalidEvent`` otherwise."""
     parsed = parse_value(received.value)
     if "timestamp" in parsed:

@@ -7,19 +7,19 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..domain.events import OrderEvent, OrderStatus
 from ..domain.state_machine import TERMINAL, check_version
-
-if TYPE_CHECKING:
-    from ..kafka.consumer import Handler, Received
+from ..kafka.records import Handler, Received
 
 
 class AnalyticsService:
     """``analytics-service``: counts per status, orders per customer, time spent in each state.
+
+    It reads ``order-events``, the requests themselves, not the processor's verdicts: it
+    measures what customers asked for, so an event the processor later rejects is counted too.
 
     Follows ``check_version``'s duplicate and conflict rules (in memory), like notifications.
     """

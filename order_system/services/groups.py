@@ -44,7 +44,8 @@ class Group(Protocol):
 
 def runner_for(group: Group, settings: Settings, *, failure_policy: FailurePolicy | None = None,
                **options: Any) -> ConsumerRunner | TransactionalRunner:
-    """A runner that feeds ``group``'s handlers from the settings' topic.
+    """A runner that feeds ``group``'s handlers from the settings' topic (or the group's own
+    ``input_topic``).
 
     Failures are handled in the style the group names in ``retry_style`` (retry topics when
     it names none), unless ``failure_policy`` is given. The ``OrderProcessor`` gets its
@@ -59,7 +60,17 @@ def runner_for(group: Group, settings: Settings, *, failure_policy: FailurePolic
                              "failure_policy; set OrderProcessor(attempts=..., backoff=...) instead")
         return processor_runner(group, settings, **options)
     policy = failure_policy or policy_for(getattr(group, "retry_style", "topics"))
+    _reads_own_topic(group, settings, policy, options)
     return ConsumerRunner(settings, group.group_id, group.handlers(), failure_policy=policy, **options)
+
+
+def _reads_own_topic(group: Group, settings: Settings, policy: FailurePolicy, options: dict[str, Any]) -> None:
+    """A group that names an ``input_topic(settings)`` (notification-service: the verdicts) reads
+    it, plus the policy's retry topics, through its ``decode(received)``."""
+    input_topic = getattr(group, "input_topic", None)
+    if input_topic is not None:
+        options.setdefault("topics", [input_topic(settings), *policy.extra_topics(settings)])
+        options.setdefault("decoder", group.decode)  # type: ignore[attr-defined]
 
 
 def processor_runner(processor: OrderProcessor, settings: Settings, *, require_key: bool = True,

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from order_system.config import Settings
 from order_system.domain import events
+from order_system.domain.changelog import Outcome, Verdict
 from order_system.kafka.consumer import Received, decode
+from order_system.kafka.dead_letters import replay_topic
+from order_system.kafka.records import decode_accepted
 from order_system.domain.errors import InvalidEvent, InvalidTransition
 from order_system.domain.events import OrderEvent
 from order_system.kafka.retry import _bounded, never_succeeds
@@ -58,3 +66,81 @@ def test_what_is_retried_and_what_is_not() -> None:
 )
 def test_retry_headers_are_bounded(text: str | None, expected: int) -> None:
     assert _bounded(text, 1, 5, default=9) == expected
+
+
+# ---- notification-service's decoder: an order-verdicts record -> the event it accepted ----------
+
+
+def verdict_record(verdict: Verdict | bytes | None, key: bytes | None = b"abc12345") -> Received:
+    value = verdict.to_json() if isinstance(verdict, Verdict) else verdict
+    return received(value, key)
+
+
+def test_an_accepted_verdict_gives_its_event() -> None:
+    event = OrderEvent.created("abc12345", "c-1")
+    assert decode_accepted(verdict_record(Verdict.of(Outcome.ACCEPTED, event, 0, 3))) == event
+
+
+@pytest.mark.parametrize("outcome", [Outcome.DUPLICATE, Outcome.REJECTED])
+def test_a_duplicate_or_rejected_verdict_is_for_nobody(outcome: Outcome) -> None:
+    event = OrderEvent.created("abc12345", "c-1")
+    verdict = Verdict.of(outcome, event, 0, 3, reason="version-conflict" if outcome is Outcome.REJECTED else None)
+    assert verdict.event is None and decode_accepted(verdict_record(verdict)) is None
+
+
+def _accepted_fields() -> dict[str, object]:
+    return json.loads(Verdict.of(Outcome.ACCEPTED, OrderEvent.created("abc12345", "c-1"), 0, 3).to_json())
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "reason"),
+    [({"outcome": "maybe"}, b"abc12345", "bad-verdict"),
+     ({"event": None}, b"abc12345", "bad-verdict"),  # accepted, but which event?
+     ({"orderId": "other999"}, b"abc12345", "bad-verdict"),  # the verdict and its event disagree
+     ({"version": 2}, b"abc12345", "bad-verdict"),
+     ({"event": {"orderId": "abc12345"}}, b"abc12345", "bad-verdict"),  # not an event
+     ({"event": [1, 2]}, b"abc12345", "bad-verdict"),
+     ({"partition": "x"}, b"abc12345", "bad-verdict"),
+     ({}, b"other999", "key-mismatch"),
+     ({}, None, "missing-key")],
+)
+def test_a_bad_verdict_is_an_invalid_event(change: dict[str, object], key: bytes | None, reason: str) -> None:
+    value = json.dumps({**_accepted_fields(), **change}).encode()
+    with pytest.raises(InvalidEvent) as raised:
+        decode_accepted(verdict_record(value, key))
+    assert raised.value.reason == reason
+
+
+@pytest.mark.parametrize("value", [None, b"", b"garbage", b"[]", b"{}", b"null", b"[" * 30_000 + b"]" * 30_000,
+                                   b"\xff\xfe", OrderEvent.created("abc12345", "c-1").to_json(),
+                                   b"x" * 200_000])
+def test_what_is_not_a_verdict_is_an_invalid_event(value: bytes | None) -> None:
+    """Garbage (including a plain event: notification-service reads verdicts) is dead-lettered."""
+    with pytest.raises(InvalidEvent):
+        decode_accepted(verdict_record(value))
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                     max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(sorted(_accepted_fields())), value=_json, raw=st.binary(max_size=200))
+def test_the_verdict_decoder_never_crashes(field: str, value: object, raw: bytes) -> None:
+    """Any field of a good verdict replaced by any JSON, or any bytes: an event, None, or InvalidEvent."""
+    for record in (verdict_record(json.dumps({**_accepted_fields(), field: value}).encode()), verdict_record(raw)):
+        try:
+            result = decode_accepted(record)
+        except InvalidEvent as exc:
+            assert exc.reason
+        else:
+            assert result is None or isinstance(result, OrderEvent)
+
+
+def test_a_dead_letter_goes_back_to_the_topic_it_came_from_but_nowhere_else() -> None:
+    own = Settings().with_topic("shop-events")
+    assert replay_topic(own, "shop-verdicts") == "shop-verdicts"
+    assert replay_topic(own, "shop-events") == "shop-events"
+    for elsewhere in ("shop-state", "shop-events-retry-0", "somebody-elses-topic", None):
+        assert replay_topic(own, elsewhere) == "shop-events"  # a header cannot aim a replay at any topic

@@ -1,0 +1,140 @@
+"""What the consumer runner and its failure policies share: a consumed record and how it is read.
+
+- ``Received``: one consumed record, detached from the client;
+- ``decode``: an ``order-events`` record as an ``OrderEvent`` (``InvalidEvent`` when it can
+  never be one); ``decode_accepted``: an ``order-verdicts`` record as the event it accepted,
+  or None for a duplicate or rejected one;
+- ``Handler`` and ``Decoder``: what a group hands the runner;
+- ``Runner``: what a failure policy may use of the runner that calls it;
+- ``Deferred`` and ``Stopping``: the two signals a policy raises to the runner.
+
+It sits below ``consumer``, ``retry`` and ``dead_letters``, so those import it and not
+each other in a circle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from confluent_kafka import Message
+
+from ..config import Settings
+from ..domain.changelog import Outcome, Verdict
+from ..domain.errors import InvalidEvent
+from ..domain.events import OrderEvent
+from .spring_compat import read_event
+
+
+@dataclass(frozen=True)
+class Received:
+    """One consumed record, detached from the client."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    timestamp_ms: int
+    headers: dict[str, bytes]
+    value: bytes | None
+    raw_key: bytes | None = None
+
+    @classmethod
+    def from_message(cls, message: Message) -> Received:
+        raw_key = message.key()
+        try:
+            headers = dict(message.headers() or [])
+        except Exception:  # a header name that is not UTF-8: the record is kept, its headers not
+            headers = {}
+        return cls(
+            topic=message.topic(), partition=message.partition(), offset=message.offset(),
+            key=raw_key.decode(errors="replace") if raw_key is not None else None,
+            timestamp_ms=message.timestamp()[1], headers=headers,
+            value=message.value(), raw_key=raw_key,
+        )
+
+    def header(self, name: str) -> str | None:
+        value = self.headers.get(name)
+        return value.decode(errors="replace") if value is not None else None
+
+
+Handler = Callable[[OrderEvent, Received], "str | None"]
+# A record as the event its group acts on; None: not for this group (counted as skipped).
+# Raises InvalidEvent for a record that can never be one (it is dead-lettered).
+Decoder = Callable[[Received], "OrderEvent | None"]
+
+
+def decode(received: Received, require_key: bool = True, zone: str = "UTC") -> OrderEvent:
+    """The record's event; ``InvalidEvent`` (with a ``reason``) when it can never be one, whatever
+    went wrong (an error nobody foresaw is reason ``undecodable``).
+
+    The Spring tutorial's events are read too (``zone``: of their zone-less timestamps).
+    """
+    if received.raw_key is None and require_key:
+        raise InvalidEvent("record has no key; events must be keyed by order id", "missing-key")
+    try:
+        event = read_event(received, zone)
+    except InvalidEvent:
+        raise
+    except Exception as exc:
+        raise InvalidEvent(f"undecodable value: {type(exc).__name__}: {exc}"[:1000], "undecodable") from exc
+    _check_key(received, event)
+    return event
+
+
+def decode_accepted(received: Received) -> OrderEvent | None:
+    """The event an ``order-verdicts`` record accepted; None when its outcome is duplicate or
+    rejected (nothing happened to the order). ``InvalidEvent`` when it is not a verdict, or an
+    accepted one without its event or with an event that disagrees with it or with the key."""
+    try:
+        verdict = Verdict.from_json(received.value)
+    except InvalidEvent:
+        raise
+    except Exception as exc:
+        raise InvalidEvent(f"undecodable verdict: {type(exc).__name__}: {exc}"[:1000], "undecodable") from exc
+    if verdict.outcome is not Outcome.ACCEPTED:
+        return None
+    event = verdict.event
+    if event is None:
+        raise InvalidEvent("an accepted verdict without its event", "bad-verdict")
+    if (verdict.event_id, verdict.order_id, verdict.version) != (str(event.event_id), event.order_id, event.version):
+        raise InvalidEvent("the verdict's eventId, orderId or version disagree with its event", "bad-verdict")
+    if received.raw_key is None:
+        raise InvalidEvent("accepted verdict has no key; it must be keyed by order id", "missing-key")
+    _check_key(received, event)
+    return event
+
+
+def _check_key(received: Received, event: OrderEvent) -> None:
+    if received.raw_key is not None and received.key != event.order_id:
+        raise InvalidEvent(f"record key {received.key[:100]!r} is not the event's order id {event.order_id!r}",
+                           "key-mismatch")
+
+
+class Runner(Protocol):
+    """What a failure policy uses of the runner that calls it."""
+
+    settings: Settings
+    group_id: str
+    name: str
+    log: logging.Logger
+
+    def sleep(self, seconds: float) -> None: ...
+
+    def count_dead_letter(self) -> None: ...
+
+    def count_retry(self) -> None: ...
+
+
+class Deferred(Exception):
+    """Raised by a failure policy: leave the record unprocessed and come back at ``due``."""
+
+    def __init__(self, due: float) -> None:
+        super().__init__(f"deferred until {due:.3f}")
+        self.due = due
+
+
+class Stopping(Exception):
+    """Raised while waiting when the runner was asked to stop: the record stays unprocessed."""

@@ -35,7 +35,8 @@ def read_committed(settings: Settings, topic: str, partitions: Iterable[int] | N
     consumer = Consumer(settings.client_config(**{
         "group.id": f"order-system-changelog-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
         "isolation.level": "read_committed", "enable.partition.eof": True, "auto.offset.reset": "earliest",
-        "fetch.max.bytes": 16 * 1024 * 1024}))
+        "fetch.max.bytes": 16 * 1024 * 1024,
+        "fetch.wait.max.ms": 50}))  # the broker answers an empty fetch (at the end) at once, not after 500 ms
     try:
         if partitions is None:
             metadata = consumer.list_topics(topic, timeout=min(timeout, 30))
@@ -43,7 +44,7 @@ def read_committed(settings: Settings, topic: str, partitions: Iterable[int] | N
             if found is None or found.error is not None:
                 raise TopicError(f"topic {topic!r} does not exist; run `order-system topics create`")
             partitions = list(found.partitions)
-        waiting = set(partitions)
+        waiting = {p for p in partitions if not _empty(consumer, topic, p)}
         if not waiting:
             return
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in waiting])
@@ -67,6 +68,17 @@ def read_committed(settings: Settings, topic: str, partitions: Iterable[int] | N
         raise TopicError(f"could not read {topic}: {exc.args[0].str()}") from exc
     finally:
         consumer.close()
+
+
+def _empty(consumer: Consumer, topic: str, partition: int) -> bool:
+    """Whether the partition holds nothing committed: for a read_committed consumer librdkafka's
+    watermark query (ListOffsets) answers the last stable offset as the high mark. When the
+    query fails, the partition is read (its EOF ends it)."""
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    except KafkaException:
+        return False
+    return high <= low
 
 
 def restore_orders(settings: Settings, partitions: Iterable[int],

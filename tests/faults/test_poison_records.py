@@ -1,6 +1,8 @@
 """Poison bytes on the wire, interleaved with good orders, read by the three standard groups.
 
-Every bad record must end in the dead-letter topic once per group with its reason, every good
+Every bad record must end in the dead-letter topic once per group that reads ``order-events``
+(the order-processor, analytics-service) with its reason, and get a ``rejected`` verdict from
+the processor, so the notification-service (which reads the verdicts) never sees it; every good
 order must reach its final state, no consumer may die or stall, and every group's lag must go
 back to 0.
 """
@@ -15,6 +17,8 @@ import pytest
 
 from order_system.config import Settings
 from order_system.kafka.consumer import ConsumerRunner, Received, run_groups
+from order_system.domain.changelog import Verdict
+from order_system.kafka.changelog_reader import read_committed
 from order_system.kafka.dead_letters import read_dead_letters
 from order_system.domain.events import MAX_VALUE_BYTES, OrderEvent, OrderStatus
 from order_system.services.groups import OrderProcessor, runner_for, standard_groups
@@ -94,8 +98,10 @@ def test_poison_is_dead_lettered_by_every_group_and_good_orders_finish(topic_set
         wait_for_zero_lag(topic_settings, [g.group_id for g in groups], timeout=90)
         assert all(r.running for r in runners), "a consumer died"
         assert [r.stuck for r in runners] == [0, 0, 0]
-        assert all(r.wait_until(lambda r=r: r.dead_lettered == len(bad), timeout=30) for r in runners), \
+        readers = (runners[0], runners[2])  # the groups that read order-events
+        assert all(r.wait_until(lambda r=r: r.dead_lettered == len(bad), timeout=30) for r in readers), \
             [r.dead_lettered for r in runners]
+        assert runners[1].dead_lettered == 0  # notification-service: rejected verdicts are not its business
 
     expected = rebuild(good)
     assert not expected.rejected and not expected.duplicates
@@ -110,9 +116,12 @@ def test_poison_is_dead_lettered_by_every_group_and_good_orders_finish(topic_set
         spot = (int(row["original-partition"]), int(row["original-offset"]))
         assert spot not in found[row["group"]], f"{row['group']} dead-lettered {spot} twice"
         found[row["group"]][spot] = row["reason"]
-    assert set(found) == {g.group_id for g in groups}
-    for group in groups:
+    assert set(found) == {processor.group_id, analytics.group_id}
+    for group in (processor, analytics):
         assert found[group.group_id] == bad, group.group_id
+    rejected = {(v.partition, v.offset): v.reason for v in map(Verdict.from_json, (
+        m.value() for m in read_committed(topic_settings, topic_settings.verdicts_topic))) if v.reason is not None}
+    assert rejected == bad  # the processor's verdicts say the same, in the same transactions
     assert (dead["attempts"] == "1").all() and dead["original-topic"].eq(topic_settings.topic).all()
     assert dead["error-message"].str.len().max() <= 1000
 
@@ -121,7 +130,7 @@ def test_poison_is_dead_lettered_by_every_group_and_good_orders_finish(topic_set
     cut = [m for m in read_records(topic_settings, topic_settings.dead_letter_topic, 30, 1000)
            if dict(m.headers())["dlt-original-offset"] == str(near[1]).encode()
            and dict(m.headers())["dlt-original-partition"] == str(near[0]).encode()]
-    assert len(cut) == 3, "the near-limit record was not dead-lettered once per group"
+    assert len(cut) == 2, "the near-limit record was not dead-lettered once per group reading order-events"
     for message in cut:
         headers = dict(message.headers())
         assert headers["dlt-original-value-bytes"] == str(NEAR_LIMIT).encode() and headers["dlt-reason"] == b"oversized"

@@ -60,7 +60,7 @@ log = logging.getLogger("order_system.interfaces.api")
 MAX_BODY_BYTES = 16 * 1024  # larger request bodies are refused with 413 before they are read in full
 MAX_OFFSET = 1_000_000_000  # the largest `offset` of GET /api/orders (larger: 422)
 MAX_LIMIT = 500
-RETRY_AFTER_SECONDS = 1  # what a 503 for a bounded wait that ran out suggests
+RETRY_AFTER_SECONDS = 1  # what a 503 (a bounded wait ran out, or the broker is away) suggests
 
 
 class Action(str, Enum):
@@ -154,7 +154,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
                413: f"The request body is larger than {MAX_BODY_BYTES} bytes", 422: "Invalid input",
                503: "The broker is unreachable (the event is kept), or the view or the order-processor did "
                     "not catch up in time (see Retry-After)"}
-    retry_after = {"Retry-After": {"description": "Seconds to wait before trying again (a bounded wait ran out)",
+    retry_after = {"Retry-After": {"description": "Seconds to wait before trying again",
                                    "schema": {"type": "integer"}}}
     return {code: {"model": ErrorBody, "description": meaning[code], **({"headers": retry_after} if code == 503 else {})}
             for code in codes}
@@ -288,8 +288,8 @@ def create_app(
             details["requestedStatus"] = getattr(exc.requested, "value", None)
         if isinstance(exc, CommandRejected):
             details["reason"] = exc.reason
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, StillProcessing) else None
         status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 500)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
         return _error(status, str(exc), headers, **details)
 
     @app.exception_handler(RequestValidationError)

@@ -166,9 +166,15 @@ class OrderView:
             while not self._stopping.is_set():
                 messages = consumer.consume(BATCH, POLL_SECONDS)
                 positions = consumer.position(state)  # past commit markers too (librdkafka moves it on)
+                changes = [change for change in map(self._decode, messages) if change is not None]  # outside the lock
                 with self._changed:
-                    for message in messages:
-                        self._take(message)
+                    for kind, key, value in changes:
+                        if kind == "order":
+                            self._orders[key] = value
+                        elif kind == "gone":
+                            self._orders.pop(key, None)
+                        elif key in self._waiting:
+                            self._waiting[key] = value
                     for tp in positions:
                         if tp.offset >= 0:
                             self._read_up_to[tp.partition] = tp.offset
@@ -179,34 +185,27 @@ class OrderView:
             self._stopping.set()
             self._close_when_idle(consumer)
 
-    def _take(self, message: Message) -> None:
-        """One record (under ``_changed``): an order, a tombstone or a verdict."""
+    def _decode(self, message: Message) -> tuple[str, str, Any] | None:
+        """One record as ("order", id, Order), ("gone", id, None) for a tombstone, or ("verdict",
+        eventId, Verdict); None for an error or a record that is none of these (counted)."""
         if message.error() is not None:
             log.warning("reading %s: %s", message.topic(), message.error())
-            return
-        if message.topic() == self.settings.verdicts_topic:
-            if not self._waiting:
-                return
-            try:
-                verdict = Verdict.from_json(message.value())
-            except InvalidEvent as exc:
-                self._bad(message, exc)
-                return
-            if verdict.event_id in self._waiting:
-                self._waiting[verdict.event_id] = verdict
-            return
-        self.records += 1
-        key = message.key()
-        if message.value() is None:  # a tombstone: the order is gone
-            if key is not None:
-                self._orders.pop(key.decode(errors="replace"), None)
-            return
+            return None
         try:
+            if message.topic() == self.settings.verdicts_topic:
+                if not self._waiting:  # nobody waits for a verdict: not even decoded
+                    return None
+                verdict = Verdict.from_json(message.value())
+                return ("verdict", verdict.event_id, verdict) if verdict.event_id else None
+            self.records += 1
+            if message.value() is None:  # a tombstone: the order is gone
+                key = message.key()
+                return ("gone", key.decode(errors="replace"), None) if key is not None else None
             order = order_from_json(message.value())
+            return "order", order.order_id, order
         except InvalidEvent as exc:
             self._bad(message, exc)
-            return
-        self._orders[order.order_id] = order
+            return None
 
     def _bad(self, message: Message, exc: Exception) -> None:
         self.bad_records += 1

@@ -157,6 +157,7 @@ def test_broker_unreachable_is_503_quickly_and_the_event_is_kept(tmp_path: Path,
             health = client.get("/health")
         producer.flush(0)
     assert answer.status_code == 503 and took < 8, (answer.status_code, took)
+    assert answer.headers["retry-after"] == "1"
     assert "kept in the outbox" in answer.json()["error"]
     [kept] = outbox.pending()
     assert OrderEvent.from_json(kept.value).order_id == answer.json()["orderId"]

@@ -115,6 +115,14 @@ def test_the_view_holds_every_order_and_catch_up_shows_the_latest_commit(view_se
             assert other.wait_for_version(newer.order_id, newer.version, timeout=10)
             assert view.catch_up(newer.order_id, timeout=10)
             assert view.get(newer.order_id) == newer
+        gone = first[0].order_id  # a tombstone deletes an order; a later record of its partition marks the point
+        marker = next(f"t{n}" for n in range(100) if partition_for(f"t{n}", 3) == partition_for(gone, 3))
+        log.producer.begin_transaction()
+        log.producer.produce(view_settings.state_topic, None, gone.encode(), partition=partition_for(gone, 3))
+        log.producer.produce(view_settings.state_topic, order_to_json(lifecycle(marker, 1)), marker.encode(),
+                             partition=partition_for(marker, 3))
+        log.producer.commit_transaction(30)
+        assert view.wait_for_version(marker, 1, timeout=10) and view.get(gone) is None
         page = view.summaries(status=OrderStatus.CREATED, limit=5)
         assert len(page) == 5 and all(row["status"] == "CREATED" for row in page)
         assert view.summaries(customer_id="nobody") == []

@@ -13,8 +13,9 @@ removes the older ones in the background. Three things decide when:
 
 ``QUICK_COMPACTION`` tunes a topic so the cleaner gets to it within seconds,
 ``close_active_segments`` closes the segments being written without adding anything a
-read_committed reader sees, and ``wait_for_compaction`` waits until the superseded records
-are really gone.
+read_committed reader sees (``write_aborted``: a transaction that is aborted), and
+``wait_for_compaction`` waits until the superseded records are really gone. ``read_log``
+reads a topic as a read_committed or a read_uncommitted consumer sees it.
 """
 
 from __future__ import annotations
@@ -153,33 +154,51 @@ def superseded(records: Iterable[Message], below: Mapping[int, int] | None = Non
     return sum(sum(keys.values()) - len(keys) for keys in seen.values())
 
 
+def write_aborted(settings: Settings, topic: str, records: Iterable[tuple[bytes | str, bytes | None, int | None]],
+                  transactional_id: str | None = None, timeout: float = 30.0) -> dict[int, int]:
+    """Write ``records`` (key, value, partition or None for the key's partition) to ``topic`` in one
+    transaction, wait until the broker has them, then abort it: what a writer that crashed before
+    its commit leaves in the log. read_committed readers never see them; read_uncommitted ones do,
+    until the log cleaner removes them. Returns, per partition, the offset of the last one.
+    """
+    producer = Producer(settings.producer_config(**{
+        "transactional.id": transactional_id or f"order-system-aborted-{uuid.uuid4().hex[:8]}", "linger.ms": 0}))
+    offsets: dict[int, int] = {}
+    failed: list[str] = []
+
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            offsets[message.partition()] = max(message.offset(), offsets.get(message.partition(), -1))
+        else:
+            failed.append(error.str())
+
+    try:
+        producer.init_transactions(timeout)
+        producer.begin_transaction()
+        for key, value, partition in records:
+            extra = {} if partition is None else {"partition": partition}
+            producer.produce(topic, key=key, value=value, on_delivery=delivered, **extra)
+        producer.flush(timeout)
+        producer.abort_transaction(timeout)
+    except KafkaException as exc:
+        raise TopicError(f"could not write to topic {topic!r}: {exc.args[0].str()}") from exc
+    if failed:
+        raise TopicError(f"topic {topic!r} refused a record: {failed[0]}")
+    return offsets
+
+
 def close_active_segments(settings: Settings, topic: str, timeout: float = 30.0) -> dict[int, int]:
-    """Write one record to each partition of ``topic`` in a transaction, then abort it.
+    """Write one record to each partition of ``topic`` in a transaction that is aborted (``write_aborted``).
 
     A write closes the segment being written once ``segment.ms`` has passed since its first
-    record, so everything before it becomes cleanable. Aborted, the record is invisible to
+    record, so everything before it becomes cleanable; aborted, the record is invisible to
     read_committed readers, and the cleaner removes it later. Returns, per partition, the
     offset the record got: every record below it sits in a closed segment (if the write
     closed one).
     """
     partitions = _partitions(settings, topic, timeout)
-    producer = Producer(settings.producer_config(**{
-        "transactional.id": f"order-system-close-segments-{topic}"[:200], "linger.ms": 0}))
-    offsets: dict[int, int] = {}
-
-    def delivered(error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            offsets[message.partition()] = message.offset()
-
-    try:
-        producer.init_transactions(timeout)
-        producer.begin_transaction()
-        for partition in partitions:
-            producer.produce(topic, key=CLOSER_KEY, value=None, partition=partition, on_delivery=delivered)
-        producer.flush(timeout)
-        producer.abort_transaction(timeout)
-    except KafkaException as exc:
-        raise TopicError(f"could not write to topic {topic!r}: {exc.args[0].str()}") from exc
+    offsets = write_aborted(settings, topic, [(CLOSER_KEY, None, p) for p in partitions],
+                            f"order-system-close-segments-{topic}"[:200], timeout)
     missing = [p for p in partitions if p not in offsets]
     if missing:
         raise TopicError(f"topic {topic!r}: partitions {missing} did not acknowledge the closing write")

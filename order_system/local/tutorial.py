@@ -6,6 +6,7 @@ end (``teardown``), so the notebooks run in any order, again and again, with the
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable
@@ -15,7 +16,9 @@ import pandas as pd
 
 from .broker import ensure_broker
 from ..config import Settings
+from ..kafka.compaction import read_log
 from ..kafka.reader import read_records
+from ..domain.changelog import order_from_json
 from ..domain.errors import InvalidEvent
 from ..domain.events import OrderEvent
 from ..kafka.producer import Delivery
@@ -167,3 +170,36 @@ def plot_lag(frame: pd.DataFrame, title: str = "A burst, consumed by three group
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def changelog_frame(settings: Settings, isolation: str = "read_committed") -> pd.DataFrame:
+    """The records of the order-state topic (the processor's changelog) as a read_committed or a
+    read_uncommitted consumer sees them, in partition and offset order: each the order's state
+    after one accepted event."""
+    rows = []
+    for message in read_log(settings, settings.state_topic, isolation):
+        key = message.key().decode(errors="replace") if message.key() is not None else NO_KEY
+        if message.value() is None:
+            rows.append({"partition": message.partition(), "key": key, "status": "(tombstone)"})
+            continue
+        try:
+            order = order_from_json(message.value())
+            decoded = {"status": order.status.value, "version": order.version, "events": len(order.history)}
+        except InvalidEvent as exc:
+            decoded = {"status": f"(invalid: {exc.reason})"}
+        rows.append({"partition": message.partition(), "key": key, **decoded})
+    return pd.DataFrame(rows, columns=["partition", "key", "status", "version", "events"])
+
+
+def effects_table(settings: Settings, isolation: str = "read_committed") -> pd.DataFrame:
+    """The records of the order-effects topic as a consumer with this isolation level sees them."""
+    rows = []
+    for message in read_log(settings, settings.effects_topic, isolation):
+        try:
+            fields = json.loads(message.value())
+            rows.append({"partition": message.partition(), "order_id": fields.get("orderId"),
+                         "event_id": fields.get("eventId"), "version": fields.get("version"),
+                         "kind": fields.get("kind"), "detail": fields.get("detail")})
+        except (TypeError, ValueError, AttributeError):
+            rows.append({"partition": message.partition(), "kind": "(not an effect)"})
+    return pd.DataFrame(rows, columns=["partition", "order_id", "event_id", "version", "kind", "detail"])

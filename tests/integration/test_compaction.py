@@ -11,7 +11,7 @@ from confluent_kafka.admin import NewTopic
 from order_system.config import Settings
 from order_system.kafka.compaction import (
     CLOSER_KEY, QUICK_COMPACTION, compact_quickly, read_log, records_per_key, superseded, topic_config,
-    wait_for_compaction,
+    wait_for_compaction, write_aborted,
 )
 from order_system.kafka.topics import admin_client, delete_topics
 
@@ -54,12 +54,8 @@ def write_versions(settings: Settings, topic: str, versions: int) -> None:
 def test_aborted_records_are_seen_only_by_read_uncommitted(settings: Settings, new_topic) -> None:
     topic = new_topic({"cleanup.policy": "compact"})
     write_versions(settings, topic, 1)
-    producer = transactional_producer(settings, f"{topic}-aborter")
-    producer.begin_transaction()
-    for key in KEYS[:3]:
-        producer.produce(topic, key=key, value=b"never")
-    producer.flush(30)
-    producer.abort_transaction(30)
+    offsets = write_aborted(settings, topic, [(key, b"never", None) for key in KEYS[:3]])
+    assert offsets and all(offset >= 0 for offset in offsets.values())
 
     committed = read_log(settings, topic)
     uncommitted = read_log(settings, topic, "read_uncommitted")

@@ -26,11 +26,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from ..config import Settings
 from ..domain.errors import TopicError
+from .changelog_reader import read_to_end
 from .topics import admin_client
 
 QUICK_COMPACTION: Mapping[str, str] = {
@@ -100,43 +101,12 @@ def topic_config(settings: Settings, topic: str, timeout: float = 30.0) -> dict[
 
 def read_log(settings: Settings, topic: str, isolation: str = "read_committed", timeout: float = 30.0) -> list[Message]:
     """Every record of ``topic`` a reader with this ``isolation.level`` sees, from the first offset
-    to the end, in partition and offset order (no consumer group, nothing committed).
+    to the end, in partition and offset order (``changelog_reader.read_to_end``, as a list).
 
     A read_committed reader ends at the last stable offset and skips aborted records; a
-    read_uncommitted one ends at the high watermark and sees them too. Either way the end is
-    found by the client's end-of-partition event, since transaction markers take offsets that
-    no record shows.
+    read_uncommitted one ends at the high watermark and sees them too.
     """
-    if isolation not in ("read_committed", "read_uncommitted"):
-        raise ValueError(f"isolation is read_committed or read_uncommitted, not {isolation!r}")
-    consumer = Consumer(settings.client_config(**{
-        "group.id": f"order-system-log-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "enable.partition.eof": True, "isolation.level": isolation}))
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None:
-            raise TopicError(f"topic {topic!r} does not exist")
-        waiting = set(found.partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in waiting])
-        records: list[Message] = []
-        deadline = time.monotonic() + timeout
-        while waiting:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topic {topic!r}: partitions {sorted(waiting)} not read to their end in {timeout:.0f}s")
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is None:
-                records.append(message)
-            elif error.code() == KafkaError._PARTITION_EOF:
-                waiting.discard(message.partition())
-            elif error.fatal() or not error.retriable():
-                raise TopicError(f"could not read topic {topic!r}: {error.str()}")
-        return sorted(records, key=lambda m: (m.partition(), m.offset()))
-    finally:
-        consumer.close()
+    return sorted(read_to_end(settings, topic, None, timeout, isolation), key=lambda m: (m.partition(), m.offset()))
 
 
 def records_per_key(records: Iterable[Message]) -> Counter[bytes | None]:

@@ -175,21 +175,23 @@ def close_active_segments(settings: Settings, topic: str, timeout: float = 30.0)
     return offsets
 
 
-def wait_for_compaction(settings: Settings, topic: str, timeout: float = 60.0, close_every: float = 2.0) -> Compaction:
+def wait_for_compaction(settings: Settings, topic: str, timeout: float = 60.0, close_every: float = 2.0,
+                        io_timeout: float = 30.0) -> Compaction:
     """Close the segments being written, then wait until the log cleaner has removed every record
     written before that which a later record of its key supersedes.
 
     Counts are those of a read_committed reader. The topic must be compacted with settings that
     let the cleaner run (see ``QUICK_COMPACTION``). If a closing write came before the topic's
     ``segment.ms`` had passed, it closed nothing: the segments are closed again every
-    ``close_every`` seconds while waiting. Raises ``TimeoutError`` saying what is left.
+    ``close_every`` seconds while waiting. Raises ``TimeoutError`` saying what is left after
+    ``timeout`` seconds (each read and write of the topic may take ``io_timeout`` seconds).
     """
     start = time.monotonic()
-    before = read_log(settings, topic, timeout=timeout)
-    boundary = close_active_segments(settings, topic, timeout)
+    before = read_log(settings, topic, timeout=io_timeout)
+    boundary = close_active_segments(settings, topic, io_timeout)
     closing_writes, last_close = 1, time.monotonic()
     while True:
-        records = read_log(settings, topic, timeout=timeout)
+        records = read_log(settings, topic, timeout=io_timeout)
         left = superseded(records, boundary)
         if left == 0:
             return Compaction(len(before), len(records), len(records_per_key(records)),
@@ -201,7 +203,7 @@ def wait_for_compaction(settings: Settings, topic: str, timeout: float = 60.0, c
                 "log.cleaner.backoff.ms (Kafka's default 15 s); check the topic's cleanup.policy, segment.ms and "
                 "min.cleanable.dirty.ratio (see QUICK_COMPACTION)")
         if time.monotonic() - last_close > close_every:
-            close_active_segments(settings, topic, timeout)
+            close_active_segments(settings, topic, io_timeout)
             closing_writes, last_close = closing_writes + 1, time.monotonic()
         time.sleep(0.25)  # the cleaner tells clients nothing: reading the topic again is the only way to see it
 

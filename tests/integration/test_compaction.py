@@ -77,6 +77,7 @@ def test_read_committed_stops_at_an_open_transaction(settings: Settings, new_top
         producer.abort_transaction(30)
 
 
+@pytest.mark.slow
 def test_the_log_cleaner_removes_superseded_records(settings: Settings, new_topic) -> None:
     topic = new_topic({"cleanup.policy": "compact"})
     write_versions(settings, topic, 4)
@@ -99,6 +100,7 @@ def test_the_log_cleaner_removes_superseded_records(settings: Settings, new_topi
     assert {(m.partition(), m.offset()) for m in raw} == {(m.partition(), m.offset()) for m in after}
 
 
+@pytest.mark.slow
 def test_wait_for_compaction_says_when_the_cleaner_does_not_come(settings: Settings, new_topic) -> None:
     topic = new_topic({"cleanup.policy": "delete", "segment.ms": "100"})  # the cleaner skips delete topics
     write_versions(settings, topic, 2)

@@ -32,9 +32,18 @@ def read_committed(settings: Settings, topic: str, partitions: Iterable[int] | N
     """Every committed record of ``topic`` (or of ``partitions`` of it), from the beginning to
     the last stable offset of each partition as the reader reaches it. Raises ``TopicError``
     when the topic is missing or the end is not reached within ``timeout`` seconds."""
+    yield from read_to_end(settings, topic, partitions, timeout, "read_committed")
+
+
+def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None = None,
+                timeout: float = RESTORE_TIMEOUT, isolation: str = "read_committed") -> Iterator[Message]:
+    """``read_committed``, or with ``isolation="read_uncommitted"`` as such a consumer reads: up to
+    the high watermark, records of open and aborted transactions included (notebook 07 shows both)."""
+    if isolation not in ("read_committed", "read_uncommitted"):
+        raise ValueError(f"isolation is read_committed or read_uncommitted, not {isolation!r}")
     consumer = Consumer(settings.client_config(**{
         "group.id": f"order-system-changelog-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "isolation.level": "read_committed", "enable.partition.eof": True, "auto.offset.reset": "earliest",
+        "isolation.level": isolation, "enable.partition.eof": True, "auto.offset.reset": "earliest",
         "fetch.max.bytes": 16 * 1024 * 1024,
         "fetch.wait.max.ms": 50}))  # the broker answers an empty fetch (at the end) at once, not after 500 ms
     try:
@@ -117,10 +126,11 @@ def read_order_state(settings: Settings, timeout: float = 60.0) -> dict[str, Ord
     return orders
 
 
-def read_effects(settings: Settings, timeout: float = 60.0) -> pd.DataFrame:
-    """Every committed side effect in ``order-effects``, one row each, in partition and offset order."""
+def read_effects(settings: Settings, timeout: float = 60.0, isolation: str = "read_committed") -> pd.DataFrame:
+    """Every committed side effect in ``order-effects``, one row each, in partition and offset order
+    (``isolation="read_uncommitted"``: also those of open and aborted transactions)."""
     rows = []
-    for message in read_committed(settings, settings.effects_topic, None, timeout):
+    for message in read_to_end(settings, settings.effects_topic, None, timeout, isolation):
         try:
             fields = parse_value(message.value())
         except InvalidEvent:

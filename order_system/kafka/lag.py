@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 import pandas as pd
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, IsolationLevel, KafkaError, KafkaException,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from ..config import Settings
@@ -197,3 +198,23 @@ class LagWatch:
         with self._changed:
             self.rows.extend(rows)
             self._changed.notify_all()
+
+
+def end_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """Per partition of ``topic``: (last stable offset, high watermark). A read_committed reader
+    stops at the first, a read_uncommitted one at the second; the first is lower while a
+    transaction is open on the partition."""
+    from .topics import admin_client, partition_count
+
+    admin = admin_client(settings)  # keep a reference: the futures die with the client
+    wanted = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partition_count(settings, topic))}
+
+    def ask(level: IsolationLevel) -> dict[int, int]:
+        futures = admin.list_offsets(wanted, isolation_level=level, request_timeout=timeout)
+        return {tp.partition: future.result(timeout).offset for tp, future in futures.items()}
+
+    # the high watermark first: a last stable offset asked for after it is below it only if a
+    # transaction open then is still open
+    high = _retrying(lambda: ask(IsolationLevel.READ_UNCOMMITTED), timeout)
+    stable = _retrying(lambda: ask(IsolationLevel.READ_COMMITTED), timeout)
+    return {p: (stable[p], high[p]) for p in sorted(high)}

@@ -7,15 +7,24 @@ end (``teardown``), so the notebooks run in any order, again and again, with the
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 
 from .broker import ensure_broker
 from ..config import Settings
+from ..kafka.compaction import read_log
+from ..kafka.lag import end_offsets
 from ..kafka.reader import read_records
+from ..domain.changelog import order_from_json
 from ..domain.errors import InvalidEvent
 from ..domain.events import OrderEvent
 from ..kafka.producer import Delivery
@@ -167,3 +176,78 @@ def plot_lag(frame: pd.DataFrame, title: str = "A burst, consumed by three group
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def changelog_frame(settings: Settings, isolation: str = "read_committed") -> pd.DataFrame:
+    """The records of the order-state topic (the processor's changelog) as a read_committed or a
+    read_uncommitted consumer sees them, in partition and offset order: each the order's state
+    after one accepted event."""
+    rows = []
+    for message in read_log(settings, settings.state_topic, isolation):
+        key = message.key().decode(errors="replace") if message.key() is not None else NO_KEY
+        if message.value() is None:
+            rows.append({"partition": message.partition(), "key": key, "status": "(tombstone)"})
+            continue
+        try:
+            order = order_from_json(message.value())
+            decoded = {"status": order.status.value, "version": order.version, "events": len(order.history)}
+        except InvalidEvent as exc:
+            decoded = {"status": f"(invalid: {exc.reason})"}
+        rows.append({"partition": message.partition(), "key": key, **decoded})
+    return pd.DataFrame(rows, columns=["partition", "key", "status", "version", "events"])
+
+
+
+def start_processor(settings: Settings, instance_id: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """The order-processor as its own process, as it runs in production: ``order-system consume
+    --group order-processor --instance-id <id>`` on this notebook's topics (output to ``log``)."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "ORDER_SYSTEM_TOPIC": settings.topic,
+           "ORDER_SYSTEM_PARTITIONS": str(settings.partitions)}
+    output = log.open("ab") if log is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "order_system", "consume", "--group", "order-processor", "--instance-id", instance_id],
+            env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    finally:
+        if log is not None:
+            output.close()  # type: ignore[union-attr]
+
+
+def open_transaction(settings: Settings, topic: str) -> bool:
+    """Whether a transaction is open on ``topic`` (some partition's last stable offset is below its end)."""
+    return any(stable < high for stable, high in end_offsets(settings, topic).values())
+
+
+
+def freeze_mid_transaction(process: subprocess.Popen[bytes], settings: Settings, topic: str,
+                           committed_before: int = 1, timeout: float = 60.0) -> None:
+    """Freeze ``process`` (SIGSTOP) at a moment when it has a transaction open on ``topic``, after
+    at least ``committed_before`` offsets of that topic were committed (summed over partitions).
+
+    Once enough is committed, the process is frozen again and again, each time looked at from
+    the broker, and let go (SIGCONT) until it is caught mid-batch. A frozen process sends
+    nothing more, so what the broker shows then stays true. It is left frozen: SIGKILL it (or
+    SIGCONT it to let it go on).
+    """
+    deadline = time.monotonic() + timeout
+
+    def check(freeze: bool) -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the process exited (code {process.returncode}) before it was caught mid-batch")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the process had no transaction open on {topic} whenever it was frozen ({timeout:.0f}s)")
+        if freeze:
+            process.send_signal(signal.SIGSTOP)
+            time.sleep(0.03)  # requests it sent just before still reach the broker (a commit may land)
+        ends = end_offsets(settings, topic).values()
+        return sum(stable for stable, _ in ends) >= committed_before and any(stable < high for stable, high in ends)
+
+    while not check(freeze=False) and sum(stable for stable, _ in end_offsets(settings, topic).values()) < committed_before:
+        time.sleep(0.01)  # not yet worth freezing: earlier batches are still being committed
+    while True:
+        if check(freeze=True):
+            time.sleep(0.2)
+            if check(freeze=False):  # still open: nothing was on its way to close it
+                return
+        process.send_signal(signal.SIGCONT)
+        time.sleep(0.02)  # let it run a little before freezing it again

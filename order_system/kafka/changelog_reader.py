@@ -62,7 +62,7 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
             if time.monotonic() > deadline:
                 raise TopicError(f"could not read {topic} partitions {sorted(waiting)} to their end within "
                                  f"{timeout:.0f}s")
-            for message in consumer.consume(1000, 0.5):
+            for message in consumer.consume(1000, 0.05):  # returns at 1000 records or after the timeout: keep it short
                 error = message.error()
                 if error is None:
                     yield message

@@ -21,7 +21,7 @@ from order_system.domain.errors import OrderSystemError
 
 _started: dict[str, object] = {}
 # a notebook's own topics (see order_system.local.tutorial.setup): nb06-interactive-3f9a2b, ...-retry-0, ...-dlt
-NOTEBOOK_TOPIC = re.compile(r"^nb\d\d-[a-z0-9-]+-[0-9a-f]{6}(-retry-[01]|-dlt)?$")
+NOTEBOOK_TOPIC = re.compile(r"^nb\d\d-[a-z0-9-]+-[0-9a-f]{6}(-retry-[01]|-dlt|-state|-effects|-verdicts)?$")
 
 
 def _notebook_topics(settings: Settings) -> set[str]:

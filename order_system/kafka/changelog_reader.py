@@ -47,12 +47,15 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
         "fetch.max.bytes": 16 * 1024 * 1024,
         "fetch.wait.max.ms": 50}))  # the broker answers an empty fetch (at the end) at once, not after 500 ms
     try:
+        found = consumer.list_topics(topic, timeout=min(timeout, 30)).topics.get(topic)
+        if found is None or found.error is not None:
+            raise TopicError(f"topic {topic!r} does not exist; run `order-system topics create`")
         if partitions is None:
-            metadata = consumer.list_topics(topic, timeout=min(timeout, 30))
-            found = metadata.topics.get(topic)
-            if found is None or found.error is not None:
-                raise TopicError(f"topic {topic!r} does not exist; run `order-system topics create`")
             partitions = list(found.partitions)
+        missing = sorted(set(partitions) - set(found.partitions))
+        if missing:
+            raise TopicError(f"topic {topic!r} has no partitions {missing}; it must have as many partitions as the "
+                             "events topic (see `order-system topics create`)")
         waiting = {p for p in partitions if not _empty(consumer, topic, p)}
         if not waiting:
             return
@@ -68,8 +71,11 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
                     yield message
                 elif error.code() == KafkaError._PARTITION_EOF:
                     waiting.discard(message.partition())
-                elif error.fatal() or error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                                       KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC):
+                elif error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
+                                      KafkaError._UNKNOWN_TOPIC):
+                    raise TopicError(f"topic {topic!r} (or one of its partitions {sorted(waiting)}) does not exist; "
+                                     "run `order-system topics create`")
+                elif error.fatal():
                     raise TopicError(f"could not read {topic}: {error.str()}")
                 else:
                     log.warning("reading %s: %s", topic, error.str())

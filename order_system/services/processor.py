@@ -1,9 +1,9 @@
 """``order-processor``: the authority for order state, and its business steps.
 
 Its decisions are pure: ``process`` turns a batch of input records into the records to write
-(a verdict per record; for an accepted event the order's new state and its effects; for a
-rejected one a dead letter) and the in-memory changes to apply once the batch's transaction
-committed. The Kafka side (the transaction, restoring state on assignment) is wired in
+(a verdict per record; for an accepted event its effects; for a rejected one a dead letter;
+each changed order's state once, as the batch leaves it) and the in-memory changes to apply
+once the batch's transaction committed. The Kafka side (the transaction, restoring state on assignment) is wired in
 ``services/groups.py`` with ``kafka/transactions.py``; nothing here talks to Kafka.
 
 State lives in memory per input partition: ``restore`` loads a partition's orders (read from
@@ -163,8 +163,6 @@ class OrderProcessor:
                 order = decision.order
                 assert order is not None and verdict.event is not None
                 pending[(received.partition, order.order_id)] = order
-                batch.outputs.append(Output(settings.state_topic, received.partition, order.order_id.encode(),
-                                            order_to_json(order)))
                 for effect in decision.effects:
                     batch.outputs.append(Output(settings.effects_topic, received.partition, order.order_id.encode(),
                                                 effect_to_json(verdict.event, effect)))
@@ -184,6 +182,11 @@ class OrderProcessor:
                 batch.failures.append((received, decision.error))
                 log.warning("[%s] rejected partition %d offset %d (%s): %s", self.group_id, received.partition,
                             received.offset, verdict.reason, decision.error)
+
+        # each changed order's state once per batch, as it is at the end of the batch (the
+        # changelog is compacted: an intermediate state would be overwritten anyway)
+        for (partition, order_id), order in pending.items():
+            batch.outputs.append(Output(settings.state_topic, partition, order_id.encode(), order_to_json(order)))
 
         def on_commit() -> None:
             with self._changed:

@@ -153,3 +153,23 @@ def test_two_instances_split_the_partitions_and_one_takes_over_the_others_state(
     assert {o: s.value for o, s in b.statuses().items()} == expected_states(events)
     assert not read_effects(topic_settings).duplicated(["event_id", "kind"]).any()
 
+
+
+def test_without_its_state_topic_the_processor_stops_and_says_what_to_do(settings: Settings, unique,
+                                                                        monkeypatch) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    from order_system.kafka import transactions
+    from order_system.kafka.topics import admin_client
+
+    monkeypatch.setattr(transactions, "PREPARE_ATTEMPTS", 1)
+    own = settings.with_topic(unique("stateless-events"))  # created the old way: no order-state
+    admin = admin_client(own)
+    admin.create_topics([NewTopic(own.topic, 3, 1)])[own.topic].result(30)
+    try:
+        runner = runner_for(OrderProcessor(instance_id="stateless"), own).start()
+        assert runner.join(timeout=60), "the processor went on without its state"
+        assert runner.fatal is not None and f"'{own.state_topic}' does not exist" in runner.fatal
+        assert "order-system topics create" in runner.fatal and runner.processed == 0
+    finally:
+        delete_topics(own, list(own.all_topics))

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from confluent_kafka import Message
+from confluent_kafka import Consumer, Message
 
 from ..config import Settings
 from ..domain.changelog import Outcome, Verdict
@@ -138,3 +138,13 @@ class Deferred(Exception):
 
 class Stopping(Exception):
     """Raised while waiting when the runner was asked to stop: the record stays unprocessed."""
+
+
+def take_batch(consumer: Consumer, limit: int, wait: float) -> list[Message]:
+    """Up to ``limit`` records: wait (``wait`` seconds at most) for the first, then take what is
+    already fetched without waiting. ``consume(limit, wait)`` alone waits out ``wait`` unless
+    ``limit`` records come, which adds that wait to everything downstream under light load."""
+    first = consumer.consume(1, wait)
+    if not first or limit == 1:
+        return first
+    return first + consumer.consume(limit - 1, 0)

@@ -36,7 +36,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from ..config import Settings
 from ..interfaces import metrics
-from .consumer import MAX_FAILURES_KEPT, Received, Stopping
+from .consumer import MAX_FAILURES_KEPT
+from .records import Received, Stopping, take_batch
 from .throttle import KAFKA_ERRORS
 
 BATCH_SIZE = 500  # records per consume() and so per transaction
@@ -216,7 +217,7 @@ class TransactionalRunner:
             self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                      on_lost=self._on_lost)
             while not self._stop.is_set():
-                records = self._records(self._next_batch(self._consumer))
+                records = self._records(take_batch(self._consumer, self.batch_size, 0.25))
                 if records and not self._stop.is_set():  # asked to stop: they come again
                     self._batch(records)
         except Fenced as exc:
@@ -243,15 +244,6 @@ class TransactionalRunner:
                     raise
                 self.log.warning("[%s] init_transactions failed (attempt %d): %s", self.name, attempt,
                                  exc.args[0].str())
-
-    def _next_batch(self, consumer: Consumer) -> list[Message]:
-        """Up to ``batch_size`` records: wait (0.25 s at most) for the first, then take what is
-        already fetched without waiting. ``consume(n, timeout)`` alone waits out its timeout
-        unless n records come, which would add that wait to every command's verdict."""
-        first = consumer.consume(1, 0.25)
-        if not first or self.batch_size == 1:
-            return first
-        return first + consumer.consume(self.batch_size - 1, 0)
 
     def _records(self, messages: list[Message]) -> list[Received]:
         records = []

@@ -50,6 +50,7 @@ from ..domain.errors import InvalidEvent, StillProcessing, TopicError
 from ..domain.events import OrderStatus
 from ..domain.state_machine import Order
 from ..kafka.partitioner import partition_for
+from ..kafka.records import take_batch
 
 log = logging.getLogger("order_system.state.view")
 
@@ -164,7 +165,7 @@ class OrderView:
         state = [TopicPartition(self.settings.state_topic, p) for p in range(self.partitions)]
         try:
             while not self._stopping.is_set():
-                messages = consumer.consume(BATCH, POLL_SECONDS)
+                messages = take_batch(consumer, BATCH, POLL_SECONDS)
                 positions = consumer.position(state)  # past commit markers too (librdkafka moves it on)
                 changes = [change for change in map(self._decode, messages) if change is not None]  # outside the lock
                 with self._changed:

@@ -14,11 +14,12 @@ like the events; ``format`` lets a later version change the layout.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from pydantic_core import to_json
 
 from .errors import InvalidEvent
 from .events import OrderEvent, parse_value
@@ -77,9 +78,8 @@ class Verdict:
             "format": FORMAT, "outcome": self.outcome.value, "partition": self.partition, "offset": self.offset,
             "eventId": self.event_id, "orderId": self.order_id, "version": self.version, "status": self.status,
             "reason": self.reason, "detail": self.detail,
-            "event": self.event.to_dict() if self.event is not None else None,
         }
-        return _dump(body)
+        return _dump(body, event=self.event.to_json() if self.event is not None else b"null")
 
     @classmethod
     def from_json(cls, data: bytes | None) -> Verdict:
@@ -104,8 +104,7 @@ def order_to_json(order: Order) -> bytes:
         "format": FORMAT, "orderId": order.order_id, "customerId": order.customer_id,
         "status": order.status.value, "version": order.version,
         "lastEventId": str(order.history[-1].event_id),
-        "history": [event.to_dict() for event in order.history],
-    })
+    }, history=b"[" + b",".join(event.to_json() for event in order.history) + b"]")
 
 
 def order_from_json(data: bytes | None) -> Order:
@@ -148,5 +147,9 @@ def _opt_str(value: object) -> str | None:
     return value
 
 
-def _dump(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
+def _dump(body: dict[str, Any], **encoded: bytes) -> bytes:
+    """``body`` as compact JSON, with ``encoded`` fields (JSON already) appended as they are."""
+    text = to_json(body)
+    if not encoded:
+        return text
+    return text[:-1] + b"".join(b',"%s":%s' % (name.encode(), value) for name, value in encoded.items()) + b"}"

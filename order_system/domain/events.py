@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import Enum
+from functools import cached_property
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
@@ -140,6 +141,12 @@ class OrderEvent(BaseModel):
 
     def to_json(self) -> bytes:
         """The record value: UTF-8 JSON with camelCase keys and an ISO 8601 timestamp with offset."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> bytes:
+        # an event is immutable, so it is encoded once however often it is written (each state
+        # record of the processor repeats its order's history)
         return self.model_dump_json(by_alias=True).encode()
 
     @classmethod

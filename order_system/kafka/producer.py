@@ -82,6 +82,7 @@ class _Record:
     seq: int | None = None  # the outbox row this record re-sends
     chained: bool = False  # sent only once the previous record of its key was acknowledged
     owner: OrderProducer | None = None  # set when dispatched: the record is its own delivery callback
+    unkeepable: bool = False  # sent before an outbox was attached: its bytes were let go
 
     def __call__(self, error: KafkaError | None, message: Message) -> None:
         assert self.owner is not None
@@ -279,12 +280,18 @@ class OrderProducer:
     def _dispatch(self, record: _Record, *, wait: bool) -> None:
         """Hand ``record`` to librdkafka. If its queue is full, wait (a publisher) or leave the
         record to the callback thread (inside a delivery callback, which must not block)."""
-        placement = {} if record.partition is None else {"partition": record.partition}
+        record.owner = self
         while True:
             try:
-                record.owner = self
-                self._producer.produce(record.topic, value=record.value, key=record.key, headers=record.headers,
-                                       on_delivery=record, **placement)
+                if record.partition is None:
+                    self._producer.produce(record.topic, record.value, record.key, headers=record.headers,
+                                           on_delivery=record)
+                else:
+                    self._producer.produce(record.topic, record.value, record.key, partition=record.partition,
+                                           headers=record.headers, on_delivery=record)
+                if self.outbox is None:  # nothing will be kept or sent again: librdkafka has its copy
+                    record.value = record.headers = None  # (fewer objects alive for the GC to walk)
+                    record.unkeepable = True
                 return
             except BufferError:
                 if not wait:
@@ -333,7 +340,8 @@ class OrderProducer:
             self._unresolved -= 1 + len(behind)
             kept = False
             if keep and self.outbox is not None:
-                kept = self._keep_locked([r for r in [record, *behind] if r.seq is None], reason)
+                kept = self._keep_locked([r for r in [record, *behind] if r.seq is None and not r.unkeepable],
+                                         reason)
             for row in [r for r in [record, *behind] if r.seq is not None]:  # they stay in the outbox
                 self._row_done_locked(failed=True)
                 if row.chain is not None:

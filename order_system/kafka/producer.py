@@ -339,9 +339,8 @@ class OrderProducer:
             behind = list(self._chains.pop(record.chain, ())) if record.chained and record.chain else []
             self._unresolved -= 1 + len(behind)
             kept = False
-            if keep and self.outbox is not None:
-                kept = self._keep_locked([r for r in [record, *behind] if r.seq is None and not r.unkeepable],
-                                         reason)
+            if keep and self.outbox is not None and not record.unkeepable:
+                kept = self._keep_locked([r for r in [record, *behind] if r.seq is None], reason)
             for row in [r for r in [record, *behind] if r.seq is not None]:  # they stay in the outbox
                 self._row_done_locked(failed=True)
                 if row.chain is not None:

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from ..kafka.producer import OrderProducer
 
 log = logging.getLogger("order_system.interfaces.api")
+request_log = logging.getLogger("order_system.interfaces.api.requests")  # a line per request
 
 MAX_BODY_BYTES = 16 * 1024  # larger request bodies are refused with 413 before they are read in full
 MAX_OFFSET = 1_000_000_000  # the largest `offset` of GET /api/orders (larger: 422)
@@ -270,7 +271,7 @@ def create_app(
     async def log_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         began = time.perf_counter()
         response = await call_next(request)
-        log.info("%s %s -> %d in %.1f ms", request.method, request.url.path, response.status_code,
+        request_log.info("%s %s -> %d in %.1f ms", request.method, request.url.path, response.status_code,
                  (time.perf_counter() - began) * 1000)
         return response
 

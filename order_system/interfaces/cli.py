@@ -94,6 +94,7 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from ..services.groups import runner_for, standard_groups
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    _log_records(args.log_records)
     try:
         groups = standard_groups(args.state_dir, instance_id=args.instance_id)
     except ValueError as exc:  # an unusable instance id
@@ -198,6 +199,7 @@ def _outbox(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from .api import serve
 
+    _log_records(args.log_records)
     serve(settings, port=args.port, host=args.host, api_only=args.api_only, state_dir=args.state_dir,
           instance_id=args.instance_id)
     return 0
@@ -210,6 +212,22 @@ def _instance_id(text: str) -> str:
         return valid_instance_id(text)
     except OrderSystemError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _log_records(style: str) -> None:
+    """``summary``/``line``: the consumers log a periodic summary or a line per record, and the
+    lines per published record and per HTTP request are left out; ``block``: the tutorial's."""
+    from ..kafka.consumer import log_records
+
+    log_records(style)
+    quiet = {"summary": RECORD_LOGGERS, "line": RECORD_LOGGERS[:2], "block": ()}[style]
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+RECORD_LOGGERS = ("order_system.kafka.producer.records", "uvicorn.access", "order_system.interfaces.api.requests")
+LOG_RECORDS_HELP = ("summary (default): a line per group every 10 s; line: a line per record; "
+                    "block: the tutorial's block per record, and every published record and request")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "transactional id is order-processor-<id> (default: ORDER_SYSTEM_INSTANCE_ID or the host name)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (off by default)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="the address --metrics-port listens on")
+    p.add_argument("--log-records", choices=("summary", "line", "block"), default="summary", help=LOG_RECORDS_HELP)
     p.set_defaults(run=_consume, needs_kafka=True)
 
     p = sub.add_parser("produce-demo", help="publish N full order lifecycles, interleaved")
@@ -268,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance-id", type=_instance_id, default=None,
                    help="this instance's id, reused on restart (default: $ORDER_SYSTEM_INSTANCE_ID, "
                         "else <hostname>-<port>)")
+    p.add_argument("--log-records", choices=("summary", "line", "block"), default="summary", help=LOG_RECORDS_HELP)
     p.set_defaults(run=_serve, needs_kafka=True)
     return parser
 

@@ -41,6 +41,19 @@ __all__ = ["AssignCallback", "ConsumerRunner", "Decoder", "Deferred", "Handler",
 
 AssignCallback = Callable[[list[tuple[str, int]]], None]
 MAX_FAILURES_KEPT = 1000  # runner.failures keeps the most recent ones; the policy has the rest
+RECORD_LOGS = ("block", "line", "summary")  # how each record is logged; see log_records()
+SUMMARY_EVERY = 10.0  # seconds between two summary lines of a runner
+_record_log = "block"
+
+
+def log_records(style: str) -> None:
+    """How runners log records from now on: ``block`` (the tutorial's block per record, the
+    default), ``line`` (one line per record) or ``summary`` (one line per runner every
+    ``SUMMARY_EVERY`` seconds while records arrive). ``serve`` and ``consume`` choose summary."""
+    global _record_log
+    if style not in RECORD_LOGS:
+        raise ValueError(f"record log style {style!r} is not one of {', '.join(RECORD_LOGS)}")
+    _record_log = style
 
 
 class ConsumerRunner:
@@ -110,6 +123,7 @@ class ConsumerRunner:
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
+        self._summary = [time.monotonic(), 0]  # start of the summary's period, records received in it
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -211,7 +225,7 @@ class ConsumerRunner:
         finally:
             self._commit(consumer, "on stop")
             consumer.close()
-            self.log.info("[%s] closed", self.name)
+            self.log.info("[%s] closed after %d records", self.name, self.processed + self.skipped)
             with self._progress:
                 self._progress.notify_all()
 
@@ -329,12 +343,31 @@ class ConsumerRunner:
 
     def log_received(self, received: Received, event: OrderEvent | None) -> None:
         status = event.status.value if event else "(undecodable)"
+        if _record_log == "summary":
+            self._summary[1] += 1
+            began, count = self._summary
+            now = time.monotonic()
+            if now - began >= SUMMARY_EVERY:
+                self.log.info("[%s] %d records in %.0f s (%.0f/s); %d processed, %d dead-lettered in all",
+                              self.name, count, now - began, count / (now - began), self.processed,
+                              self.dead_lettered)
+                self._summary[:] = [now, 0]
+            return
+        if _record_log == "line":
+            self.log.info("[%s] received %s partition %d offset %d key %s %s", self.name, received.topic,
+                          received.partition, received.offset,
+                          received.key[:100] if received.key is not None else None, status)
+            return
         self.log.info(
             "\n---- %s received ----\n  topic %s, partition %d, offset %d\n  key (order id): %s\n  status: %s\n"
             "--------------------------",
             self.name, received.topic, received.partition, received.offset,
             received.key[:100] if received.key is not None else None, status,
         )
+
+    def log_handled(self, text: str, suffix: str = "") -> None:
+        """The failure policy's line for a handled record: logged in the block style only."""
+        self.log.log(logging.INFO if _record_log == "block" else logging.DEBUG, "%s%s", text, suffix)
 
     def _resume_due(self, consumer: Consumer) -> None:
         now = time.time()

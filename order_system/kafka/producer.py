@@ -49,6 +49,7 @@ from ..domain.events import OrderEvent, OrderStatus, new_order_id
 from .outbox import ANY_CLUSTER, ChainKey, Outbox, Resent
 
 log = logging.getLogger("order_system.kafka.producer")
+record_log = logging.getLogger("order_system.kafka.producer.records")  # a line per published record
 
 _BUSY = 0.002  # a publisher that published this recently serves the callbacks itself (see _serve_callbacks)
 
@@ -325,10 +326,10 @@ class OrderProducer:
         if record.future is None:
             return
         delivery = Delivery(message.topic(), message.partition(), message.offset(), record.key, record.event)
-        if log.isEnabledFor(logging.INFO):
+        if record_log.isEnabledFor(logging.INFO):
             event = record.event
             what = f"{event.event_type} for order {event.order_id}" if event else f"record {record.key!r}"
-            log.info("Published %s -> partition %d, offset %d", what, delivery.partition, delivery.offset)
+            record_log.info("Published %s -> partition %d, offset %d", what, delivery.partition, delivery.offset)
         record.future.set_result(delivery)
         _notify(record.on_delivery, delivery, None)
 

@@ -98,7 +98,7 @@ class _DeadLettering:
     def _succeeded(self, runner: Runner, result: str | None, attempt: int) -> None:
         metrics.HANDLED.labels(runner.group_id).inc()
         suffix = f" (attempt {attempt})" if attempt > 1 else ""
-        runner.log.info("%s%s", result or f"[{runner.name}] handled", suffix)
+        runner.log_handled(result or f"[{runner.name}] handled", suffix)
 
 
 class InPlaceRetry(_DeadLettering):

@@ -134,7 +134,7 @@ def assert_nothing_received_twice(log_text: str, own: Settings, done: dict[tuple
 
 def test_sigterm_of_serve_under_load(topic_settings: Settings, tmp_path: Path, free_port: int) -> None:
     state, first_log, second_log = tmp_path / "state", tmp_path / "serve-1.log", tmp_path / "serve-2.log"
-    args = ["serve", "--port", str(free_port), "--state-dir", str(state)]
+    args = ["serve", "--port", str(free_port), "--state-dir", str(state), "--log-records", "block"]
     accepted: list[tuple[str, str]] = []  # (order id, status) of every 2xx answer
     answers: dict[int, int] = defaultdict(int)
     stop_load = threading.Event()
@@ -199,7 +199,8 @@ def test_sigterm_of_serve_under_load(topic_settings: Settings, tmp_path: Path, f
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_of_consume_mid_stream(topic_settings: Settings, tmp_path: Path, signum: int) -> None:
     state, first_log, second_log = tmp_path / "state", tmp_path / "consume-1.log", tmp_path / "consume-2.log"
-    args = ["consume", "--group", "order-processor", "--state-dir", str(state), "--instance-id", "graceful"]
+    args = ["consume", "--group", "order-processor", "--state-dir", str(state), "--instance-id", "graceful",
+            "--log-records", "block"]
     events = plan_lifecycles(600, seed=10)
     published = threading.Event()
 

@@ -1,0 +1,57 @@
+"""benchmarks/compare.py in its smallest mode: every row of issue 13's table gets a figure.
+
+It checks that the benchmark runs end to end (Kafka's own tools, kafka-python, wrk against
+``serve`` and the trivial app, the latency runs) and writes its CSV and chart; the figures
+themselves are reported by the benchmark, never asserted here.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from order_system.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = {
+    ("produce", "raw confluent-kafka produce() loop"),
+    ("produce", "Kafka ProducerPerformance (Java)"),
+    ("produce", "kafka-python producer"),
+    ("produce", "OrderProducer.publish"),
+    ("consume", "raw consume(500) + store_offsets"),
+    ("consume", "raw poll() + store_offsets"),
+    ("consume", "kafka-python poll(max_records=500)"),
+    ("consume", "order-processor (runner_for, as serve runs it)"),
+    ("POST /api/orders", "trivial FastAPI endpoint, same body, same uvicorn"),
+    ("POST /api/orders", "order-system serve (three groups running)"),
+    ("GET /api/orders/{id}", "trivial FastAPI endpoint, same uvicorn"),
+    ("GET /api/orders/{id}", "order-system serve (three groups running)"),
+    ("latency p99", "Kafka EndToEndLatency (Java), unloaded"),
+    ("latency p99", "publish -> processed at 200/s"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_smallest_run_reports_every_row(settings: Settings, tmp_path: Path) -> None:
+    setup = subprocess.run([str(ROOT / "scripts" / "setup-wrk")], capture_output=True, text=True)
+    if setup.returncode != 0:
+        pytest.skip(f"wrk (the HTTP load generator) is not installed and cannot be here: {setup.stderr.strip()}")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--smoke", "--out", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with (tmp_path / "compare.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    figures = {(r["section"], r["path"]): float(r["value"]) for r in rows}
+    assert set(figures) == ROWS, done.stdout[-3000:]
+    bad = {row: value for row, value in figures.items() if not (value > 0 and math.isfinite(value))}
+    assert not bad, f"rows without a positive figure: {bad}\n{done.stdout[-4000:]}"
+    assert all(r["ratio"] for r in rows if r["baseline"] == "False"), "a row without its ratio"
+    assert (tmp_path / "compare.png").stat().st_size > 10_000

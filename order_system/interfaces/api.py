@@ -28,7 +28,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -186,6 +186,31 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **d
     return JSONResponse({"error": message, **details}, status_code=status, headers=headers)
 
 
+class LogRequests:
+    """A line per request on ``request_log``; plain ASGI, and nothing at all when that logger is
+    quiet (Starlette's ``@app.middleware`` costs a task and a stream per request even then)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not request_log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        began, status = time.perf_counter(), [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            request_log.info("%s %s -> %d in %.1f ms", scope["method"], scope["path"], status[0],
+                             (time.perf_counter() - began) * 1000)
+
+
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413, before reading them in full.
 
@@ -267,13 +292,7 @@ def create_app(
     guarded = [Depends(_authenticate(tokens))]  # sets request.state.customer; declared only when on
     auth_errors: tuple[int, ...] = (401,) if tokens is not None else ()
 
-    @app.middleware("http")
-    async def log_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        began = time.perf_counter()
-        response = await call_next(request)
-        request_log.info("%s %s -> %d in %.1f ms", request.method, request.url.path, response.status_code,
-                 (time.perf_counter() - began) * 1000)
-        return response
+    app.add_middleware(LogRequests)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -447,7 +466,7 @@ def _uvicorn_server(app: FastAPI, host: str, port: int) -> Any:
                 if self._captured_signals:
                     log.info("stop signal %s received; stopping", signal.Signals(self._captured_signals[0]).name)
 
-    return Server(uvicorn.Config(app, host=host, port=port, log_level="info",
+    return Server(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,  # LogRequests does
                                  timeout_graceful_shutdown=int(GRACE_SECONDS)))
 
 

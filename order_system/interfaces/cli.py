@@ -220,12 +220,12 @@ def _log_records(style: str) -> None:
     from ..kafka.consumer import log_records
 
     log_records(style)
-    quiet = {"summary": RECORD_LOGGERS, "line": RECORD_LOGGERS[:2], "block": ()}[style]
+    quiet = {"summary": RECORD_LOGGERS, "line": RECORD_LOGGERS[:1], "block": ()}[style]
     for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-RECORD_LOGGERS = ("order_system.kafka.producer.records", "uvicorn.access", "order_system.interfaces.api.requests")
+RECORD_LOGGERS = ("order_system.kafka.producer.records", "order_system.interfaces.api.requests")
 LOG_RECORDS_HELP = ("summary (default): a line per group every 10 s; line: a line per record; "
                     "block: the tutorial's block per record, and every published record and request")
 

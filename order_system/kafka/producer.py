@@ -51,7 +51,8 @@ from .outbox import ANY_CLUSTER, ChainKey, Outbox, Resent
 log = logging.getLogger("order_system.kafka.producer")
 record_log = logging.getLogger("order_system.kafka.producer.records")  # a line per published record
 
-_BUSY = 0.002  # a publisher that published this recently serves the callbacks itself (see _serve_callbacks)
+_BUSY = 0.0005  # a publisher that published this recently serves the callbacks itself (see _serve_callbacks)
+_POLL_EVERY = 16  # a busy publisher serves callbacks every so many publishes (poll() has a cost of its own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,40 +67,6 @@ class Delivery:
 
 
 DeliveryCallback = Callable[["Delivery | None", "Exception | None"], None]
-
-
-@dataclass(eq=False, slots=True)
-class _Record:
-    """One record on its way: what to send, whom to tell, and its outbox row if it is a resend."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] | None
-    event: OrderEvent | None
-    on_delivery: DeliveryCallback | None
-    partition: int | None
-    future: Future[Delivery] | None  # None for a resent outbox row (the relay counts those instead)
-    seq: int | None = None  # the outbox row this record re-sends
-    chained: bool = False  # sent only once the previous record of its key was acknowledged
-    owner: OrderProducer | None = None  # set when dispatched: the record is its own delivery callback
-    unkeepable: bool = False  # sent before an outbox was attached: its bytes were let go
-
-    def __call__(self, error: KafkaError | None, message: Message) -> None:
-        assert self.owner is not None
-        self.owner._delivered(self, error, message)
-
-    @property
-    def chain(self) -> ChainKey | None:
-        return (self.topic, self.key) if self.key is not None else None
-
-    @property
-    def order_id(self) -> str | None:
-        return self.event.order_id if self.event else None
-
-    @property
-    def label(self) -> str:
-        return f"order {self.event.order_id}" if self.event else f"key {self.key!r}"
 
 
 _FINAL = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
@@ -170,6 +137,58 @@ class _Pending(Future):  # type: ignore[type-arg]
             self._invoke_callbacks()
 
 
+class _Record(_Pending):
+    """One record on its way (what to send, whom to tell, its outbox row if it is a resend) and,
+    for a publish, its own future: one object per record for the garbage collector, not two."""
+
+    seq: int | None = None  # the outbox row this record re-sends
+    chained = False  # sent only once the previous record of its key was acknowledged
+    owner: OrderProducer | None = None  # set when dispatched: the record is its own delivery callback
+    unkeepable = False  # sent before an outbox was attached: its bytes were let go
+    _partition = _offset = -1  # where it landed; result() makes the Delivery when first asked
+
+    def __init__(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None,
+                 event: OrderEvent | None, on_delivery: DeliveryCallback | None, partition: int | None,
+                 futures: threading.Condition | None, seq: int | None = None) -> None:
+        """``futures``: the producer's Condition for a publish; None for a resent outbox row."""
+        super().__init__(futures)  # type: ignore[arg-type]
+        self.topic, self.key, self.value, self.headers = topic, key, value, headers
+        self.event, self.on_delivery, self.partition = event, on_delivery, partition
+        if seq is not None:
+            self.seq = seq
+
+    @property
+    def future(self) -> _Record | None:
+        """Itself for a publish; None for a resent outbox row (the relay counts those instead)."""
+        return self if self._condition is not None else None
+
+    def __call__(self, error: KafkaError | None, message: Message) -> None:
+        assert self.owner is not None
+        self.owner._delivered(self, error, message)
+
+    def _landed(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+        self._finish(None, None)
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._wait(timeout)
+        if self._result is None and self._partition >= 0:
+            self._result = Delivery(self.topic, self._partition, self._offset, self.key, self.event)
+        return Future.result(self, 0)
+
+    @property
+    def chain(self) -> ChainKey | None:
+        return (self.topic, self.key) if self.key is not None else None
+
+    @property
+    def order_id(self) -> str | None:
+        return self.event.order_id if self.event else None
+
+    @property
+    def label(self) -> str:
+        return f"order {self.event.order_id}" if self.event else f"key {self.key!r}"
+
+
 class OrderProducer:
     """Publishes events to the order topic; one instance can be shared by threads.
 
@@ -209,6 +228,7 @@ class OrderProducer:
         self._relaying = threading.Lock()
         self._local = threading.local()  # .polling: this thread is inside poll() (serving callbacks)
         self._last_publish = 0.0  # time.monotonic() of the latest publish
+        self._publishes = 0
         self._poller = threading.Thread(target=self._serve_callbacks, name="producer-callbacks", daemon=True)
         self._poller.start()
         threading.Thread(target=self._learn_cluster, name="producer-cluster-id", daemon=True).start()
@@ -232,20 +252,20 @@ class OrderProducer:
 
         ``partition`` overrides the key's partition (demonstrations only: it breaks ordering).
         """
-        future: Future[Delivery] = _Pending(self._futures)
-        self._submit(_Record(topic or self.topic, event.key() if keyed else None, event.to_json(),
-                             event.headers(), event, on_delivery, partition, future))
+        record = _Record(topic or self.topic, event.key() if keyed else None, event.to_json(), event.headers(),
+                         event, on_delivery, partition, self._futures)
+        self._submit(record)
         self._serve_inline()
-        return future
+        return record
 
     def publish_raw(self, value: bytes | None, *, key: bytes | None, headers: list[tuple[str, bytes]] | None = None,
                     topic: str | None = None, partition: int | None = None,
                     on_delivery: DeliveryCallback | None = None) -> Future[Delivery]:
         """Send arbitrary bytes, optionally to a chosen partition (poison-record tests, tooling)."""
-        future: Future[Delivery] = _Pending(self._futures)
-        self._submit(_Record(topic or self.topic, key, value, headers, None, on_delivery, partition, future))
+        record = _Record(topic or self.topic, key, value, headers, None, on_delivery, partition, self._futures)
+        self._submit(record)
         self._serve_inline()
-        return future
+        return record
 
     def holds(self, order_id: str, topic: str | None = None) -> bool:
         """Whether an event of this order waits in the outbox (later ones would queue behind it)."""
@@ -325,13 +345,15 @@ class OrderProducer:
             self._dispatch(following, wait=False)
         if record.future is None:
             return
-        delivery = Delivery(message.topic(), message.partition(), message.offset(), record.key, record.event)
+        partition, offset = message.partition(), message.offset()
         if record_log.isEnabledFor(logging.INFO):
             event = record.event
             what = f"{event.event_type} for order {event.order_id}" if event else f"record {record.key!r}"
-            record_log.info("Published %s -> partition %d, offset %d", what, delivery.partition, delivery.offset)
-        record.future.set_result(delivery)
-        _notify(record.on_delivery, delivery, None)
+            record_log.info("Published %s -> partition %d, offset %d", what, partition, offset)
+        record.value = record.headers = record.owner = None  # delivered: nothing to keep or resend
+        record._landed(partition, offset)
+        if record.on_delivery is not None:
+            _notify(record.on_delivery, record.result(0), None)
 
     def _failed(self, record: _Record, reason: str, *, keep: bool) -> None:
         """``record`` was not delivered: it and every record waiting behind it fail; with an
@@ -509,8 +531,14 @@ class OrderProducer:
     # ---- lifecycle ----------------------------------------------------------------------
 
     def _serve_inline(self) -> None:
-        """Serve the delivery callbacks that are due, in the publishing thread (not from a callback)."""
-        self._last_publish = time.monotonic()
+        """Serve the delivery callbacks that are due, in the publishing thread (not from a
+        callback), every ``_POLL_EVERY`` publishes or when the last one was a while ago."""
+        now = time.monotonic()
+        self._publishes += 1
+        if self._publishes % _POLL_EVERY and now - self._last_publish < _BUSY:
+            self._last_publish = now
+            return
+        self._last_publish = now
         local = self._local
         if not getattr(local, "polling", False):
             local.polling = True

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ROWS = {
     ("produce", "raw confluent-kafka produce() loop"),
     ("produce", "Kafka ProducerPerformance (Java)"),
+    ("produce", "raw loop encoding each event, no-op callback"),
     ("produce", "kafka-python producer"),
     ("produce", "OrderProducer.publish"),
     ("consume", "raw consume(500) + store_offsets"),

@@ -290,7 +290,7 @@ def publish_to_processed(settings: Settings, rate: int, seconds: float) -> tuple
                 pause = due - time.perf_counter()
                 if pause > 0.001:
                     time.sleep(pause)  # pacing the load generator, not waiting for a condition
-                event = OrderEvent.created(uuid.uuid4().hex[:8], "customer-1")
+                event = OrderEvent.created(uuid.uuid4().hex[:16], "customer-1")  # no two alike
                 producer.publish(event, on_delivery=record(event.order_id, time.perf_counter()))
             sent_in = time.perf_counter() - began
         deadline[0] = time.monotonic() + 30.0
@@ -612,7 +612,7 @@ def write_chart(rows: list[Row], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     shown = [r for r in rows if r.ratio is not None]
-    fig, ax = plt.subplots(figsize=(10, 0.42 * len(shown) + 1.6))
+    fig, ax = plt.subplots(figsize=(11, 0.42 * len(shown) + 1.8))
     labels = [f"{r.section}: {r.path}" for r in shown]
     colors = ["#888888" if r.baseline else ("#d62728" if r.unit == "ms" else "#1f77b4") for r in shown]
     bars = ax.barh(range(len(shown)), [r.ratio for r in shown], color=colors)
@@ -623,12 +623,30 @@ def write_chart(rows: list[Row], path: Path, title: str) -> None:
     ax.set_yticks(range(len(shown)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xlim(0, max(2.2, max(r.ratio or 0 for r in shown) * 1.35))
-    ax.set_xlabel("figure / the section's baseline, same run (throughput: higher is better; latency p99: lower is better)")
-    ax.set_title(title, fontsize=9)
+    ax.set_xscale("log")  # ratios from a hundredth to thousands: each on its own order of magnitude
+    ratios = [r.ratio or 1.0 for r in shown]
+    ax.set_xlim(min(0.5, min(ratios) / 2), max(2.0, max(ratios) * 40))
+    ax.set_xlabel("figure / its section's baseline in the same run, log scale\n"
+                  "(blue: throughput, higher is better; red: latency p99, lower is better; grey: baselines)")
+    ax.set_title(title.replace(" | ", "\n", 1), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def redraw(path: Path, out: Path) -> int:
+    """The table and chart of an earlier run, from its CSV (e.g. after editing the chart)."""
+    with path.open() as f:
+        rows_in = list(csv.DictReader(f))
+    rows = with_ratios([Row(r["section"], r["path"], float(r["value"]), r["unit"], r["baseline"] == "True", r["note"])
+                        for r in rows_in])
+    first = rows_in[0]
+    title = f"{first['command']} | {first['measured_at']} | {first['machine']}"
+    print_table(rows, title)
+    out.mkdir(parents=True, exist_ok=True)
+    write_chart(rows, out / "compare.png", title)
+    print(f"\nwrote {out / 'compare.png'}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -643,7 +661,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, help="runs of the short produce rows, best kept (default 3; quick 1)")
     parser.add_argument("--only", help="sections to run: produce,consume,http,latency (default all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="where CSV and PNG go")
+    parser.add_argument("--from-csv", type=Path, help="print and redraw an earlier run's CSV instead of measuring")
     args = parser.parse_args(argv)
+    if args.from_csv:
+        return redraw(args.from_csv, args.out)
     preset = ((2_000, 2.0, 2.0, "200") if args.smoke else (20_000, 5.0, 5.0, "1000") if args.quick
               else (100_000, 30.0, 60.0, "1000,10000"))
     args.events = args.events or preset[0]

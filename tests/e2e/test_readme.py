@@ -47,8 +47,8 @@ def test_the_curl_walkthrough_against_order_system_serve(tmp_path: Path, free_po
     env, settings = own_topic_env()
     env["ORDER_SYSTEM_HOME"] = str(tmp_path)  # its own outbox
     log = tmp_path / "serve.log"
-    server = subprocess.Popen([sys.executable, "-m", "order_system", "serve", "--port", str(free_port)],
-                              env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    server = subprocess.Popen([sys.executable, "-m", "order_system", "serve", "--port", str(free_port),
+                               "--log-records", "block"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -4,7 +4,8 @@
 
 Each figure is a ratio to a baseline measured in the same run on the same broker, so a busy
 machine moves both sides alike: the bare client is the baseline, order_system's adapter (JSON
-encoding, headers, futures, decoding, the state machine and its SQLite store) is the candidate.
+encoding, headers, futures, decoding, the exactly-once order-processor) is the candidate.
+``benchmarks/compare.py`` runs the whole table of issue 13 (Kafka's own tools, kafka-python, HTTP).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 from order_system import OrderProcessor, OrderProducer, Settings, create_topics, delete_topics, plan_lifecycles
-from order_system.kafka.consumer import ConsumerRunner
-from order_system.kafka.retry import InPlaceRetry
+from order_system.services.groups import runner_for
 
 
 def timed(action) -> float:  # type: ignore[no-untyped-def]
@@ -58,9 +58,9 @@ def bare_consume(settings: Settings, count: int) -> None:
 
 
 def ours_consume(settings: Settings, count: int) -> None:
-    processor = OrderProcessor()
-    runner = ConsumerRunner(settings, f"bench-{uuid.uuid4().hex[:6]}", processor.handlers(),
-                            failure_policy=InPlaceRetry())
+    """The order-processor as ``serve`` runs it (``runner_for``), on its own instance id."""
+    processor = OrderProcessor(instance_id=f"bench-{uuid.uuid4().hex[:6]}")
+    runner = runner_for(processor, settings)
     with runner:
         assert runner.wait_until(lambda: runner.processed >= count, timeout=300)
 

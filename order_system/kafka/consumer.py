@@ -18,7 +18,6 @@ dead-letter or retry topic (the broker) makes the runner try the same record aga
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +33,7 @@ from ..domain.errors import InvalidEvent, PublishError
 from ..domain.events import OrderEvent, OrderStatus
 from .records import Decoder, Deferred, Handler, Received, Stopping, decode
 from .retry import FailurePolicy, InPlaceRetry
+from .runner_thread import RunnerThread
 from .throttle import KAFKA_ERRORS
 
 __all__ = ["AssignCallback", "ConsumerRunner", "Decoder", "Deferred", "Handler", "Received", "Stopping", "decode",
@@ -56,7 +56,7 @@ def log_records(style: str) -> None:
     _record_log = style
 
 
-class ConsumerRunner:
+class ConsumerRunner(RunnerThread):
     """One consumer of one group, feeding records to a handler per status in its own thread."""
 
     def __init__(
@@ -88,7 +88,7 @@ class ConsumerRunner:
         self.handlers = dict(handlers)
         self.policy = failure_policy or InPlaceRetry()
         self.topics = list(topics or [settings.topic, *self.policy.extra_topics(settings)])
-        self.name = name or group_id
+        super().__init__(name or group_id)
         self.require_key = require_key
         self.decoder: Decoder = decoder or self._decode_event
         self.on_assign = on_assign
@@ -115,13 +115,8 @@ class ConsumerRunner:
         self.errors: list[KafkaError] = []
         # every failed decode or handler attempt, newest last, before the policy disposes of it
         self.failures: deque[tuple[Received, Exception]] = deque(maxlen=MAX_FAILURES_KEPT)
-        self.assigned = threading.Event()
-        self._assignment: set[tuple[str, int]] = set()
         self._paused: dict[tuple[str, int], float] = {}
         self._rewound: set[tuple[str, int]] = set()  # partitions sent back to a record not yet finished
-        self._stop = threading.Event()
-        self._progress = threading.Condition()
-        self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
         self._summary = [time.monotonic(), 0]  # start of the summary's period, records received in it
 
@@ -133,62 +128,9 @@ class ConsumerRunner:
         self._consumer = Consumer(self._config)
         self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
-        self._thread = threading.Thread(target=self._run, name=f"consumer-{self.name}", daemon=True)
-        self._thread.start()
-        return self
+        return self._launch()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask the loop to finish; returns once it committed its offsets and closed."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise TimeoutError(f"consumer {self.name} did not stop within {timeout:.0f}s")
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the loop to end by itself (a fatal error); True once it has."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    def __enter__(self) -> ConsumerRunner:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # ---- waiting ---------------------------------------------------------------------------
-
-    def wait_assigned(self, timeout: float = 30.0) -> bool:
-        return self.assigned.wait(timeout)
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-        """Wait until ``predicate()`` holds; False on timeout.
-
-        It is re-checked after every record and rebalance of this runner, and at least every
-        0.1 s, so a predicate may also watch other runners.
-        """
-        deadline = time.monotonic() + timeout
-        with self._progress:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._progress.wait(min(left, 0.1))
-        return True
-
-    def sleep(self, seconds: float) -> None:
-        """Back off inside the loop without missing ``stop()``; raises ``Stopping`` if asked to stop."""
-        if self._stop.wait(seconds):
-            raise Stopping()
+    # ---- counting (called by the failure policy) -------------------------------------------
 
     def count_dead_letter(self) -> None:
         """Called by the failure policy once a record is safely in the dead-letter topic."""
@@ -199,10 +141,6 @@ class ConsumerRunner:
     def count_retry(self) -> None:
         """Called by the failure policy when a failed record will be tried again."""
         metrics.RETRIED.labels(self.group_id).inc()
-
-    @property
-    def assignment(self) -> list[tuple[str, int]]:
-        return sorted(self._assignment)
 
     # ---- the loop -------------------------------------------------------------------------
 

@@ -25,8 +25,6 @@ name/group_id, context manager), so ``run_groups``, notebooks and tests use eith
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from ..config import Settings
 from ..interfaces import metrics
 from .consumer import MAX_FAILURES_KEPT
 from .records import Received, Stopping, take_batch
+from .runner_thread import RunnerThread
 from .throttle import KAFKA_ERRORS
 
 BATCH_SIZE = 500  # records per consume() and so per transaction
@@ -78,7 +77,7 @@ class Fenced(Exception):
     """The producer can no longer write: fenced by a newer instance with the same id, or fatal."""
 
 
-class TransactionalRunner:
+class TransactionalRunner(RunnerThread):
     """One consumer and one transactional producer of one group, in their own thread."""
 
     def __init__(
@@ -105,7 +104,7 @@ class TransactionalRunner:
         self.transactional_id = transactional_id
         self.process = process
         self.topics = list(topics or [settings.topic])
-        self.name = name or group_id
+        super().__init__(name or group_id)
         self.on_assign = on_assign
         self.on_revoke = on_revoke
         self.batch_size = batch_size
@@ -136,76 +135,9 @@ class TransactionalRunner:
         self.errors: list[KafkaError] = []
         self.failures: deque[tuple[Received, Exception]] = deque(maxlen=MAX_FAILURES_KEPT)
         self.fatal: str | None = None  # why the runner stopped by itself
-        self.assigned = threading.Event()
-        self._assignment: set[tuple[str, int]] = set()
-        self._stop = threading.Event()
-        self._progress = threading.Condition()
-        self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._closing = False
-
-    # ---- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> TransactionalRunner:
-        if self._thread is not None:
-            raise RuntimeError(f"runner {self.name} was already started")
-        self._thread = threading.Thread(target=self._run, name=f"transactions-{self.name}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask the loop to finish; returns once the current batch is committed (or aborted)
-        and the clients are closed."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise TimeoutError(f"processor {self.name} did not stop within {timeout:.0f}s")
-
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    def __enter__(self) -> TransactionalRunner:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # ---- waiting ---------------------------------------------------------------------------
-
-    def wait_assigned(self, timeout: float = 30.0) -> bool:
-        return self.assigned.wait(timeout)
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-        """Wait until ``predicate()`` holds (re-checked after each batch and at least every 0.1 s)."""
-        deadline = time.monotonic() + timeout
-        with self._progress:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._progress.wait(min(left, 0.1))
-        return True
-
-    def sleep(self, seconds: float) -> None:
-        """Back off inside the loop; raises ``Stopping`` when asked to stop meanwhile."""
-        if self._stop.wait(seconds):
-            raise Stopping()
-
-    @property
-    def assignment(self) -> list[tuple[str, int]]:
-        return sorted(self._assignment)
 
     # ---- the loop -------------------------------------------------------------------------
 

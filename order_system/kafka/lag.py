@@ -48,7 +48,7 @@ def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None
 
 # errors a broker answers while a new topic's leaders are still being chosen; librdkafka does
 # not flag them retriable when they come from a watermark query
-_LEADERSHIP_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+LEADERSHIP_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                                   KafkaError.UNKNOWN_TOPIC_OR_PART})
 
 
@@ -60,7 +60,7 @@ def _retrying(call: Callable[[], T], timeout: float) -> T:
         try:
             return call()
         except KafkaException as exc:
-            settling = exc.args[0].retriable() or exc.args[0].code() in _LEADERSHIP_SETTLING
+            settling = exc.args[0].retriable() or exc.args[0].code() in LEADERSHIP_SETTLING
             if not settling or time.monotonic() > deadline:
                 raise
         time.sleep(0.1)  # leadership settles on the broker; there is no event to wait on

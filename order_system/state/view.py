@@ -49,6 +49,7 @@ from ..domain.changelog import Verdict, order_from_json
 from ..domain.errors import InvalidEvent, StillProcessing, TopicError
 from ..domain.events import OrderStatus
 from ..domain.state_machine import Order
+from ..kafka.lag import LEADERSHIP_SETTLING
 from ..kafka.partitioner import partition_for
 from ..kafka.records import take_batch
 
@@ -59,8 +60,6 @@ MAX_WAITING = 100_000  # commands that may wait for a verdict at once (each hold
 BATCH = 500
 POLL_SECONDS = 0.1
 COMMITTED_POLL_SECONDS = 0.05  # how often the group's committed offset is asked for while waiting
-# errors of a partition whose leadership is settling (a topic just created, a leader moving)
-SETTLING = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
 SUMMARY_KEYS = ("order_id", "customer_id", "status", "version", "created_at", "updated_at")
 
 
@@ -248,7 +247,7 @@ class OrderView:
                     return consumer.get_watermark_offsets(tp, timeout=max(0.1, deadline - time.monotonic()))[1]
                 except KafkaException as exc:
                     error = exc.args[0]
-                    if not (error.retriable() or error.code() in SETTLING) or time.monotonic() > deadline:
+                    if not (error.retriable() or error.code() in LEADERSHIP_SETTLING) or time.monotonic() > deadline:
                         raise
                 if self._stopping.wait(0.1):  # leadership of a topic just created settles on the broker
                     raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))

@@ -101,7 +101,11 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     group = {g.group_id: g for g in groups}[args.group]
-    runner = runner_for(group, settings)
+    options = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+    if options and args.group != "order-processor":
+        print("error: --batch-size applies to the order-processor only", file=sys.stderr)
+        return 2
+    runner = runner_for(group, settings, **options)
     if args.metrics_port is not None:
         from .metrics import registry_for, serve_metrics
 
@@ -205,6 +209,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+MAX_BATCH = 10_000
+
+
+def _batch_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if not 1 <= size <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"{size} is not between 1 and {MAX_BATCH}")
+    return size
+
+
 def _instance_id(text: str) -> str:
     from .api import valid_instance_id
 
@@ -253,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the order-processor keeps its state in the order-state topic)")
     p.add_argument("--instance-id", default=None, help="order-processor: this instance's id, reused on restart; its "
                    "transactional id is order-processor-<id> (default: ORDER_SYSTEM_INSTANCE_ID or the host name)")
+    p.add_argument("--batch-size", type=_batch_size, default=None,
+                   help=f"order-processor: records per transaction, 1 to {MAX_BATCH} (default 500)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (off by default)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="the address --metrics-port listens on")
     p.add_argument("--log-records", choices=("summary", "line", "block"), default="summary", help=LOG_RECORDS_HELP)

@@ -198,15 +198,18 @@ def changelog_frame(settings: Settings, isolation: str = "read_committed") -> pd
 
 
 
-def start_processor(settings: Settings, instance_id: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+def start_processor(settings: Settings, instance_id: str, log: Path | None = None,
+                    batch_size: int | None = None) -> subprocess.Popen[bytes]:
     """The order-processor as its own process, as it runs in production: ``order-system consume
-    --group order-processor --instance-id <id>`` on this notebook's topics (output to ``log``)."""
+    --group order-processor --instance-id <id>`` on this notebook's topics (output to ``log``);
+    ``batch_size``: records per transaction (small ones keep a transaction open most of the time)."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "ORDER_SYSTEM_TOPIC": settings.topic,
            "ORDER_SYSTEM_PARTITIONS": str(settings.partitions)}
     output = log.open("ab") if log is not None else subprocess.DEVNULL
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "order_system", "consume", "--group", "order-processor", "--instance-id", instance_id],
+            [sys.executable, "-m", "order_system", "consume", "--group", "order-processor", "--instance-id", instance_id,
+             *(["--batch-size", str(batch_size)] if batch_size is not None else [])],
             env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     finally:
         if log is not None:

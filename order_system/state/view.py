@@ -59,6 +59,7 @@ PROCESSOR_GROUP = "order-processor"
 MAX_WAITING = 100_000  # commands that may wait for a verdict at once (each holds one small entry)
 BATCH = 500
 POLL_SECONDS = 0.1
+QUERY_ATTEMPT_SECONDS = 2.0  # one end-offset query; a longer wait is made of several
 COMMITTED_POLL_SECONDS = 0.05  # how often the group's committed offset is asked for while waiting
 SUMMARY_KEYS = ("order_id", "customer_id", "status", "version", "created_at", "updated_at")
 
@@ -243,11 +244,15 @@ class OrderView:
         with self._probe() as consumer:
             tp = TopicPartition(topic, partition)
             while True:
+                # short attempts: a query sent to a leader that died meanwhile times out, and the
+                # next attempt goes to the new leader the client has learned of by then
+                attempt = min(QUERY_ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic()))
                 try:
-                    return consumer.get_watermark_offsets(tp, timeout=max(0.1, deadline - time.monotonic()))[1]
+                    return consumer.get_watermark_offsets(tp, timeout=attempt)[1]
                 except KafkaException as exc:
                     error = exc.args[0]
-                    if not (error.retriable() or error.code() in LEADERSHIP_SETTLING) or time.monotonic() > deadline:
+                    again = error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT)
+                    if not again or time.monotonic() > deadline:
                         raise
                 if self._stopping.wait(0.1):  # leadership of a topic just created settles on the broker
                     raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))

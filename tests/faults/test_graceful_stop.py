@@ -202,11 +202,13 @@ def test_sigterm_of_consume_mid_stream(topic_settings: Settings, tmp_path: Path,
     args = ["consume", "--group", "order-processor", "--state-dir", str(state), "--instance-id", "graceful",
             "--log-records", "block"]
     events = plan_lifecycles(600, seed=10)
-    published = threading.Event()
+    published, stopped = threading.Event(), threading.Event()
 
     def publish() -> None:
         with OrderProducer(topic_settings) as producer:
-            for n in range(0, len(events), 50):  # a steady stream, so the stop lands mid-stream
+            for n in range(0, len(events), 50):  # a steady stream; its second half only after the stop,
+                if n == len(events) // 2 // 50 * 50:  # so the stop always lands mid-stream
+                    stopped.wait(timeout=120)
                 for future in [producer.publish(e) for e in events[n:n + 50]]:
                     future.result(timeout=60)
         published.set()
@@ -220,6 +222,7 @@ def test_sigterm_of_consume_mid_stream(topic_settings: Settings, tmp_path: Path,
                  "200 events processed", consumer, first_log)
         took = terminate(consumer, first_log, signum)
     finally:
+        stopped.set()
         if consumer.poll() is None:
             consumer.kill()
     assert took < STOP_WITHIN, f"took {took:.1f}s"

@@ -152,6 +152,7 @@ def test_a_dead_broker_is_logged_at_most_once_per_10s_per_client(spare_broker: L
         killed_at = time.time()
         assert spare_broker.wait_stopped(timeout=30)
         threading.Event().wait(22)  # observe a fixed window, longer than two 10 s periods
+        watched_until = time.time()
     finally:
         logs = {"consume": consume.stop(), "serve": serve.stop()}
     for name, log in logs.items():
@@ -162,5 +163,6 @@ def test_a_dead_broker_is_logged_at_most_once_per_10s_per_client(spare_broker: L
         for client, times in after.items():
             gaps = [b - a for a, b in zip(times, times[1:])]
             assert all(gap >= 9.5 for gap in gaps), f"{name}/{client} logged errors {gaps} s apart:\n{log[-3000:]}"
-        total = sum(len(times) for times in after.values())
+        # within the window (a stop with the broker gone may take longer and log on meanwhile)
+        total = sum(len([t for t in times if t <= watched_until]) for times in after.values())
         assert total <= 3 * len(after), f"{name}: {total} error lines from {len(after)} clients in 22 s"

@@ -23,9 +23,9 @@ For the same reason a command that got an accepted verdict waits for the view to
 version (``wait_for_version``) before answering: the state marker is then written, so every
 later ``catch_up``, on any instance, includes it.
 
-Every wait is bounded; each returns False when its time ran out. The broker calls are
-thread-safe (librdkafka handles are), so request threads call them concurrently while the
-view's own thread reads.
+Every wait is bounded; each returns False when its time ran out. Request threads ask the
+broker through an admin client (thread-safe, and it finds a partition's new leader after a
+failover), never through the consumer the view's own thread reads with.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -83,10 +82,8 @@ class OrderView:
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
-        self._prober: Consumer | None = None
         self._admin: AdminClient | None = None
         self._thread: threading.Thread | None = None
-        self._probes = 0  # broker calls in progress on the consumer (it closes only after them)
 
     # ---- life cycle --------------------------------------------------------------------------
 
@@ -96,9 +93,9 @@ class OrderView:
         settings = self.settings
         self._started = time.monotonic()
         consumer = Consumer(_config(settings, **{"auto.offset.reset": "earliest", "fetch.wait.max.ms": 100}))
-        # A second handle for the end-offset queries of request threads: librdkafka's watermark query
-        # on the handle a thread is consuming from was seen to block past its timeout.
-        self._prober = Consumer(_config(settings))
+        # end offsets for request threads come from the admin client, never from this consumer:
+        # librdkafka's watermark query on a handle a thread consumes from was seen to block
+        self._admin = AdminClient(settings.client_config())
         try:
             counts = self._partition_counts(consumer, timeout)
             if not counts[settings.state_topic] or not counts[settings.verdicts_topic]:
@@ -116,9 +113,7 @@ class OrderView:
         except BaseException:
             self._consumer = None
             consumer.close()
-            self._prober.close()
             raise
-        self._admin = AdminClient(settings.client_config())
         self._thread = threading.Thread(target=self._run, name="order-view", daemon=True)
         self._thread.start()
         if not self.catch_up_all(timeout):
@@ -184,7 +179,9 @@ class OrderView:
             log.exception("the view stopped reading")
         finally:
             self._stopping.set()
-            self._close_when_idle(consumer)
+            with self._changed:
+                self._consumer = None
+            consumer.close()
 
     def _decode(self, message: Message) -> tuple[str, str, Any] | None:
         """One record as ("order", id, Order), ("gone", id, None) for a tombstone, or ("verdict",
@@ -216,46 +213,29 @@ class OrderView:
 
     # ---- broker calls from request threads ---------------------------------------------------
 
-    @contextmanager
-    def _probe(self) -> Iterator[Consumer]:
-        with self._changed:
-            if self._consumer is None or self._prober is None or self._stopping.is_set():
-                raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))
-            self._probes += 1
-        try:
-            yield self._prober
-        finally:
-            with self._changed:
-                self._probes -= 1
-                self._changed.notify_all()
-
-    def _close_when_idle(self, consumer: Consumer) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: self._probes == 0, timeout=30)
-            self._consumer, prober, self._prober = None, self._prober, None
-        consumer.close()
-        if prober is not None:
-            prober.close()
-
     def _end_offset(self, topic: str, partition: int, timeout: float) -> int:
-        """The partition's last stable offset now: the prober is read_committed, and librdkafka's
-        watermark query asks with the client's isolation level (one ListOffsets round trip)."""
+        """The partition's last stable offset now (a read_committed ListOffsets), asked in short
+        attempts through the admin client, which looks the leader up again for each request: a
+        consumer handle keeps asking a leader that died until its metadata refresh, for 30 s."""
+        return self._list_offset(topic, partition, timeout, IsolationLevel.READ_COMMITTED)
+
+    def _list_offset(self, topic: str, partition: int, timeout: float, level: IsolationLevel) -> int:
+        assert self._admin is not None
         deadline = time.monotonic() + timeout
-        with self._probe() as consumer:
-            tp = TopicPartition(topic, partition)
-            while True:
-                # short attempts: a query sent to a leader that died meanwhile times out, and the
-                # next attempt goes to the new leader the client has learned of by then
-                attempt = min(QUERY_ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic()))
-                try:
-                    return consumer.get_watermark_offsets(tp, timeout=attempt)[1]
-                except KafkaException as exc:
-                    error = exc.args[0]
-                    again = error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT)
-                    if not again or time.monotonic() > deadline:
-                        raise
-                if self._stopping.wait(0.1):  # leadership of a topic just created settles on the broker
-                    raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))
+        tp = TopicPartition(topic, partition)
+        while True:
+            attempt = min(QUERY_ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic()))
+            try:
+                future = self._admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=attempt,
+                                                  isolation_level=level)[tp]
+                return future.result(timeout=attempt + 1).offset
+            except KafkaException as exc:
+                error = exc.args[0]
+                again = error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT)
+                if not again or time.monotonic() > deadline:
+                    raise
+            if self._stopping.wait(0.1):  # leadership settles on the brokers
+                raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))
 
     def _committed(self, partition: int, timeout: float) -> int:
         """Group ``order-processor``'s committed offset on the ``order-events`` partition (-1: none),
@@ -319,11 +299,7 @@ class OrderView:
 
     def _high_watermark(self, topic: str, partition: int, timeout: float) -> int:
         """The partition's end counting records of transactions not yet (visibly) committed."""
-        assert self._admin is not None
-        tp = TopicPartition(topic, partition)
-        futures = self._admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=timeout,
-                                           isolation_level=IsolationLevel.READ_UNCOMMITTED)
-        return futures[tp].result(timeout=timeout + 1).offset
+        return self._list_offset(topic, partition, timeout, IsolationLevel.READ_UNCOMMITTED)
 
     def wait_for_version(self, order_id: str, version: int, timeout: float) -> bool:
         """Wait until the view holds the order at ``version`` or later (this process's own reads)."""

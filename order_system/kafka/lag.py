@@ -46,10 +46,11 @@ def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-# errors a broker answers while a new topic's leaders are still being chosen; librdkafka does
-# not flag them retriable when they come from a watermark query
+# errors a broker answers while a partition's leader is being chosen (a new topic, a failover);
+# librdkafka does not flag them retriable when they come from an offsets query
 LEADERSHIP_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                                  KafkaError.UNKNOWN_TOPIC_OR_PART})
+                                 KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.FENCED_LEADER_EPOCH,
+                                 KafkaError.UNKNOWN_LEADER_EPOCH})
 
 
 def _retrying(call: Callable[[], T], timeout: float) -> T:

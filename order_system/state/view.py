@@ -287,7 +287,7 @@ class OrderView:
         partition = self.partition_of(order_id)
         try:
             end = self._end_offset(self.settings.topic, partition, timeout)
-            while max(self._committed(partition, max(0.1, deadline - time.monotonic())), 0) < end:
+            while max(self._committed_or_unknown(partition, deadline), 0) < end:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stopping.wait(min(COMMITTED_POLL_SECONDS, left)):
                     return False  # the broker holds the committed offset: nothing local to wait on
@@ -296,6 +296,16 @@ class OrderView:
             log.warning("could not tell whether %s processed partition %d: %s", self.processor_group, partition, exc)
             return False
         return self._reach({partition: written}, deadline - time.monotonic())
+
+    def _committed_or_unknown(self, partition: int, deadline: float) -> int:
+        """``_committed``, or -1 (ask again) while the group's coordinator or a leader is moving."""
+        try:
+            return self._committed(partition, min(QUERY_ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic())))
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT):
+                return -1
+            raise
 
     def _high_watermark(self, topic: str, partition: int, timeout: float) -> int:
         """The partition's end counting records of transactions not yet (visibly) committed."""

@@ -58,6 +58,7 @@ PROCESSOR_GROUP = "order-processor"
 MAX_WAITING = 100_000  # commands that may wait for a verdict at once (each holds one small entry)
 BATCH = 500
 POLL_SECONDS = 0.1
+RETIRED_KEPT = 16
 QUERY_ATTEMPT_SECONDS = 2.0  # one end-offset query; a longer wait is made of several
 COMMITTED_POLL_SECONDS = 0.05  # how often the group's committed offset is asked for while waiting
 SUMMARY_KEYS = ("order_id", "customer_id", "status", "version", "created_at", "updated_at")
@@ -83,6 +84,7 @@ class OrderView:
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
         self._admin: AdminClient | None = None
+        self._retired: list[AdminClient] = []  # replaced admin clients, kept alive (see _renew_admin)
         self._thread: threading.Thread | None = None
 
     # ---- life cycle --------------------------------------------------------------------------
@@ -225,8 +227,9 @@ class OrderView:
         tp = TopicPartition(topic, partition)
         while True:
             attempt = min(QUERY_ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic()))
+            admin = self._admin
             try:
-                future = self._admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=attempt,
+                future = admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=attempt,
                                                   isolation_level=level)[tp]
                 return future.result(timeout=attempt + 1).offset
             except KafkaException as exc:
@@ -234,6 +237,7 @@ class OrderView:
                 again = error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT)
                 if not again or time.monotonic() > deadline:
                     raise
+                self._renew_admin(admin)
             if self._stopping.wait(0.1):  # leadership settles on the brokers
                 raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))
 
@@ -297,13 +301,25 @@ class OrderView:
             return False
         return self._reach({partition: written}, deadline - time.monotonic())
 
+    def _renew_admin(self, failed: AdminClient) -> None:
+        """A client keeps the leader (and its epoch) it knew; after a failover a new one reads the
+        cluster's metadata afresh. The old one stays referenced: other request threads may be
+        inside a call on it, and destroying a librdkafka handle under them crashes the process."""
+        with self._changed:
+            if self._admin is failed:
+                self._retired.append(failed)
+                del self._retired[:-RETIRED_KEPT]
+                self._admin = AdminClient(self.settings.client_config())
+
     def _committed_or_unknown(self, partition: int, deadline: float) -> int:
         """``_committed``, or -1 (ask again) while the group's coordinator or a leader is moving."""
+        admin = self._admin
         try:
             return self._committed(partition, min(QUERY_ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic())))
         except KafkaException as exc:
             error = exc.args[0]
             if error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT):
+                self._renew_admin(admin)
                 return -1
             raise
 

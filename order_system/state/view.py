@@ -58,7 +58,7 @@ PROCESSOR_GROUP = "order-processor"
 MAX_WAITING = 100_000  # commands that may wait for a verdict at once (each holds one small entry)
 BATCH = 500
 POLL_SECONDS = 0.1
-RETIRED_KEPT = 16
+RETIRED_SECONDS = 60.0  # how long a replaced admin client is kept alive (see _renew_admin)
 QUERY_ATTEMPT_SECONDS = 2.0  # one end-offset query; a longer wait is made of several
 COMMITTED_POLL_SECONDS = 0.05  # how often the group's committed offset is asked for while waiting
 SUMMARY_KEYS = ("order_id", "customer_id", "status", "version", "created_at", "updated_at")
@@ -84,7 +84,8 @@ class OrderView:
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
         self._admin: AdminClient | None = None
-        self._retired: list[AdminClient] = []  # replaced admin clients, kept alive (see _renew_admin)
+        self._retired: list[tuple[float, AdminClient]] = []  # replaced admin clients, kept alive a while
+        self._renewed = 0.0  # when the admin client was last replaced (monotonic)
         self._thread: threading.Thread | None = None
 
     # ---- life cycle --------------------------------------------------------------------------
@@ -244,9 +245,10 @@ class OrderView:
     def _committed(self, partition: int, timeout: float) -> int:
         """Group ``order-processor``'s committed offset on the ``order-events`` partition (-1: none),
         without joining the group; stable only (an offset in an open transaction is waited out)."""
-        assert self._admin is not None
+        admin = self._admin  # held until the answer came: the handle must outlive its request
+        assert admin is not None
         request = ConsumerGroupTopicPartitions(self.processor_group, [TopicPartition(self.settings.topic, partition)])
-        future = self._admin.list_consumer_group_offsets([request], require_stable=True, request_timeout=timeout)
+        future = admin.list_consumer_group_offsets([request], require_stable=True, request_timeout=timeout)
         result = future[self.processor_group].result(timeout=timeout + 1)
         offset = result.topic_partitions[0].offset
         return offset if offset >= 0 else -1
@@ -303,13 +305,16 @@ class OrderView:
 
     def _renew_admin(self, failed: AdminClient) -> None:
         """A client keeps the leader (and its epoch) it knew; after a failover a new one reads the
-        cluster's metadata afresh. The old one stays referenced: other request threads may be
-        inside a call on it, and destroying a librdkafka handle under them crashes the process."""
+        cluster's metadata afresh (at most once a second). A replaced client stays referenced for
+        a minute, far longer than any call on it lasts: other request threads may still be inside
+        one, and destroying a librdkafka handle under them crashes the process."""
+        now = time.monotonic()
         with self._changed:
-            if self._admin is failed:
-                self._retired.append(failed)
-                del self._retired[:-RETIRED_KEPT]
-                self._admin = AdminClient(self.settings.client_config())
+            if self._admin is not failed or now - self._renewed < 1.0:
+                return
+            self._retired = [(when, client) for when, client in self._retired if now - when < RETIRED_SECONDS]
+            self._retired.append((now, failed))
+            self._admin, self._renewed = AdminClient(self.settings.client_config()), now
 
     def _committed_or_unknown(self, partition: int, deadline: float) -> int:
         """``_committed``, or -1 (ask again) while the group's coordinator or a leader is moving."""

@@ -200,7 +200,8 @@ def test_two_of_three_down_fails_within_the_bound_keeps_the_event_and_applies_it
         cluster.start(timeout=180)  # both nodes at once
         # the relay sends the kept event; a timed-out copy may also have been written: skipped by eventId
         wait_for(lambda: len(outbox) == 0, 120, "the outbox relay resending the kept event")
-        wait_for(lambda: processor.version(order_id) == 1, 60, "the kept CREATED applied")
+        # the processor first recovers its transactions after the quorum loss: allow it time
+        wait_for(lambda: processor.version(order_id) == 1, 180, "the kept CREATED applied")
         order = processor.get(order_id)
         assert order is not None and [e.status.value for e in order.history] == ["CREATED"]
         on_topic = [json.loads(r.value()) for r in read_records(settings, settings.topic, timeout=30)]

@@ -5,6 +5,13 @@ A transaction that was aborted, or is still open, is never seen here. "To the en
 partition's last stable offset at the time: librdkafka reports ``_PARTITION_EOF`` for a
 read_committed consumer when its fetch position reaches the LSO (not the high watermark), after
 skipping the transaction markers, so the reader stops there (``enable.partition.eof``).
+
+A restore needs more than that (``settle=True``): ``commit_transaction`` returns once the
+coordinator decided to commit, and the commit markers reach the partitions a moment later, one
+by one. A new owner of a partition may see the previous owner's offsets committed while that
+transaction's state records are not readable yet; stopping at the LSO would then miss them. A
+settled read samples each partition's high watermark first and reads until its position passed
+it, so every transaction written before the call was decided (committed or aborted) and read.
 """
 
 from __future__ import annotations
@@ -36,9 +43,12 @@ def read_committed(settings: Settings, topic: str, partitions: Iterable[int] | N
 
 
 def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None = None,
-                timeout: float = RESTORE_TIMEOUT, isolation: str = "read_committed") -> Iterator[Message]:
+                timeout: float = RESTORE_TIMEOUT, isolation: str = "read_committed",
+                settle: bool = False) -> Iterator[Message]:
     """``read_committed``, or with ``isolation="read_uncommitted"`` as such a consumer reads: up to
-    the high watermark, records of open and aborted transactions included (notebook 07 shows both)."""
+    the high watermark, records of open and aborted transactions included (notebook 07 shows both).
+    ``settle``: read up to each partition's high watermark at the call, waiting (within
+    ``timeout``) for transactions still open below it to be decided (see the module docstring)."""
     if isolation not in ("read_committed", "read_uncommitted"):
         raise ValueError(f"isolation is read_committed or read_uncommitted, not {isolation!r}")
     consumer = Consumer(settings.client_config(**{
@@ -56,12 +66,19 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
         if missing:
             raise TopicError(f"topic {topic!r} has no partitions {missing}; it must have as many partitions as the "
                              "events topic (see `order-system topics create`)")
-        waiting = {p for p in partitions if not _empty(consumer, topic, p)}
+        ends = _high_watermarks(settings, topic, partitions, min(timeout, 30)) if settle else {}
+        waiting = {p for p in partitions if (ends[p][1] > ends[p][0] if settle else not _empty(consumer, topic, p))}
         if not waiting:
             return
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in waiting])
         deadline = time.monotonic() + timeout
         while waiting:
+            if settle:  # a read_committed position moves past the markers: it reaches the high watermark
+                done = [tp.partition for tp in consumer.position([TopicPartition(topic, p) for p in waiting])
+                        if tp.offset >= ends[tp.partition][1]]
+                waiting.difference_update(done)
+                if not waiting:
+                    return
             if time.monotonic() > deadline:
                 raise TopicError(f"could not read {topic} partitions {sorted(waiting)} to their end within "
                                  f"{timeout:.0f}s")
@@ -70,7 +87,8 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
                 if error is None:
                     yield message
                 elif error.code() == KafkaError._PARTITION_EOF:
-                    waiting.discard(message.partition())
+                    if not settle:
+                        waiting.discard(message.partition())
                 elif error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
                                       KafkaError._UNKNOWN_TOPIC):
                     raise TopicError(f"topic {topic!r} (or one of its partitions {sorted(waiting)}) does not exist; "
@@ -81,6 +99,18 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
                     log.warning("reading %s: %s", topic, error.str())
     except KafkaException as exc:
         raise TopicError(f"could not read {topic}: {exc.args[0].str()}") from exc
+    finally:
+        consumer.close()
+
+
+def _high_watermarks(settings: Settings, topic: str, partitions: Iterable[int],
+                     timeout: float) -> dict[int, tuple[int, int]]:
+    """Each partition's (low, high) watermarks, records of open transactions counted: asked
+    through a read_uncommitted handle, as a read_committed one answers the last stable offset."""
+    consumer = Consumer(settings.client_config(**{"group.id": f"order-system-marks-{uuid.uuid4().hex[:8]}",
+                                                  "isolation.level": "read_uncommitted"}))
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in partitions}
     finally:
         consumer.close()
 
@@ -104,7 +134,8 @@ def restore_orders(settings: Settings, partitions: Iterable[int],
     tombstone removes the order; a value that is not an order is logged and skipped.
     """
     latest: dict[int, dict[bytes, bytes | None]] = {p: {} for p in partitions}
-    for message in read_committed(settings, settings.state_topic, list(latest), timeout):
+    # settled: the previous owner's last transaction may be committed with its markers on the way
+    for message in read_to_end(settings, settings.state_topic, list(latest), timeout, settle=True):
         key = message.key()
         if key is not None:
             latest[message.partition()][key] = message.value()

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from order_system.config import Settings
-from order_system.domain.changelog import Verdict
+from order_system.domain.changelog import Verdict, order_to_json
 from order_system.domain.errors import TopicError
 from order_system.domain.events import OrderEvent
 from order_system.domain.state_machine import rebuild
-from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state
+from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state, restore_orders
 from order_system.kafka.consumer import run_groups
 from order_system.kafka.lag import wait_for_zero_lag
 from order_system.kafka.producer import OrderProducer, plan_lifecycles
@@ -173,3 +173,23 @@ def test_without_its_state_topic_the_processor_stops_and_says_what_to_do(setting
         assert "order-system topics create" in runner.fatal and runner.processed == 0
     finally:
         delete_topics(own, list(own.all_topics))
+
+
+def test_a_restore_waits_for_a_transaction_still_open_on_the_changelog(topic_settings: Settings) -> None:
+    """The previous owner's last transaction can be committed with its state records not readable
+    yet (the markers reach each partition after ``commit_transaction`` returned). A restore that
+    stopped at the last stable offset would miss them, so it reads past an open transaction's
+    records once they are decided, and never returns without them."""
+    order = rebuild(plan_lifecycles(1, seed=9, interleave=False)[:1]).orders
+    (order_id, state), = order.items()
+    partition = 0
+    producer = Producer(topic_settings.producer_config(**{"transactional.id": f"restore-open-{order_id}"}))
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic_settings.state_topic, key=order_id.encode(), value=order_to_json(state), partition=partition)
+    assert producer.flush(30) == 0  # written and acknowledged, not committed
+    with pytest.raises(TopicError, match="within 3s"):  # it waits: it never answers without the open record
+        restore_orders(topic_settings, [partition], timeout=3)
+    producer.commit_transaction(30)
+    restored = restore_orders(topic_settings, [partition], timeout=30)
+    assert restored[partition][order_id].version == state.version

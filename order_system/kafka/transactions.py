@@ -24,7 +24,9 @@ name/group_id, context manager), so ``run_groups``, notebooks and tests use eith
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +43,8 @@ from .throttle import KAFKA_ERRORS
 
 BATCH_SIZE = 500  # records per consume() and so per transaction
 TRANSACTION_TIMEOUT_MS = 60_000  # the broker aborts a transaction left open longer (a hung instance)
-COMMIT_ATTEMPTS = 5  # a retriable commit error is retried this often before the batch is aborted
+COMMIT_SECONDS = 10.0  # one commit_transaction call; a retriable failure (say, a coordinator moving) is
+COMMIT_PATIENCE = 45.0  # retried for this long (under the transaction timeout), unless asked to stop
 PREPARE_ATTEMPTS = 5  # tries to read a newly assigned partition's state before the runner gives up
 
 
@@ -235,12 +238,14 @@ class TransactionalRunner(RunnerThread):
             positions[(record.topic, record.partition)] = record.offset + 1
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        began = time.monotonic()
+        for attempt in itertools.count(1):
             try:
-                producer.commit_transaction(30)
+                producer.commit_transaction(COMMIT_SECONDS)
                 return
             except KafkaException as exc:
-                if not exc.args[0].retriable() or attempt == COMMIT_ATTEMPTS:
+                if (not exc.args[0].retriable() or self._stop.is_set()
+                        or time.monotonic() - began > COMMIT_PATIENCE):
                     raise
                 self.log.warning("[%s] commit attempt %d failed (%s); trying again", self.name, attempt,
                                  exc.args[0].str())
@@ -260,7 +265,7 @@ class TransactionalRunner(RunnerThread):
     def _abort(self) -> None:
         assert self._producer is not None
         try:
-            self._producer.abort_transaction(30)
+            self._producer.abort_transaction(COMMIT_SECONDS)
         except KafkaException as exc:
             if exc.args[0].fatal():
                 raise Fenced(self._fenced_message(exc.args[0])) from exc

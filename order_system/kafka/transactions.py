@@ -342,14 +342,16 @@ class TransactionalRunner(RunnerThread):
             try:
                 # stable offsets: waits until no transaction with offsets for these partitions
                 # is pending, so the state read next reflects everything those offsets cover
-                consumer.committed(partitions, timeout=60)
+                consumer.committed(partitions, timeout=15)
                 if self.on_assign is not None:
                     self.on_assign([(p.topic, p.partition) for p in partitions])
                 return
             except Exception as exc:  # raised here it would escape from consume()
                 self.log.warning("[%s] preparing %s failed (attempt %d of %d): %s", self.name, _names(partitions),
                                  attempt, PREPARE_ATTEMPTS, exc)
-                if attempt == PREPARE_ATTEMPTS or self._stop.wait(2.0 * attempt):
+                if self._stop.wait(2.0 * attempt):  # asked to stop: nothing to report
+                    return
+                if attempt == PREPARE_ATTEMPTS:
                     self._give_up(f"{self.name}: could not prepare {_names(partitions)} (restore their state): "
                                   f"{exc}")
                     return

@@ -29,6 +29,7 @@ from ..domain.changelog import order_from_json
 from ..domain.errors import InvalidEvent, TopicError
 from ..domain.events import parse_value
 from ..domain.state_machine import Order
+from .lag import watermarks
 
 log = logging.getLogger("order_system.kafka.changelog_reader")
 RESTORE_TIMEOUT = 120.0  # seconds a restore may take before it is reported as failed
@@ -110,7 +111,7 @@ def _high_watermarks(settings: Settings, topic: str, partitions: Iterable[int],
     consumer = Consumer(settings.client_config(**{"group.id": f"order-system-marks-{uuid.uuid4().hex[:8]}",
                                                   "isolation.level": "read_uncommitted"}))
     try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in partitions}
+        return {p: watermarks(consumer, TopicPartition(topic, p), timeout) for p in partitions}
     finally:
         consumer.close()
 
@@ -120,7 +121,7 @@ def _empty(consumer: Consumer, topic: str, partition: int) -> bool:
     watermark query (ListOffsets) answers the last stable offset as the high mark. When the
     query fails, the partition is read (its EOF ends it)."""
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        low, high = watermarks(consumer, TopicPartition(topic, partition), 10)
     except KafkaException:
         return False
     return high <= low

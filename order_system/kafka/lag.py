@@ -37,7 +37,7 @@ def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None
             partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
             committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
             for tp in committed:
-                _, high = _retrying(lambda: consumer.get_watermark_offsets(tp, timeout=timeout), timeout)
+                _, high = watermarks(consumer, tp, timeout)
                 done = tp.offset if tp.offset >= 0 else -1
                 rows.append({"group": group, "topic": topic, "partition": tp.partition, "committed": done,
                              "end_offset": high, "lag": high - max(done, 0)})
@@ -50,7 +50,24 @@ def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None
 # librdkafka does not flag them retriable when they come from an offsets query
 LEADERSHIP_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                                  KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.FENCED_LEADER_EPOCH,
-                                 KafkaError.UNKNOWN_LEADER_EPOCH})
+                                 KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.OFFSET_NOT_AVAILABLE})
+
+
+def known(offset: int, tp: TopicPartition) -> int:
+    """``offset``, or a retriable error when it is none (-1001): a new leader whose high watermark
+    has not caught up yet answers no offset, and taken as a number it ends a wait too early."""
+    if offset < 0:
+        raise KafkaException(KafkaError(KafkaError.OFFSET_NOT_AVAILABLE,
+                                        f"no offset of {tp.topic}[{tp.partition}] yet (a new leader catching up)"))
+    return offset
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+    """The partition's (low, high) watermarks, asked again while its leadership settles."""
+    def ask() -> tuple[int, int]:
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+        return known(low, tp), known(high, tp)
+    return _retrying(ask, timeout)
 
 
 def _retrying(call: Callable[[], T], timeout: float) -> T:
@@ -187,7 +204,7 @@ class LagWatch:
         groups_f = {group: self._admin.list_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(group, list(self._partitions[self.reads[group]]))],
             request_timeout=self.timeout)[group] for group in self.counters}
-        ends = {(tp.topic, tp.partition): f.result(self.timeout).offset for tp, f in ends_f.items()}
+        ends = {(tp.topic, tp.partition): known(f.result(self.timeout).offset, tp) for tp, f in ends_f.items()}
         seconds = round(time.monotonic() - self._began, 3)
         rows = []
         for group, future in groups_f.items():
@@ -212,7 +229,7 @@ def end_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> dict[i
 
     def ask(level: IsolationLevel) -> dict[int, int]:
         futures = admin.list_offsets(wanted, isolation_level=level, request_timeout=timeout)
-        return {tp.partition: future.result(timeout).offset for tp, future in futures.items()}
+        return {tp.partition: known(future.result(timeout).offset, tp) for tp, future in futures.items()}
 
     # the high watermark first: a last stable offset asked for after it is below it only if a
     # transaction open then is still open

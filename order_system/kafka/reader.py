@@ -8,6 +8,7 @@ import uuid
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from ..config import Settings
+from .lag import watermarks
 
 
 def read_records(settings: Settings, topic: str, timeout: float = 10.0, limit: int = 100_000) -> list[Message]:
@@ -23,7 +24,7 @@ def read_records(settings: Settings, topic: str, timeout: float = 10.0, limit: i
         partitions = list(metadata.topics[topic].partitions) if topic in metadata.topics else []
         ends = {}
         for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            low, high = watermarks(consumer, TopicPartition(topic, p), timeout)
             if high > low:
                 ends[p] = high
         if not ends:

@@ -48,7 +48,7 @@ from ..domain.changelog import Verdict, order_from_json
 from ..domain.errors import InvalidEvent, StillProcessing, TopicError
 from ..domain.events import OrderStatus
 from ..domain.state_machine import Order
-from ..kafka.lag import LEADERSHIP_SETTLING
+from ..kafka.lag import LEADERSHIP_SETTLING, known
 from ..kafka.partitioner import partition_for
 from ..kafka.records import take_batch
 
@@ -232,7 +232,7 @@ class OrderView:
             try:
                 future = admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=attempt,
                                                   isolation_level=level)[tp]
-                return future.result(timeout=attempt + 1).offset
+                return known(future.result(timeout=attempt + 1).offset, tp)
             except KafkaException as exc:
                 error = exc.args[0]
                 again = error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT)

@@ -9,7 +9,8 @@ Read-your-writes across instances, without any instance telling another anything
 
 1. ``catch_up(order_id)`` asks the broker for the last stable offset (LSO, the read_committed
    end) of the order's ``order-state`` partition, then waits until the view has read up to it.
-   Whatever any processor committed before the call is then in the view.
+   Whatever any processor committed before the call is then in the view. Concurrent requests
+   share one query, sent after each of them arrived (``kafka/shared_offsets.py``).
 2. ``wait_processed(order_id)`` covers an order whose event was published but not processed
    yet: it samples the end of the order's ``order-events`` partition, waits until group
    ``order-processor`` has committed its offsets up to it (offsets and state are committed in
@@ -51,6 +52,7 @@ from ..domain.state_machine import Order
 from ..kafka.lag import LEADERSHIP_SETTLING, known
 from ..kafka.partitioner import partition_for
 from ..kafka.records import take_batch
+from ..kafka.shared_offsets import SharedEndOffsets
 
 log = logging.getLogger("order_system.state.view")
 
@@ -87,6 +89,7 @@ class OrderView:
         self._retired: list[tuple[float, AdminClient]] = []  # replaced admin clients, kept alive a while
         self._renewed = 0.0  # when the admin client was last replaced (monotonic)
         self._thread: threading.Thread | None = None
+        self._state_ends: SharedEndOffsets | None = None  # order-state's ends, one query for many requests
 
     # ---- life cycle --------------------------------------------------------------------------
 
@@ -99,6 +102,8 @@ class OrderView:
         # end offsets for request threads come from the admin client, never from this consumer:
         # librdkafka's watermark query on a handle a thread consumes from was seen to block
         self._admin = AdminClient(settings.client_config())
+        self._state_ends = SharedEndOffsets(settings.state_topic, lambda: self._admin, self._renew_admin,
+                                            QUERY_ATTEMPT_SECONDS)
         try:
             counts = self._partition_counts(consumer, timeout)
             if not counts[settings.state_topic] or not counts[settings.verdicts_topic]:
@@ -116,6 +121,7 @@ class OrderView:
         except BaseException:
             self._consumer = None
             consumer.close()
+            self._state_ends.stop()
             raise
         self._thread = threading.Thread(target=self._run, name="order-view", daemon=True)
         self._thread.start()
@@ -140,6 +146,8 @@ class OrderView:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
+        if self._state_ends is not None:
+            self._state_ends.stop()
         if self._thread is not None:
             self._thread.join(timeout)
         with self._changed:
@@ -271,12 +279,23 @@ class OrderView:
         return self._catch_up(list(range(self.partitions)), timeout)
 
     def _catch_up(self, partitions: list[int], timeout: float) -> bool:
-        try:
-            ends = {p: self._end_offset(self.settings.state_topic, p, timeout) for p in partitions}
-        except KafkaException as exc:
-            log.warning("no end offset of %s within %.1fs: %s", self.settings.state_topic, timeout, exc)
-            return False
-        return self._reach(ends, timeout)
+        """Ask for the partitions' ends (a query shared with concurrent requests, sent after this
+        call began), again while the leadership settles, then wait until the view read that far."""
+        assert self._state_ends is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ends = self._state_ends.end_offsets(partitions, max(0.1, deadline - time.monotonic()))
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                again = error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT)
+                if not again or time.monotonic() > deadline:
+                    log.warning("no end offset of %s within %.1fs: %s", self.settings.state_topic, timeout, exc)
+                    return False
+            if self._stopping.wait(0.1):  # leadership settles on the brokers
+                return False
+        return self._reach(ends, deadline - time.monotonic())
 
     def _reach(self, ends: dict[int, int], timeout: float) -> bool:
         """Wait until the view read each order-state partition up to its offset in ``ends``."""

@@ -47,10 +47,12 @@ def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None
 
 
 # errors a broker answers while a partition's leader is being chosen (a new topic, a failover);
-# librdkafka does not flag them retriable when they come from an offsets query
+# librdkafka does not flag them retriable when they come from an offsets query. _NOENT is the
+# admin client's "No leaders found" for a topic whose leaders its metadata does not know yet.
 LEADERSHIP_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                                  KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.FENCED_LEADER_EPOCH,
-                                 KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.OFFSET_NOT_AVAILABLE})
+                                 KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.OFFSET_NOT_AVAILABLE,
+                                 KafkaError._NOENT})
 
 
 def known(offset: int, tp: TopicPartition) -> int:

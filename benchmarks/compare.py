@@ -463,7 +463,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
 
     events = plan_lifecycles(args.events // 4, seed=1, cancel_every=0)
     size = round(statistics.mean(len(e.to_json()) for e in events[:1000]))
-    sections = set(args.only.split(",")) if args.only else {"produce", "consume", "http", "latency"}
+    sections = set(args.only.split(",")) if args.only else {"produce", "consume", "http", "latency", "memory", "poison"}
     rows: list[Row] = []
 
     def add(row: Row) -> None:
@@ -553,6 +553,11 @@ def measure(args: argparse.Namespace) -> list[Row]:
                     return p99, f"p50 {p50:.1f} ms; {note}"
 
                 attempt("latency p99", f"publish -> processed at {rate:,}/s", "ms", ours)
+        if sections & {"memory", "poison"}:
+            import memory  # benchmarks/memory.py: RSS and state per order from 10k to 1M events; 1 % poison
+
+            for row in memory.rows(args, sections, fresh, order_processor):
+                add(Row(*row))
     finally:
         for settings in topics:
             try:
@@ -661,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, help="sustained load per latency row (default 60)")
     parser.add_argument("--rates", help="publish rates of the latency rows, comma-separated (default 1000,10000)")
     parser.add_argument("--repeat", type=int, help="runs of the short produce rows, best kept (default 3; quick 1)")
-    parser.add_argument("--only", help="sections to run: produce,consume,http,latency (default all)")
+    parser.add_argument("--only", help="sections to run: produce,consume,http,latency,memory,poison (default all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="where CSV and PNG go")
     parser.add_argument("--from-csv", type=Path, help="print and redraw an earlier run's CSV instead of measuring")
     args = parser.parse_args(argv)

@@ -40,8 +40,9 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from order_system import OrderStatus, Settings, plan_lifecycles
+from order_system import OrderProcessor, OrderView, Settings, plan_lifecycles
 from order_system.domain.events import OrderEvent
+from order_system.kafka.transactions import TransactionalRunner
 
 Record = tuple["bytes | None", bytes, list[tuple[str, bytes]]]
 SIZES = {"full": (10_000, 100_000, 1_000_000), "quick": (10_000, 30_000, 100_000), "smoke": (1_000, 2_000)}
@@ -162,10 +163,21 @@ def rss() -> tuple[int, int]:
     return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
 
+def trim() -> int:
+    """RSS once malloc gave the free memory it holds back to the system (``malloc_trim``, glibc):
+    what the process holds but no longer uses, say librdkafka's buffers after a peak."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to give back this way
+        pass
+    return rss()[0]
+
+
 def child(topic: str, events: int, timeout: float) -> dict[str, Any]:
     """Process ``topic`` (``events`` records) with the order-processor and an OrderView, as serve
     runs them, then measure (both still running)."""
-    from order_system import OrderProcessor, OrderView
     from order_system.services.groups import runner_for
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -174,29 +186,37 @@ def child(topic: str, events: int, timeout: float) -> dict[str, Any]:
     processor = OrderProcessor(instance_id=f"bench-mem-{uuid.uuid4().hex[:8]}")
     runner = runner_for(processor, settings)
     began = time.monotonic()
-    with runner, OrderView(settings) as view:
+    with runner:
         if not runner.wait_until(lambda: runner.processed + runner.skipped >= events or runner.fatal is not None,
                                  timeout=timeout):
             raise TimeoutError(f"{runner.processed} of {events} events processed in {timeout:.0f}s")
         if runner.fatal:
             raise RuntimeError(runner.fatal)
         took = time.monotonic() - began
-        if not view.catch_up_all(timeout):
-            raise TimeoutError("the view did not catch up")
-        gc.collect()
-        resident, peak = rss()
-        with processor._changed:  # noqa: SLF001 - the state measured is the processor's own dicts
-            p_orders, p_bytes = state_bytes(processor._orders.values(), [processor._orders])  # noqa: SLF001
-            effects = len(processor._effects)  # noqa: SLF001
-            e_bytes = deep_size([processor._effects], set())  # noqa: SLF001
-        with view._changed:  # noqa: SLF001
-            v_orders, v_bytes = state_bytes([view._orders])  # noqa: SLF001
-            waiting = len(view._waiting)  # noqa: SLF001
-        return {"events": events, "processed": runner.processed, "dead_lettered": runner.dead_lettered,
-                "seconds": took, "rss_start": started, "rss": resident, "rss_peak": peak,
-                "processor_orders": p_orders, "processor_bytes": p_bytes,
-                "view_orders": v_orders, "view_bytes": v_bytes, "effects_kept": effects, "effects_bytes": e_bytes,
-                "failures_kept": len(runner.failures), "errors_kept": len(runner.errors), "view_waiting": waiting}
+        view = OrderView(settings).start(timeout)  # reads every order the processor committed
+        try:
+            return measure(processor, runner, view) | {"events": events, "seconds": took, "rss_start": started}
+        finally:
+            view.stop()
+
+
+def measure(processor: OrderProcessor, runner: TransactionalRunner, view: OrderView) -> dict[str, Any]:
+    """RSS, and the bytes of the processor's and the view's state, with both running."""
+    gc.collect()
+    resident, peak = rss()
+    trimmed = resident - trim()
+    with processor._changed:  # noqa: SLF001 - the state measured is the processor's own dicts
+        p_orders, p_bytes = state_bytes(processor._orders.values(), [processor._orders])  # noqa: SLF001
+        effects = len(processor._effects)  # noqa: SLF001
+        e_bytes = deep_size([processor._effects], set())  # noqa: SLF001
+    with view._changed:  # noqa: SLF001
+        v_orders, v_bytes = state_bytes([view._orders])  # noqa: SLF001
+        waiting = len(view._waiting)  # noqa: SLF001
+    return {"processed": runner.processed, "dead_lettered": runner.dead_lettered,
+            "rss": resident, "rss_peak": peak, "rss_free": trimmed,
+            "processor_orders": p_orders, "processor_bytes": p_bytes,
+            "view_orders": v_orders, "view_bytes": v_bytes, "effects_kept": effects, "effects_bytes": e_bytes,
+            "failures_kept": len(runner.failures), "errors_kept": len(runner.errors), "view_waiting": waiting}
 
 
 def measure_size(settings: Settings, events: int) -> dict[str, Any]:
@@ -213,6 +233,12 @@ def measure_size(settings: Settings, events: int) -> dict[str, Any]:
 
 def residue(m: Mapping[str, Any]) -> int:
     return int(m["rss"] - m["processor_bytes"] - m["view_bytes"])
+
+
+def settled(m: Mapping[str, Any]) -> int:
+    """The residue less the processor's kept effects (a deque of up to 200,000, see the README) and
+    less what malloc held free (``malloc_trim`` gave it back): what the rest of the process uses."""
+    return int(residue(m) - m["effects_bytes"] - m["rss_free"])
 
 
 def per_order(m: Mapping[str, Any], side: str) -> float:
@@ -238,13 +264,16 @@ def memory_rows(sizes: Iterable[int], fresh: Callable[[str], Settings]) -> Itera
               f" at start {m['rss_start'] / mb:,.1f}); processor {m['processor_orders']:,} orders"
               f" {m['processor_bytes'] / mb:,.1f} MB ({per_order(m, 'processor'):,.0f} B/order); view"
               f" {m['view_orders']:,} orders {m['view_bytes'] / mb:,.1f} MB ({per_order(m, 'view'):,.0f} B/order);"
-              f" effects kept {m['effects_kept']:,} ({m['effects_bytes'] / mb:,.1f} MB); residue"
-              f" {residue(m) / mb:,.1f} MB ({drift:+.1%})", flush=True)
+              f" effects kept {m['effects_kept']:,} ({m['effects_bytes'] / mb:,.1f} MB); malloc held"
+              f" {m['rss_free'] / mb:,.1f} MB free; residue {residue(m) / mb:,.1f} MB ({drift:+.1%}), less kept effects"
+              f" and free memory {settled(m) / mb:,.1f} MB ({settled(m) / settled(runs[0]) - 1:+.1%})", flush=True)
         note = (f"RSS {m['rss'] / mb:,.1f} MB, peak {m['rss_peak'] / mb:,.1f}; {m['processor_orders']:,} orders:"
                 f" processor {m['processor_bytes'] / mb:,.1f} MB + view {m['view_bytes'] / mb:,.1f} MB;"
-                f" of the residue, the processor's kept effects ({m['effects_kept']:,}) {m['effects_bytes'] / mb:,.1f} MB")
+                f" of the residue, the processor's kept effects ({m['effects_kept']:,}) {m['effects_bytes'] / mb:,.1f} MB"
+                f" and malloc's free memory {m['rss_free'] / mb:,.1f} MB; the rest {settled(m) / mb:,.1f} MB")
         if len(runs) > 1:
-            note += f"; {drift:+.1%} vs the smallest run ({'within' if abs(drift) <= FLAT else 'NOT within'} +-10 %)"
+            note += (f"; residue {drift:+.1%} vs the smallest run ({'within' if abs(drift) <= FLAT else 'NOT within'}"
+                     f" +-10 %), the rest {settled(m) / settled(runs[0]) - 1:+.1%}")
         yield ("memory", f"RSS less order state, {events:,} events", residue(m) / mb, "MB", len(runs) == 1, note)
     if not runs:
         return

@@ -35,6 +35,12 @@ ROWS = {
     ("GET /api/orders/{id}", "order-system serve (three groups running)"),
     ("latency p99", "Kafka EndToEndLatency (Java), unloaded"),
     ("latency p99", "publish -> processed at 200/s"),
+    ("memory", "RSS less order state, 1,000 events"),
+    ("memory", "RSS less order state, 2,000 events"),
+    ("memory per order", "order-processor state per order"),
+    ("memory per order", "OrderView state per order"),
+    ("poison 1 %", "order-processor, clean topic"),
+    ("poison 1 %", "order-processor, 1 % poison records"),
 }
 
 
@@ -55,4 +61,6 @@ def test_the_smallest_run_reports_every_row(settings: Settings, tmp_path: Path) 
     bad = {row: value for row, value in figures.items() if not (value > 0 and math.isfinite(value))}
     assert not bad, f"rows without a positive figure: {bad}\n{done.stdout[-4000:]}"
     assert all(r["ratio"] for r in rows if r["baseline"] == "False"), "a row without its ratio"
+    poison = next(r for r in rows if r["path"] == "order-processor, 1 % poison records")
+    assert "dead letters = poison records (20)" in poison["note"], poison["note"]  # a count, not a figure
     assert (tmp_path / "compare.png").stat().st_size > 10_000

@@ -11,6 +11,7 @@ from confluent_kafka import Consumer
 
 from order_system.config import Settings
 from order_system.domain.changelog import Outcome, Verdict
+from order_system.domain.events import OrderEvent, OrderStatus
 from order_system.kafka.consumer import Received
 from order_system.services.groups import OrderProcessor
 from order_system.state import view
@@ -53,3 +54,16 @@ def test_the_view_reads_ahead_a_few_mebibytes_not_librdkafkas_64() -> None:
     config = view._config(Settings(bootstrap_servers="127.0.0.1:9"))  # nothing is asked of a broker
     assert config["queued.max.messages.kbytes"] <= 8192
     Consumer(config).close()  # librdkafka accepts it (fetch sizes adjust to it)
+
+
+def test_events_given_the_same_fields_share_one_fields_set_and_keep_their_own_meaning() -> None:
+    created = OrderEvent.created("shared1", "c1")
+    read = [OrderEvent.from_json(OrderEvent.created(f"shared{n}", "c1").to_json()) for n in range(3)]
+    assert read[0].__pydantic_fields_set__ is read[2].__pydantic_fields_set__  # one set, not one each
+    bare = OrderEvent(order_id="shared9", customer_id="c1", status=OrderStatus.CREATED, version=1)
+    assert bare.model_fields_set == {"order_id", "customer_id", "status", "version"}
+    assert created.model_fields_set == {"order_id", "customer_id", "status", "version", "description"}
+    assert read[1].model_fields_set == set(OrderEvent.model_fields)  # the wire gives every field
+    moved = read[0].model_copy(update={"version": 2})
+    assert moved.__pydantic_fields_set__ is not read[0].__pydantic_fields_set__
+    assert read[0].version == 1 and read[0].model_fields_set == set(OrderEvent.model_fields)

@@ -463,7 +463,8 @@ def measure(args: argparse.Namespace) -> list[Row]:
 
     events = plan_lifecycles(args.events // 4, seed=1, cancel_every=0)
     size = round(statistics.mean(len(e.to_json()) for e in events[:1000]))
-    sections = set(args.only.split(",")) if args.only else {"produce", "consume", "http", "latency", "memory", "poison"}
+    sections = set(args.only.split(",")) if args.only else {"produce", "consume", "http", "commands", "latency", "memory",
+                                                              "poison"}
     rows: list[Row] = []
 
     def add(row: Row) -> None:
@@ -534,6 +535,15 @@ def measure(args: argparse.Namespace) -> list[Row]:
             except Exception as exc:
                 add(Row("POST /api/orders", "HTTP rows", float("nan"), "req/s", False,
                         f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
+        if "commands" in sections:
+            from command_latency import SECTION, command_rows  # its own module; it imports Row and Server
+
+            s = fresh("commands")
+            try:
+                for row in command_rows(s, args.command_rate, args.command_seconds, work):
+                    add(row)
+            except Exception as exc:
+                add(Row(SECTION, "command rows", float("nan"), "ms", False, f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
         if "latency" in sections:
             s = fresh("e2e-java")
             count = max(200, int(min(args.latency_seconds, 60) * 100))
@@ -663,21 +673,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="the smallest run (the test suite's check)")
     parser.add_argument("--events", type=int, help="events produced and consumed per row (default 100,000)")
     parser.add_argument("--http-seconds", type=float, help="wrk's duration per HTTP row (default 30)")
+    parser.add_argument("--command-seconds", type=float, help="commands on existing orders per command row (default 30)")
+    parser.add_argument("--command-rate", type=int, help="commands per second of the command rows (default 500)")
     parser.add_argument("--latency-seconds", type=float, help="sustained load per latency row (default 60)")
     parser.add_argument("--rates", help="publish rates of the latency rows, comma-separated (default 1000,10000)")
     parser.add_argument("--repeat", type=int, help="runs of the short produce rows, best kept (default 3; quick 1)")
-    parser.add_argument("--only", help="sections to run: produce,consume,http,latency,memory,poison (default all)")
+    parser.add_argument("--only", help="sections to run: produce,consume,http,commands,latency,memory,poison (default all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="where CSV and PNG go")
     parser.add_argument("--from-csv", type=Path, help="print and redraw an earlier run's CSV instead of measuring")
     args = parser.parse_args(argv)
     if args.from_csv:
         return redraw(args.from_csv, args.out)
-    preset = ((2_000, 2.0, 2.0, "200") if args.smoke else (20_000, 5.0, 5.0, "1000") if args.quick
-              else (100_000, 30.0, 60.0, "1000,10000"))
+    preset = ((2_000, 2.0, 2.0, "200", 2.0, 200) if args.smoke else (20_000, 5.0, 5.0, "1000,10000", 5.0, 500) if args.quick
+              else (100_000, 30.0, 60.0, "1000,10000", 30.0, 500))
     args.events = args.events or preset[0]
     args.http_seconds = args.http_seconds or preset[1]
     args.latency_seconds = args.latency_seconds or preset[2]
     args.rates = [int(r) for r in (args.rates or preset[3]).split(",")]
+    args.command_seconds = args.command_seconds or preset[4]
+    args.command_rate = args.command_rate or preset[5]
     args.repeat = args.repeat or (1 if args.smoke or args.quick else 3)
     command = "benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

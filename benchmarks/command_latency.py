@@ -214,7 +214,7 @@ def command_rows(settings: Settings, rate: int, seconds: float, work: Path) -> l
         ours = asyncio.run(drive(serve.url, plan(count, orders), rate))
     finally:
         serve.stop()
-    return [Row(SECTION, f"trivial FastAPI endpoint, {path}", base.quantile(base.latencies, 99), "ms", True,
+    return [Row(SECTION, f"trivial FastAPI app, {path}", base.quantile(base.latencies, 99), "ms", True,
                 base.note(rate)),
             Row(SECTION, f"order-system serve, {path}", ours.quantile(ours.latencies, 99), "ms", False,
                 ours.note(rate) + f"; {len(orders)} orders created first in {made:.1f} s (not timed)")]

@@ -28,8 +28,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -268,6 +268,20 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> str:
     return ", ".join(sorted(methods))
 
 
+REQUEST_THREADS = 100
+"""Requests run at once (the routes are sync: each takes a thread). A command mostly waits for the
+processor's verdict; anyio's default of 40 threads capped commands at 40 / their latency (about
+250/s with ~150 ms commands on a busy 2-core machine, ``benchmarks/command_latency.py``)."""
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    import anyio.to_thread
+
+    anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
+    yield
+
+
 def create_app(
     settings: Settings,
     producer: OrderProducer,
@@ -285,7 +299,7 @@ def create_app(
     With ``tokens`` every order route needs ``Authorization: Bearer <token>``, and a caller
     sees and acts only on the orders of the customer its token stands for.
     """
-    app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka")
+    app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka", lifespan=_lifespan)
     app.add_middleware(BodyLimit)
     commands = OrderCommands(producer, view, outbox, publish_timeout, view_timeout, verdict_timeout)
     app.state.commands = commands

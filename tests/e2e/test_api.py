@@ -14,7 +14,7 @@ import pytest
 from serving import serve_in_thread
 from served import Api, api  # noqa: F401  (api is a fixture)
 
-from order_system.interfaces.api import create_app
+from order_system.interfaces.api import REQUEST_THREADS, create_app
 from order_system.config import Settings
 from order_system.kafka.reader import read_records
 from order_system.domain.events import OrderEvent, OrderStatus
@@ -168,6 +168,19 @@ def test_openapi_docs_are_served(api: Api) -> None:
     assert api.client.get("/docs").status_code == 200
     paths = api.client.get("/openapi.json").json()["paths"]
     assert {"/api/orders", "/api/orders/{order_id}/{action}", "/api/orders/{order_id}", "/health"} <= set(paths)
+
+
+def test_the_app_runs_more_requests_at_once_than_anyio_by_default(api: Api) -> None:
+    """Each command waits for its verdict in a request thread: anyio's default of 40 threads capped
+    the commands in flight (and so their rate) at 40."""
+    import anyio.to_thread
+    from starlette.testclient import TestClient
+
+    limiter = anyio.to_thread.current_default_thread_limiter
+    with TestClient(api.app) as client:  # runs the app's lifespan, as uvicorn does
+        assert client.get("/health").status_code == 200
+        threads = client.portal.call(lambda: limiter().total_tokens)
+    assert threads == REQUEST_THREADS > 40
 
 
 def test_get_history_effects_and_the_list_agree_whatever_versions_come(api: Api) -> None:

@@ -1,8 +1,8 @@
 """benchmarks/compare.py in its smallest mode: every row of issue 13's table gets a figure.
 
 It checks that the benchmark runs end to end (Kafka's own tools, kafka-python, wrk against
-``serve`` and the trivial app, the latency runs) and writes its CSV and chart; the figures
-themselves are reported by the benchmark, never asserted here.
+``serve`` and the trivial app, the command load generator, the latency runs) and writes its
+CSV and chart; the figures themselves are reported by the benchmark, never asserted here.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ ROWS = {
     ("POST /api/orders", "order-system serve (three groups running)"),
     ("GET /api/orders/{id}", "trivial FastAPI endpoint, same uvicorn"),
     ("GET /api/orders/{id}", "order-system serve (three groups running)"),
+    ("commands p99", "trivial FastAPI app, pay/ship/deliver/cancel at 200/s"),
+    ("commands p99", "order-system serve, pay/ship/deliver/cancel at 200/s"),
     ("latency p99", "Kafka EndToEndLatency (Java), unloaded"),
     ("latency p99", "publish -> processed at 200/s"),
     ("memory", "RSS less order state, 1,000 events"),

@@ -48,6 +48,7 @@ class Outcome:
     lateness: list[float] = field(default_factory=list)  # ms, scheduled -> woken to send (the generator's lag)
     statuses: Counter[str] = field(default_factory=Counter)  # "202", "409", "ReadTimeout", ...
     sent_in: float = 0.0
+    planned: int = 0  # commands in the plan; those after a failed one on the same order are not sent
 
     @property
     def failed(self) -> int:
@@ -62,7 +63,8 @@ class Outcome:
         count = len(self.latencies)
         failures = ", ".join(f"{n} x {s}" for s, n in sorted(self.statuses.items()) if not s.startswith("2"))
         return (f"p50 {self.quantile(self.latencies, 50):.1f} ms, max {max(self.latencies, default=0):.1f} ms; "
-                f"{count} commands at {rate}/s ({count / self.sent_in:,.0f}/s answered); "
+                f"{count} commands at {rate}/s ({count / self.sent_in:,.0f}/s answered"
+                f"{f', {self.planned - count} not sent after their order failed' if self.planned > count else ''}); "
                 f"{self.failed} non-2xx{': ' + failures if failures else ''}; "
                 f"generator lag p99 {self.quantile(self.lateness, 99):.1f} ms")
 
@@ -139,7 +141,7 @@ class Connections:
 async def drive(url: str, plans: list[tuple[str, list[str]]], rate: int, connections: int = 256) -> Outcome:
     """Send every order's commands at their slot times (``rate`` slots per second), each after
     its order's previous answer; latency from the slot's time to the answer."""
-    outcome = Outcome()
+    outcome = Outcome(planned=sum(len(steps) for _, steps in plans))
     slots = schedule(plans)
     pool = Connections(url, connections)
     loop = asyncio.get_running_loop()
@@ -154,7 +156,9 @@ async def drive(url: str, plans: list[tuple[str, list[str]]], rate: int, connect
             try:
                 status = str(await asyncio.wait_for(
                     pool.post(f"/api/orders/{order_id}/{action}?customerId=customer-1"), TIMEOUT))
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+            except asyncio.TimeoutError:
+                status = f"no answer in {TIMEOUT:.0f} s"
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 status = type(exc).__name__
             outcome.latencies.append((loop.time() - due) * 1000)
             outcome.statuses[status] += 1
@@ -169,7 +173,7 @@ async def drive(url: str, plans: list[tuple[str, list[str]]], rate: int, connect
     return outcome
 
 
-async def create_orders(url: str, count: int, concurrency: int = 32) -> list[str]:
+async def create_orders(url: str, count: int, concurrency: int = 64) -> list[str]:
     """``count`` orders through ``POST /api/orders``, then each read back (processed): not timed."""
     import httpx
 

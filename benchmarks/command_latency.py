@@ -46,7 +46,7 @@ class Outcome:
 
     latencies: list[float] = field(default_factory=list)  # ms, scheduled send -> answer, every answer
     lateness: list[float] = field(default_factory=list)  # ms, scheduled -> woken to send (the generator's lag)
-    statuses: Counter[str] = field(default_factory=Counter)  # "202", "409", "ReadTimeout", ...
+    statuses: Counter[str] = field(default_factory=Counter)  # "202", "409", "no answer in 30 s", ...
     sent_in: float = 0.0
     planned: int = 0  # commands in the plan; those after a failed one on the same order are not sent
 

@@ -543,7 +543,8 @@ def measure(args: argparse.Namespace) -> list[Row]:
                 for row in command_rows(s, args.command_rate, args.command_seconds, work):
                     add(row)
             except Exception as exc:
-                add(Row(SECTION, "command rows", float("nan"), "ms", False, f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
+                add(Row(SECTION, "command rows", float("nan"), "ms", False,
+                        f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
         if "latency" in sections:
             s = fresh("e2e-java")
             count = max(200, int(min(args.latency_seconds, 60) * 100))
@@ -673,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="the smallest run (the test suite's check)")
     parser.add_argument("--events", type=int, help="events produced and consumed per row (default 100,000)")
     parser.add_argument("--http-seconds", type=float, help="wrk's duration per HTTP row (default 30)")
-    parser.add_argument("--command-seconds", type=float, help="commands on existing orders per command row (default 30)")
+    parser.add_argument("--command-seconds", type=float, help="duration of the command rows (default 30)")
     parser.add_argument("--command-rate", type=int, help="commands per second of the command rows (default 500)")
     parser.add_argument("--latency-seconds", type=float, help="sustained load per latency row (default 60)")
     parser.add_argument("--rates", help="publish rates of the latency rows, comma-separated (default 1000,10000)")
@@ -684,7 +685,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.from_csv:
         return redraw(args.from_csv, args.out)
-    preset = ((2_000, 2.0, 2.0, "200", 2.0, 200) if args.smoke else (20_000, 5.0, 5.0, "1000,10000", 5.0, 500) if args.quick
+    # events, HTTP seconds, latency seconds, latency rates, command seconds, command rate
+    preset = ((2_000, 2.0, 2.0, "200", 2.0, 200) if args.smoke
+              else (20_000, 5.0, 5.0, "1000,10000", 5.0, 500) if args.quick
               else (100_000, 30.0, 60.0, "1000,10000", 30.0, 500))
     args.events = args.events or preset[0]
     args.http_seconds = args.http_seconds or preset[1]

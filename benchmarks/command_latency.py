@@ -38,6 +38,7 @@ from order_system import Settings, create_topics, delete_topics
 SECTION = "commands p99"
 LIFECYCLES = (("pay", "ship", "deliver"), ("pay", "ship", "deliver"), ("pay", "cancel"), ("cancel",))
 TIMEOUT = 30.0  # per request; a command the server holds longer counts as failed
+IDLE_SECONDS = 3.0  # a connection idle longer is replaced: uvicorn closes idle ones after 5 s
 
 
 @dataclass
@@ -106,16 +107,20 @@ class Connections:
     def __init__(self, url: str, most: int) -> None:
         host, port = url.removeprefix("http://").split(":")
         self.host, self.port, self.most = host, int(port), most
-        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = asyncio.Queue()
         self.opened = 0
 
     async def post(self, path: str) -> int:
         """POST ``path`` with no body; the answer's status code (its body read and dropped)."""
+        loop = asyncio.get_running_loop()
         if self.idle.empty() and self.opened < self.most:
             self.opened += 1
             reader, writer = await asyncio.open_connection(self.host, self.port)
         else:
-            reader, writer = await self.idle.get()
+            reader, writer, since = await self.idle.get()
+            if loop.time() - since > IDLE_SECONDS:  # the server may be closing it: never send on it
+                writer.close()
+                reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
             writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: 0\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
@@ -130,7 +135,7 @@ class Connections:
             writer.close()
             self.opened -= 1
         else:
-            self.idle.put_nowait((reader, writer))
+            self.idle.put_nowait((reader, writer, loop.time()))
         return int(lines[0].split()[1])
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ from .lag import watermarks
 
 log = logging.getLogger("order_system.kafka.changelog_reader")
 RESTORE_TIMEOUT = 120.0  # seconds a restore may take before it is reported as failed
+SETTLE_SECONDS = 20.0  # a settled read waits this long for open transactions, then reads to the LSO
 
 
 def read_committed(settings: Settings, topic: str, partitions: Iterable[int] | None = None,
@@ -48,8 +49,9 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
                 settle: bool = False) -> Iterator[Message]:
     """``read_committed``, or with ``isolation="read_uncommitted"`` as such a consumer reads: up to
     the high watermark, records of open and aborted transactions included (notebook 07 shows both).
-    ``settle``: read up to each partition's high watermark at the call, waiting (within
-    ``timeout``) for transactions still open below it to be decided (see the module docstring)."""
+    ``settle``: read up to each partition's high watermark at the call, waiting (up to
+    ``SETTLE_SECONDS``) for transactions still open below it to be decided (see the module
+    docstring); past that, it says so in the log and ends at the last stable offset."""
     if isolation not in ("read_committed", "read_uncommitted"):
         raise ValueError(f"isolation is read_committed or read_uncommitted, not {isolation!r}")
     consumer = Consumer(settings.client_config(**{
@@ -73,11 +75,18 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
             return
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in waiting])
         deadline = time.monotonic() + timeout
+        settled_by = time.monotonic() + min(timeout, SETTLE_SECONDS)
+        at_end: set[int] = set()  # partitions whose EOF (the last stable offset) the reader is at
         while waiting:
             if settle:  # a read_committed position moves past the markers: it reaches the high watermark
-                done = [tp.partition for tp in consumer.position([TopicPartition(topic, p) for p in waiting])
-                        if tp.offset >= ends[tp.partition][1]]
-                waiting.difference_update(done)
+                positions = consumer.position([TopicPartition(topic, p) for p in waiting])
+                waiting.difference_update(tp.partition for tp in positions if tp.offset >= ends[tp.partition][1])
+                if waiting and at_end >= waiting and time.monotonic() > settled_by:
+                    log.warning("%s partitions %s: transactions below the high watermark %s still open after %.0fs "
+                                "(positions %s); reading to the last stable offset", topic, sorted(waiting),
+                                {p: ends[p][1] for p in waiting}, SETTLE_SECONDS,
+                                {tp.partition: tp.offset for tp in positions if tp.partition in waiting})
+                    return
                 if not waiting:
                     return
             if time.monotonic() > deadline:
@@ -86,8 +95,10 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
             for message in consumer.consume(1000, 0.05):  # returns at 1000 records or after the timeout: keep it short
                 error = message.error()
                 if error is None:
+                    at_end.discard(message.partition())
                     yield message
                 elif error.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(message.partition())
                     if not settle:
                         waiting.discard(message.partition())
                 elif error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,

@@ -263,15 +263,25 @@ class TransactionalRunner(RunnerThread):
                 producer.poll(0.05)
 
     def _abort(self) -> None:
+        """Abort the open transaction, asking again while the coordinator does not answer (say, it
+        is moving), so the runner never reads on with a transaction of its own left open: a
+        partition assigned next waits for every transaction open on its changelog (see
+        ``restore_orders``), ours included. Gives up only when asked to stop (the broker then
+        aborts it after ``transaction.timeout.ms``, or the next instance with this id at once)."""
         assert self._producer is not None
-        try:
-            self._producer.abort_transaction(COMMIT_SECONDS)
-        except KafkaException as exc:
-            if exc.args[0].fatal():
-                raise Fenced(self._fenced_message(exc.args[0])) from exc
-            # no transaction open (it failed before begin) or a retriable error: the next
-            # begin_transaction tells
-            self.log.warning("[%s] abort: %s", self.name, exc.args[0].str())
+        for attempt in itertools.count(1):
+            try:
+                self._producer.abort_transaction(COMMIT_SECONDS)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.fatal():
+                    raise Fenced(self._fenced_message(error)) from exc
+                if error.code() == KafkaError._STATE:  # no transaction open (it failed before begin)
+                    return
+                self.log.warning("[%s] abort attempt %d: %s", self.name, attempt, error.str())
+                if self._stop.wait(1.0):
+                    return
 
     def _rewind(self, records: list[Received]) -> None:
         """Make each partition's first record of the batch its next one again."""

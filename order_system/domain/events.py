@@ -160,6 +160,11 @@ class OrderEvent(BaseModel):
         # record of the processor repeats its order's history)
         return self.model_dump_json(by_alias=True).encode()
 
+    @cached_property
+    def id_text(self) -> str:
+        """``str(event_id)``, made once: every record the processor writes for an event names it."""
+        return str(self.event_id)
+
     @classmethod
     def from_json(cls, data: bytes | str | None) -> OrderEvent:
         """Parse a record value; raises ``InvalidEvent`` naming the field and the problem."""

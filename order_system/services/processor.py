@@ -153,7 +153,7 @@ class OrderProcessor:
                 self._reject(batch, settings, received, exc, exc.reason, 1)
                 continue
             try:
-                decision = self._decide(event, partition, pending, sleep)
+                decision = self._decide(event, partition, offset, pending, sleep)
             except Stopping:
                 raise
             except Exception as exc:  # a bug or an input nobody foresaw: dead-letter, never stall
@@ -210,8 +210,9 @@ class OrderProcessor:
         log.warning("[%s] rejected partition %d offset %d (%s): %s", self.group_id, received.partition,
                     received.offset, reason, error)
 
-    def _decide(self, event: OrderEvent, partition: int, pending: dict[tuple[int, str], Order],
+    def _decide(self, event: OrderEvent, partition: int, offset: int, pending: dict[tuple[int, str], Order],
                 sleep: Callable[[float], None]) -> _Decision:
+        """What ``event`` (at ``offset`` of ``partition``) comes to, given the batch's ``pending`` orders."""
         committed = self._orders.get(partition) or {}
 
         def current_of(order_id: str) -> Order | None:
@@ -250,7 +251,7 @@ class OrderProcessor:
         def no_wait(seconds: float) -> None:
             return None
 
-        decision = self._decide(event, partition, {}, no_wait)
+        decision = self._decide(event, partition, received.offset if received is not None else -1, {}, no_wait)
         if decision.outcome is Outcome.REJECTED:
             assert decision.error is not None
             raise decision.error

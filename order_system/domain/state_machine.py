@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from types import MappingProxyType
@@ -129,7 +129,7 @@ class Order:
             return self
         check_transition(self.order_id, self.status, event.status)
         check_version(event, None, self.version)  # rules 3 and 4
-        return replace(self, status=event.status, version=event.version, history=(*self.history, event))
+        return type(self)(self.order_id, self.customer_id, event.status, event.version, (*self.history, event))
 
     @property
     def created_at(self) -> datetime:

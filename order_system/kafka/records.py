@@ -28,9 +28,9 @@ from ..domain.events import OrderEvent
 from .spring_compat import read_event
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Received:
-    """One consumed record, detached from the client."""
+    """One consumed record, detached from the client (slots: one object, not two, per record)."""
 
     topic: str
     partition: int

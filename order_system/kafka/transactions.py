@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -48,8 +48,7 @@ COMMIT_PATIENCE = 45.0  # retried for this long (under the transaction timeout),
 PREPARE_ATTEMPTS = 5  # tries to read a newly assigned partition's state before the runner gives up
 
 
-@dataclass(frozen=True)
-class Output:
+class Output(NamedTuple):
     """One record to write in the batch's transaction (``partition`` None: the key decides)."""
 
     topic: str
@@ -231,8 +230,12 @@ class TransactionalRunner(RunnerThread):
         producer, consumer = self._producer, self._consumer
         assert producer is not None and consumer is not None
         producer.begin_transaction()
-        for out in batch.outputs:
-            self._produce(producer, out)
+        produce = producer.produce
+        for topic, partition, key, value, headers in batch.outputs:
+            try:
+                produce(topic, value, key, -1 if partition is None else partition, headers=headers)
+            except BufferError:  # the local queue is full
+                self._produce(producer, Output(topic, partition, key, value, headers))
         positions: dict[tuple[str, int], int] = {}
         for record in records:  # consume() returns each partition's records in offset order
             positions[(record.topic, record.partition)] = record.offset + 1
@@ -252,15 +255,15 @@ class TransactionalRunner(RunnerThread):
 
     @staticmethod
     def _produce(producer: Producer, out: Output) -> None:
-        kwargs: dict[str, Any] = {"key": out.key, "value": out.value, "headers": out.headers}
-        if out.partition is not None:
-            kwargs["partition"] = out.partition
+        """Write ``out`` once the local queue has room (partition -1: librdkafka's partitioner)."""
         while True:
+            producer.poll(0.05)  # let the queue drain
             try:
-                producer.produce(out.topic, **kwargs)
+                producer.produce(out.topic, out.value, out.key, -1 if out.partition is None else out.partition,
+                                 headers=out.headers)
                 return
-            except BufferError:  # the local queue is full: let it drain
-                producer.poll(0.05)
+            except BufferError:
+                continue
 
     def _abort(self) -> None:
         """Abort the open transaction, asking again while the coordinator does not answer (say, it

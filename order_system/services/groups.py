@@ -10,6 +10,7 @@ restored from ``order-state`` when a partition is assigned), with the same runne
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[[OrderEvent, "Received"], "str | None"]
 log = logging.getLogger("order_system.services.groups")
+GC_YOUNG_THRESHOLD = 10_000  # see fewer_collections()
 
 
 class Group(Protocol):
@@ -83,6 +85,8 @@ def processor_runner(processor: OrderProcessor, settings: Settings, *, require_k
     from ..kafka.changelog_reader import restore_orders
     from ..kafka.transactions import BATCH_SIZE, TransactionalRunner
 
+    fewer_collections()
+
     def on_assign(partitions: list[tuple[str, int]]) -> None:
         numbers = [p for topic, p in partitions if topic == settings.topic]
         began = time.monotonic()
@@ -100,6 +104,20 @@ def processor_runner(processor: OrderProcessor, settings: Settings, *, require_k
         name=name, on_assign=on_assign, on_revoke=on_revoke, extra_config=extra_config,
         batch_size=batch_size or BATCH_SIZE,
     )
+
+
+def fewer_collections() -> None:
+    """Let Python's cyclic garbage collector look at young objects every 10,000 allocations
+    instead of 700 (process-wide; a higher threshold already set is kept).
+
+    The processor keeps every order in memory (about 25 tracked objects per order of four
+    events) and a batch makes a few thousand short-lived objects. At the default threshold
+    those get promoted while the batch is still alive, and each such wave triggers a full
+    collection, which walks every order held: that was 40 % of the processor's CPU time
+    (benchmarks, README "How fast"). Garbage cycles are still freed, just a little later."""
+    young, older, oldest = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:  # 0: the application turned the collector off; leave it
+        gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def standard_groups(state_dir: str | Path | None = None, *, instance_id: str | None = None,

@@ -20,12 +20,11 @@ import socket
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
-from ..domain.changelog import Effect, Outcome, Verdict, effect_to_json, order_to_json
+from ..domain.changelog import MAX_DETAIL, Effect, Outcome, Verdict, effect_to_json, order_to_json, verdict_to_json
 from ..domain.errors import InvalidEvent, InvalidTransition
 from ..domain.events import OrderEvent, OrderStatus
 from ..domain.state_machine import Order
@@ -40,6 +39,7 @@ BusinessStep = Callable[[OrderEvent, "Order | None"], list[Effect]]
 INSTANCE_ENV = "ORDER_SYSTEM_INSTANCE_ID"
 MAX_INSTANCE_ID = 200
 MAX_EFFECTS_KEPT = 200_000  # effects_frame() shows the most recent ones this object committed
+EFFECT_COLUMNS = ["event_id", "order_id", "kind", "detail"]
 log = logging.getLogger("order_system.services.processor")
 
 
@@ -72,13 +72,16 @@ def default_instance_id(env: Mapping[str, str] | None = None) -> str:
     return (env.get(INSTANCE_ENV) or "").strip() or socket.gethostname()
 
 
-@dataclass
-class _Decision:
-    """What one record came to: its verdict, and for an accepted event the new order and effects."""
+class _Decision(NamedTuple):
+    """What one record came to: its outcome about ``event`` (with its assigned version), and for
+    an accepted event the new order and effects; for a rejected one why."""
 
-    verdict: Verdict
+    outcome: Outcome
+    event: OrderEvent
     order: Order | None = None
-    effects: list[Effect] = field(default_factory=list)
+    effects: tuple[Effect, ...] | list[Effect] = ()
+    reason: str | None = None
+    detail: str | None = None
     error: Exception | None = None
     attempts: int = 1
 
@@ -117,7 +120,7 @@ class OrderProcessor:
         self.attempts, self.backoff = attempts, backoff
         self.duplicates = 0  # redelivered or resent events skipped
         self._orders: dict[int, dict[str, Order]] = {}  # partition -> order id -> committed order
-        self._effects: deque[dict[str, str]] = deque(maxlen=MAX_EFFECTS_KEPT)
+        self._effects: deque[tuple[str, str, str, str]] = deque(maxlen=MAX_EFFECTS_KEPT)  # EFFECT_COLUMNS
         self._changed = threading.Condition()
 
     @property
@@ -129,64 +132,57 @@ class OrderProcessor:
     def process(self, records: list[Received], settings: Settings, sleep: Callable[[float], None],
                 require_key: bool = True) -> Batch:
         """Decide about every record of a batch; nothing changes until ``on_commit`` is called."""
-        from ..kafka.consumer import Stopping, decode
-        from ..kafka.dead_letters import MAX_KEY_KEPT, cut, dead_letter
+        from ..kafka.dead_letters import MAX_KEY_KEPT
+        from ..kafka.records import Stopping, decode
         from ..kafka.transactions import Batch, Output
 
-        batch = Batch()
+        verdicts, effects_topic, zone = settings.verdicts_topic, settings.effects_topic, settings.local_timezone
+        batch = Batch(handled=len(records))
+        outputs = batch.outputs
         pending: dict[tuple[int, str], Order] = {}
-        effects: list[dict[str, str]] = []
+        effects: list[tuple[str, str, str, str]] = []
         duplicates = 0
         for received in records:
+            partition, offset, raw_key = received.partition, received.offset, received.raw_key
+            key = raw_key[:MAX_KEY_KEPT] if raw_key is not None else None
             try:
-                event = decode(received, require_key, settings.local_timezone)
+                event = decode(received, require_key, zone)
             except InvalidEvent as exc:
-                decision = _Decision(Verdict(Outcome.REJECTED, received.partition, received.offset,
-                                             reason=exc.reason, detail=str(exc)[:500]), error=exc)
-            else:
-                try:
-                    decision = self._decide(event, received.partition, received.offset, pending, sleep)
-                except Stopping:
-                    raise
-                except Exception as exc:  # a bug or an input nobody foresaw: dead-letter, never stall
-                    log.exception("[%s] unexpected error with partition %d offset %d", self.group_id,
-                                  received.partition, received.offset)
-                    failure = InvalidEvent(f"internal error: {type(exc).__name__}: {exc}"[:1000], "internal-error")
-                    decision = _Decision(Verdict.of(Outcome.REJECTED, event, received.partition, received.offset,
-                                                    failure.reason, str(failure)), error=failure)
-            verdict = decision.verdict
-            key = received.raw_key[:MAX_KEY_KEPT] if received.raw_key is not None else None
-            batch.outputs.append(Output(settings.verdicts_topic, received.partition, key, verdict.to_json()))
-            batch.handled += 1
+                outputs.append(Output(verdicts, partition, key, Verdict(
+                    Outcome.REJECTED, partition, offset, reason=exc.reason, detail=str(exc)[:MAX_DETAIL]).to_json()))
+                self._reject(batch, settings, received, exc, exc.reason, 1)
+                continue
+            try:
+                decision = self._decide(event, partition, offset, pending, sleep)
+            except Stopping:
+                raise
+            except Exception as exc:  # a bug or an input nobody foresaw: dead-letter, never stall
+                log.exception("[%s] unexpected error with partition %d offset %d", self.group_id, partition, offset)
+                failure = InvalidEvent(f"internal error: {type(exc).__name__}: {exc}"[:1000], "internal-error")
+                decision = _Decision(Outcome.REJECTED, event, reason=failure.reason, detail=str(failure), error=failure)
+            outcome, event = decision.outcome, decision.event
+            outputs.append(Output(verdicts, partition, key, verdict_to_json(outcome, event, partition, offset,
+                                                                            decision.reason, decision.detail)))
             batch.retried += decision.attempts - 1
-            if verdict.outcome is Outcome.ACCEPTED:
+            if outcome is Outcome.ACCEPTED:
                 order = decision.order
-                assert order is not None and verdict.event is not None
-                pending[(received.partition, order.order_id)] = order
+                assert order is not None
+                pending[(partition, order.order_id)] = order
+                order_key = order.order_id.encode()
                 for effect in decision.effects:
-                    batch.outputs.append(Output(settings.effects_topic, received.partition, order.order_id.encode(),
-                                                effect_to_json(verdict.event, effect)))
-                    effects.append({"event_id": str(verdict.event.event_id), "order_id": order.order_id,
-                                    "kind": effect.kind, "detail": effect.detail})
-            elif verdict.outcome is Outcome.DUPLICATE:
+                    outputs.append(Output(effects_topic, partition, order_key, effect_to_json(event, effect)))
+                    effects.append((event.id_text, order.order_id, effect.kind, effect.detail))
+            elif outcome is Outcome.DUPLICATE:
                 duplicates += 1
             else:
-                assert decision.error is not None and verdict.reason is not None
-                letter = dead_letter(settings, received, decision.error, group=self.group_id,
-                                     attempts=decision.attempts, reason=verdict.reason)
-                if letter.size > settings_max_record(settings):
-                    letter = cut(letter)
-                batch.outputs.append(Output(letter.topic, received.partition, letter.key, letter.value,
-                                            letter.headers))
-                batch.dead_lettered += 1
-                batch.failures.append((received, decision.error))
-                log.warning("[%s] rejected partition %d offset %d (%s): %s", self.group_id, received.partition,
-                            received.offset, verdict.reason, decision.error)
+                assert decision.error is not None and decision.reason is not None
+                self._reject(batch, settings, received, decision.error, decision.reason, decision.attempts)
 
         # each changed order's state once per batch, as it is at the end of the batch (the
         # changelog is compacted: an intermediate state would be overwritten anyway)
+        state_topic = settings.state_topic
         for (partition, order_id), order in pending.items():
-            batch.outputs.append(Output(settings.state_topic, partition, order_id.encode(), order_to_json(order)))
+            outputs.append(Output(state_topic, partition, order_id.encode(), order_to_json(order)))
 
         def on_commit() -> None:
             with self._changed:
@@ -199,11 +195,29 @@ class OrderProcessor:
         batch.on_commit = on_commit
         return batch
 
+    def _reject(self, batch: Batch, settings: Settings, received: Received, error: Exception, reason: str,
+                attempts: int) -> None:
+        """Add the dead letter of a rejected record to the batch."""
+        from ..kafka.dead_letters import cut, dead_letter
+        from ..kafka.transactions import Output
+
+        letter = dead_letter(settings, received, error, group=self.group_id, attempts=attempts, reason=reason)
+        if letter.size > settings_max_record(settings):
+            letter = cut(letter)
+        batch.outputs.append(Output(letter.topic, received.partition, letter.key, letter.value, letter.headers))
+        batch.dead_lettered += 1
+        batch.failures.append((received, error))
+        log.warning("[%s] rejected partition %d offset %d (%s): %s", self.group_id, received.partition,
+                    received.offset, reason, error)
+
     def _decide(self, event: OrderEvent, partition: int, offset: int, pending: dict[tuple[int, str], Order],
                 sleep: Callable[[float], None]) -> _Decision:
+        """What ``event`` (at ``offset`` of ``partition``) comes to, given the batch's ``pending`` orders."""
+        committed = self._orders.get(partition) or {}
+
         def current_of(order_id: str) -> Order | None:
             found = pending.get((partition, order_id))
-            return found if found is not None else self._orders.get(partition, {}).get(order_id)
+            return found if found is not None else committed.get(order_id)
 
         event = assign_version(event, lambda order_id: (o.history if (o := current_of(order_id)) else ()))
         current = current_of(event.order_id)
@@ -211,18 +225,17 @@ class OrderProcessor:
             updated = current.apply(event) if current is not None else Order.start(event)
         except (InvalidEvent, InvalidTransition) as exc:
             reason = exc.reason if isinstance(exc, InvalidEvent) else "invalid-transition"
-            return _Decision(_verdict(Outcome.REJECTED, event, partition, offset, reason, str(exc)), error=exc)
+            return _Decision(Outcome.REJECTED, event, reason=reason, detail=str(exc), error=exc)
         if updated is current:
-            return _Decision(_verdict(Outcome.DUPLICATE, event, partition, offset))
+            return _Decision(Outcome.DUPLICATE, event)
         step = self.steps[event.status][0]
         for attempt in range(1, self.attempts + 1):
             try:
-                effects = step(event, current)
-                return _Decision(_verdict(Outcome.ACCEPTED, event, partition, offset), updated, effects, attempts=attempt)
+                return _Decision(Outcome.ACCEPTED, event, updated, step(event, current), attempts=attempt)
             except Exception as exc:  # a failing service: try again in place, then reject
                 if attempt == self.attempts:
-                    return _Decision(_verdict(Outcome.REJECTED, event, partition, offset, "handler-error",
-                                              f"{type(exc).__name__}: {exc}"), error=exc, attempts=attempt)
+                    return _Decision(Outcome.REJECTED, event, reason="handler-error",
+                                     detail=f"{type(exc).__name__}: {exc}", error=exc, attempts=attempt)
                 log.warning("[%s] attempt %d of %d failed for order %s: %s", self.group_id, attempt,
                             self.attempts, event.order_id, exc)
                 sleep(self.backoff * 2 ** (attempt - 1))
@@ -239,19 +252,17 @@ class OrderProcessor:
             return None
 
         decision = self._decide(event, partition, received.offset if received is not None else -1, {}, no_wait)
-        verdict = decision.verdict
-        if verdict.outcome is Outcome.REJECTED:
+        if decision.outcome is Outcome.REJECTED:
             assert decision.error is not None
             raise decision.error
         with self._changed:
-            if verdict.outcome is Outcome.DUPLICATE:
+            if decision.outcome is Outcome.DUPLICATE:
                 self.duplicates += 1
-                return f"duplicate of {event.order_id} v{verdict.version} ({event.status.value}); skipped"
+                return f"duplicate of {event.order_id} v{decision.event.version} ({event.status.value}); skipped"
             order = decision.order
             assert order is not None
             self._orders.setdefault(partition, {})[order.order_id] = order
-            self._effects.extend({"event_id": str(event.event_id), "order_id": order.order_id, "kind": e.kind,
-                                  "detail": e.detail} for e in decision.effects)
+            self._effects.extend((event.id_text, order.order_id, e.kind, e.detail) for e in decision.effects)
             self._changed.notify_all()
         return f"[{self.group_id}] {self.steps[event.status][1]} - order {order.order_id} is {order.status.value}"
 
@@ -309,11 +320,11 @@ class OrderProcessor:
     def effects_frame(self) -> pd.DataFrame:
         with self._changed:
             rows = list(self._effects)
-        return pd.DataFrame(rows, columns=["event_id", "order_id", "kind", "detail"])
+        return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
     def effect_counts(self) -> dict[str, int]:
         with self._changed:
-            return dict(sorted(Counter(row["kind"] for row in self._effects).items()))
+            return dict(sorted(Counter(kind for _, _, kind, _ in self._effects).items()))
 
     def orders_frame(self) -> pd.DataFrame:
         columns = ["order_id", "customer_id", "status", "version", "created_at", "updated_at"]
@@ -322,11 +333,6 @@ class OrderProcessor:
                 for o in self.orders()]
         frame = pd.DataFrame(rows, columns=columns)
         return frame.sort_values(["created_at", "order_id"], ascending=[False, True], ignore_index=True)
-
-
-def _verdict(outcome: Outcome, event: OrderEvent, partition: int, offset: int, reason: str | None = None,
-             detail: str | None = None) -> Verdict:
-    return Verdict.of(outcome, event, partition, offset, reason, detail)
 
 
 def settings_max_record(settings: Settings) -> int:

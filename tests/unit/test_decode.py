@@ -144,3 +144,13 @@ def test_a_dead_letter_goes_back_to_the_topic_it_came_from_but_nowhere_else() ->
     assert replay_topic(own, "shop-events") == "shop-events"
     for elsewhere in ("shop-state", "shop-events-retry-0", "somebody-elses-topic", None):
         assert replay_topic(own, elsewhere) == "shop-events"  # a header cannot aim a replay at any topic
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_the_processors_verdict_bytes_are_those_of_a_verdict(outcome: Outcome) -> None:
+    from order_system.domain.changelog import verdict_to_json
+
+    event = OrderEvent.paid('ab"c\u00e9', "c\\1", 2)
+    for reason, detail in ((None, None), ("version-conflict", "x" * 900), ("schema", "")):
+        assert verdict_to_json(outcome, event, 1, 7, reason, detail) == \
+            Verdict.of(outcome, event, 1, 7, reason, detail).to_json()

@@ -204,3 +204,18 @@ def test_text_is_measured_in_utf8_bytes() -> None:
     with pytest.raises(InvalidEvent, match="over the limit") as raised:
         OrderEvent.from_json("é" * (MAX_VALUE_BYTES // 2 + 1))
     assert raised.value.reason == OVERSIZED
+
+
+_REFUSED = [case[0] for test in (test_bad_payloads_name_the_problem, test_hostile_values_are_invalid_events_with_a_reason)
+            for case in test.pytestmark[0].args[1]]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("payload", _REFUSED)
+def test_one_step_decoding_refuses_whatever_from_json_refuses(payload: bytes | None) -> None:
+    assert OrderEvent.from_wire(payload) is None  # the caller then takes from_json, which names the problem
+
+
+def test_one_step_decoding_gives_the_same_event() -> None:
+    for payload in (wire(), wire(timestamp="2026-11-24T10:00:00+02:00", description="é\\\""), wire(version=7)):
+        assert OrderEvent.from_wire(payload) == OrderEvent.from_json(payload)
+        assert OrderEvent.from_wire(payload).to_json() == OrderEvent.from_json(payload).to_json()

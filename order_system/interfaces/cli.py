@@ -118,7 +118,7 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{args.group} consuming {', '.join(runner.topics)}; Ctrl-C to stop", flush=True)
     while not stop.wait(0.5):
         if not runner.running:
-            why = getattr(runner, "fatal", None) or runner.errors[-1:] or "see the log"
+            why = getattr(runner, "fatal", None) or list(runner.errors)[-1:] or "see the log"
             print(f"{args.group} stopped on its own: {why}", file=sys.stderr)
             return 1
     runner.stop()

@@ -112,7 +112,7 @@ class ConsumerRunner(RunnerThread):
         self.skipped = 0  # records with no handler for their status, or another group's retries
         self.dead_lettered = 0
         self.stuck = 0  # times a record could not be written to the dead-letter/retry topic (tried again)
-        self.errors: list[KafkaError] = []
+        self.errors: deque[KafkaError] = deque(maxlen=MAX_FAILURES_KEPT)  # the most recent ones
         # every failed decode or handler attempt, newest last, before the policy disposes of it
         self.failures: deque[tuple[Received, Exception]] = deque(maxlen=MAX_FAILURES_KEPT)
         self._paused: dict[tuple[str, int], float] = {}

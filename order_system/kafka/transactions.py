@@ -134,7 +134,7 @@ class TransactionalRunner(RunnerThread):
         self.dead_lettered = 0
         self.stuck = 0  # batches aborted and tried again
         self.transactions = 0  # committed transactions
-        self.errors: list[KafkaError] = []
+        self.errors: deque[KafkaError] = deque(maxlen=MAX_FAILURES_KEPT)  # the most recent ones
         self.failures: deque[tuple[Received, Exception]] = deque(maxlen=MAX_FAILURES_KEPT)
         self.fatal: str | None = None  # why the runner stopped by itself
         self._consumer: Consumer | None = None
@@ -223,7 +223,7 @@ class TransactionalRunner(RunnerThread):
             self.skipped += batch.skipped
             self.dead_lettered += batch.dead_lettered
             self.transactions += 1
-            self.failures.extend(batch.failures)
+            self.failures.extend((received, _without_frames(error)) for received, error in batch.failures)
             self._progress.notify_all()
 
     def _commit(self, batch: Batch, records: list[Received]) -> None:
@@ -389,3 +389,15 @@ class TransactionalRunner(RunnerThread):
 
 def _names(partitions: list[TopicPartition]) -> str:
     return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "(none)"
+
+
+def _without_frames(error: Exception) -> Exception:
+    """The exception without its tracebacks (nor those of its cause and context): a kept failure
+    must not keep the frames it was raised through alive, and with them a whole batch."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return error

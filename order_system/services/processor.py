@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 BusinessStep = Callable[[OrderEvent, "Order | None"], list[Effect]]
 INSTANCE_ENV = "ORDER_SYSTEM_INSTANCE_ID"
 MAX_INSTANCE_ID = 200
-MAX_EFFECTS_KEPT = 200_000  # effects_frame() shows the most recent ones this object committed
+MAX_EFFECTS_KEPT = 20_000  # effects_frame() shows the most recent ones this object committed (all: order-effects)
 EFFECT_COLUMNS = ["event_id", "order_id", "kind", "detail"]
 log = logging.getLogger("order_system.services.processor")
 

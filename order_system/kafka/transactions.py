@@ -120,6 +120,9 @@ class TransactionalRunner(RunnerThread):
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 500,
+            # read ahead 4 MiB (thousands of records, several batches), not librdkafka's 64 MiB,
+            # whose peak malloc keeps once a long backlog was read
+            "queued.max.messages.kbytes": 4096,
             **(extra_config or {}),
         })
         self._producer_options: dict[str, Any] = {

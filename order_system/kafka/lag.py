@@ -53,6 +53,14 @@ LEADERSHIP_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError
                                  KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.FENCED_LEADER_EPOCH,
                                  KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.OFFSET_NOT_AVAILABLE,
                                  KafkaError._NOENT})
+# worth asking again: the above, a request that timed out, or a connection lost (a broker killed
+# while it had the request)
+TRANSIENT = LEADERSHIP_SETTLING | {KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
+
+
+def transient(error: KafkaError) -> bool:
+    """Whether a failed query should be asked again (within its caller's bound)."""
+    return error.retriable() or error.code() in TRANSIENT
 
 
 def known(offset: int, tp: TopicPartition) -> int:
@@ -80,8 +88,7 @@ def _retrying(call: Callable[[], T], timeout: float) -> T:
         try:
             return call()
         except KafkaException as exc:
-            settling = exc.args[0].retriable() or exc.args[0].code() in LEADERSHIP_SETTLING
-            if not settling or time.monotonic() > deadline:
+            if not transient(exc.args[0]) or time.monotonic() > deadline:
                 raise
         time.sleep(0.1)  # leadership settles on the broker; there is no event to wait on
 

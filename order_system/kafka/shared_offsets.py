@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from .lag import LEADERSHIP_SETTLING, known
+from .lag import known, transient
 
 ROUNDS_KEPT = 1000  # answers of recent rounds kept for waiters that wake late
 
@@ -105,6 +105,6 @@ class SharedEndOffsets:
             except Exception as exc:  # the future's own timeout: the broker did not answer in time
                 answers[tp.partition] = KafkaException(KafkaError(KafkaError._TIMED_OUT, str(exc) or "timed out"))
         errors = [a.args[0] for a in answers.values() if isinstance(a, KafkaException)]
-        if any(e.retriable() or e.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT) for e in errors):
+        if any(transient(e) for e in errors):
             self._renew(admin)  # a new client reads the cluster's metadata afresh
         return answers

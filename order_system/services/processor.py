@@ -121,6 +121,7 @@ class OrderProcessor:
         self.duplicates = 0  # redelivered or resent events skipped
         self._orders: dict[int, dict[str, Order]] = {}  # partition -> order id -> committed order
         self._effects: deque[tuple[str, str, str, str]] = deque(maxlen=MAX_EFFECTS_KEPT)  # EFFECT_COLUMNS
+        self._effect_kinds: Counter[str] = Counter()  # every effect committed, by kind (not only those kept)
         self._changed = threading.Condition()
 
     @property
@@ -189,6 +190,7 @@ class OrderProcessor:
                 for (partition, order_id), order in pending.items():
                     self._orders.setdefault(partition, {})[order_id] = order
                 self._effects.extend(effects)
+                self._effect_kinds.update(kind for _, _, kind, _ in effects)
                 self.duplicates += duplicates
                 self._changed.notify_all()
 
@@ -263,6 +265,7 @@ class OrderProcessor:
             assert order is not None
             self._orders.setdefault(partition, {})[order.order_id] = order
             self._effects.extend((event.id_text, order.order_id, e.kind, e.detail) for e in decision.effects)
+            self._effect_kinds.update(e.kind for e in decision.effects)
             self._changed.notify_all()
         return f"[{self.group_id}] {self.steps[event.status][1]} - order {order.order_id} is {order.status.value}"
 
@@ -324,7 +327,7 @@ class OrderProcessor:
 
     def effect_counts(self) -> dict[str, int]:
         with self._changed:
-            return dict(sorted(Counter(kind for _, _, kind, _ in self._effects).items()))
+            return dict(sorted(self._effect_kinds.items()))
 
     def orders_frame(self) -> pd.DataFrame:
         columns = ["order_id", "customer_id", "status", "version", "created_at", "updated_at"]

@@ -37,6 +37,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import pandas as pd
@@ -49,7 +51,7 @@ from ..domain.changelog import Verdict, order_from_json
 from ..domain.errors import InvalidEvent, StillProcessing, TopicError
 from ..domain.events import OrderStatus
 from ..domain.state_machine import Order
-from ..kafka.lag import LEADERSHIP_SETTLING, known
+from ..kafka.lag import known, transient
 from ..kafka.partitioner import partition_for
 from ..kafka.records import take_batch
 from ..kafka.shared_offsets import SharedEndOffsets
@@ -244,10 +246,10 @@ class OrderView:
             try:
                 future = admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=attempt,
                                                   isolation_level=level)[tp]
-                return known(future.result(timeout=attempt + 1).offset, tp)
+                return known(_result(future, attempt + 1).offset, tp)
             except KafkaException as exc:
                 error = exc.args[0]
-                again = error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT)
+                again = transient(error)
                 if not again or time.monotonic() > deadline:
                     raise
                 self._renew_admin(admin)
@@ -261,7 +263,7 @@ class OrderView:
         assert admin is not None
         request = ConsumerGroupTopicPartitions(self.processor_group, [TopicPartition(self.settings.topic, partition)])
         future = admin.list_consumer_group_offsets([request], require_stable=True, request_timeout=timeout)
-        result = future[self.processor_group].result(timeout=timeout + 1)
+        result = _result(future[self.processor_group], timeout + 1)
         offset = result.topic_partitions[0].offset
         return offset if offset >= 0 else -1
 
@@ -293,7 +295,7 @@ class OrderView:
                 break
             except KafkaException as exc:
                 error = exc.args[0]
-                again = error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT)
+                again = transient(error)
                 if not again or time.monotonic() > deadline:
                     log.warning("no end offset of %s within %.1fs: %s", self.settings.state_topic, timeout, exc)
                     return False
@@ -346,7 +348,7 @@ class OrderView:
             return self._committed(partition, min(QUERY_ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic())))
         except KafkaException as exc:
             error = exc.args[0]
-            if error.retriable() or error.code() in (*LEADERSHIP_SETTLING, KafkaError._TIMED_OUT):
+            if transient(error):
                 self._renew_admin(admin)
                 return -1
             raise
@@ -422,6 +424,15 @@ class OrderView:
 
     def orders_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.summaries(limit=max(1, len(self))), columns=list(SUMMARY_KEYS))
+
+
+def _result(future: Future[Any], timeout: float) -> Any:
+    """The admin call's answer; a client that did not answer in time is a retriable Kafka error
+    (a timed-out wait raised here would otherwise escape the retry loops as a plain TimeoutError)."""
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "the admin client did not answer in time")) from None
 
 
 def _config(settings: Settings, **extra: Any) -> dict[str, Any]:

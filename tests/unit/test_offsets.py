@@ -24,3 +24,13 @@ def test_retrying_asks_again_until_an_offset_comes() -> None:
     assert _retrying(lambda: known(next(answers), tp), timeout=5) == 1596
     with pytest.raises(KafkaException):
         _retrying(lambda: known(-1001, tp), timeout=0.3)
+
+
+def test_a_lost_connection_or_a_timeout_is_asked_again_a_bad_request_is_not() -> None:
+    from order_system.kafka.lag import transient
+
+    assert transient(KafkaError(KafkaError._TRANSPORT))  # a broker killed while it had the request
+    assert transient(KafkaError(KafkaError._TIMED_OUT))
+    assert transient(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+    assert not transient(KafkaError(KafkaError.INVALID_CONFIG))
+    assert not transient(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))

@@ -25,8 +25,10 @@ version (``wait_for_version``) before answering: the state marker is then writte
 later ``catch_up``, on any instance, includes it.
 
 Every wait is bounded; each returns False when its time ran out. Request threads ask the
-broker through an admin client (thread-safe, and it finds a partition's new leader after a
-failover), never through the consumer the view's own thread reads with.
+broker for end offsets through an admin client (thread-safe, and it finds a partition's new
+leader after a failover), and for the processor group's committed offsets through a consumer
+handle of that group that never subscribes; never through the consumer the view's own thread
+reads with.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import pandas as pd
-from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, IsolationLevel, KafkaError,
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaError,
                              KafkaException, Message, TopicPartition)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
@@ -95,6 +97,8 @@ class OrderView:
         self._retired: list[tuple[float, AdminClient]] = []  # replaced admin clients, kept alive a while
         self._renewed = 0.0  # when the admin client was last replaced (monotonic)
         self._thread: threading.Thread | None = None
+        self._offsets: Consumer | None = None  # the processor group's committed offsets (never subscribes)
+        self._offsets_calls = 0  # request threads inside a call on it
         self._state_ends: SharedEndOffsets | None = None  # order-state's ends, one query for many requests
 
     # ---- life cycle --------------------------------------------------------------------------
@@ -108,6 +112,8 @@ class OrderView:
         # end offsets for request threads come from the admin client, never from this consumer:
         # librdkafka's watermark query on a handle a thread consumes from was seen to block
         self._admin = AdminClient(settings.client_config())
+        # read_committed: librdkafka then asks for stable offsets only (require_stable)
+        self._offsets = Consumer(_config(settings, **{"group.id": self.processor_group}))
         self._state_ends = SharedEndOffsets(settings.state_topic, lambda: self._admin, self._renew_admin,
                                             QUERY_ATTEMPT_SECONDS)
         try:
@@ -128,6 +134,7 @@ class OrderView:
             self._consumer = None
             consumer.close()
             self._state_ends.stop()
+            self._close_offsets(1.0)
             raise
         self._thread = threading.Thread(target=self._run, name="order-view", daemon=True)
         self._thread.start()
@@ -158,6 +165,7 @@ class OrderView:
             self._thread.join(timeout)
         with self._changed:
             self._changed.notify_all()
+        self._close_offsets(QUERY_ATTEMPT_SECONDS + 2)
 
     def __enter__(self) -> OrderView:
         return self.start() if self._thread is None else self
@@ -258,14 +266,34 @@ class OrderView:
 
     def _committed(self, partition: int, timeout: float) -> int:
         """Group ``order-processor``'s committed offset on the ``order-events`` partition (-1: none),
-        without joining the group; stable only (an offset in an open transaction is waited out)."""
-        admin = self._admin  # held until the answer came: the handle must outlive its request
-        assert admin is not None
-        request = ConsumerGroupTopicPartitions(self.processor_group, [TopicPartition(self.settings.topic, partition)])
-        future = admin.list_consumer_group_offsets([request], require_stable=True, request_timeout=timeout)
-        result = _result(future[self.processor_group], timeout + 1)
-        offset = result.topic_partitions[0].offset
-        return offset if offset >= 0 else -1
+        without joining the group; stable only (an offset in an open transaction is waited out).
+
+        Asked through a consumer handle of that group that never subscribes, not the admin
+        client: librdkafka's admin path for group offsets aborted the process on an assertion
+        (``eonce->refcnt > 0`` in ``rd_kafka_admin_coord_response_parse``) while the group's
+        coordinator moved in a failover."""
+        with self._changed:
+            if self._stopping.is_set() or self._offsets is None:
+                raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))
+            self._offsets_calls += 1
+            reader = self._offsets
+        try:
+            tp, = reader.committed([TopicPartition(self.settings.topic, partition)], timeout=timeout)
+        finally:
+            with self._changed:
+                self._offsets_calls -= 1
+                self._changed.notify_all()
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+        return tp.offset if tp.offset >= 0 else -1
+
+    def _close_offsets(self, timeout: float) -> None:
+        """Close the committed-offsets handle once no request thread is inside a call on it."""
+        with self._changed:
+            reader, self._offsets = self._offsets, None
+            idle = self._changed.wait_for(lambda: self._offsets_calls == 0, timeout)
+        if reader is not None and idle:  # else left to the process: closing it under a call would crash
+            reader.close()
 
     # ---- read-your-writes --------------------------------------------------------------------
 
@@ -343,13 +371,10 @@ class OrderView:
 
     def _committed_or_unknown(self, partition: int, deadline: float) -> int:
         """``_committed``, or -1 (ask again) while the group's coordinator or a leader is moving."""
-        admin = self._admin
         try:
             return self._committed(partition, min(QUERY_ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic())))
         except KafkaException as exc:
-            error = exc.args[0]
-            if transient(error):
-                self._renew_admin(admin)
+            if transient(exc.args[0]):
                 return -1
             raise
 

@@ -53,9 +53,10 @@ LEADERSHIP_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError
                                  KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.FENCED_LEADER_EPOCH,
                                  KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.OFFSET_NOT_AVAILABLE,
                                  KafkaError._NOENT})
-# worth asking again: the above, a request that timed out, or a connection lost (a broker killed
-# while it had the request)
-TRANSIENT = LEADERSHIP_SETTLING | {KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
+# worth asking again: the above, a request that timed out, a connection lost (a broker killed
+# while it had the request), or a group coordinator moving to another broker
+TRANSIENT = LEADERSHIP_SETTLING | {KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError.NOT_COORDINATOR,
+                                   KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
 
 
 def transient(error: KafkaError) -> bool:

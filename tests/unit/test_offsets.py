@@ -32,5 +32,6 @@ def test_a_lost_connection_or_a_timeout_is_asked_again_a_bad_request_is_not() ->
     assert transient(KafkaError(KafkaError._TRANSPORT))  # a broker killed while it had the request
     assert transient(KafkaError(KafkaError._TIMED_OUT))
     assert transient(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+    assert transient(KafkaError(KafkaError.NOT_COORDINATOR))  # the group's coordinator moved (a failover)
     assert not transient(KafkaError(KafkaError.INVALID_CONFIG))
     assert not transient(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))

@@ -39,6 +39,7 @@ ACTIONS: dict[str, OrderStatus] = {
     "Cancel": OrderStatus.CANCELLED,
 }
 BURST_ORDERS = 500  # about 1,800 events: enough to see lag rise and drain in a few seconds
+SAMPLE_EVERY = 0.25  # seconds between two lag samples during a burst
 
 
 class OrderDashboard:
@@ -75,6 +76,7 @@ class OrderDashboard:
         self.lag_note = widgets.HTML("<i>Lag per group: press <b>Publish a burst</b> to watch it rise and "
                                      "drain.</i>" if self.runners else "")
         self.lag_chart = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
+        self.watch: LagWatch | None = None  # the lag samples of the current (or last) burst
         self.last_watch: pd.DataFrame | None = None
         self._burst: threading.Thread | None = None
 
@@ -171,20 +173,21 @@ class OrderDashboard:
     def _run_burst(self) -> None:
         groups = {runner.group_id: runner for runner in self.runners}
         try:
-            with LagWatch(self.producer.settings, groups, topic=self.producer.topic, interval=0.25) as watch:
+            with LagWatch(self.producer.settings, groups, topic=self.producer.topic, interval=SAMPLE_EVERY) as watch:
+                self.watch = watch
                 futures = publish_lifecycles(self.producer, self.burst_orders)
                 for future in futures:
                     future.result(timeout=60)
+                published = time.monotonic()
                 self.lag_note.value = f"Published {len(futures)} events; the groups are catching up ..."
-                deadline = time.monotonic() + 120
+                deadline = published + 120
                 drained = False
                 while not drained and time.monotonic() < deadline:
-                    drained = watch.wait_drained(timeout=0.5)  # redraw twice a second meanwhile
+                    drained = watch.wait_drained(timeout=0.5, since=published)  # redraw twice a second meanwhile
                     self._draw_frame(watch.frame())
             self.last_watch = watch.frame()
             self._draw_frame(self.last_watch)
-            self.lag_note.value = (f"{len(futures)} events: lag rose to {watch.peak()} and drained back to 0."
-                                   if drained else "The groups did not catch up within 120 s.")
+            self.lag_note.value = _burst_note(len(futures), watch.peak(), drained)
         except Exception as exc:
             self.lag_note.value = f'<span style="color:#b00020">Burst failed: {html.escape(str(exc))}</span>'
         finally:
@@ -236,3 +239,13 @@ class OrderDashboard:
         self.last_message = text
         colour = "#b00020" if error else "#1b5e20"
         self.message.value = f'<span style="color:{colour}">{html.escape(text)}</span>' if text else ""
+
+
+def _burst_note(events: int, peak: int, drained: bool) -> str:
+    """What the line beside the chart says once a burst is over."""
+    if not drained:
+        return f"{events} events: the groups did not catch up within 120 s (lag rose to {peak})."
+    if peak == 0:
+        return (f"{events} events: every group kept up and drained between two samples "
+                f"({SAMPLE_EVERY:g} s apart); lag is back at 0.")
+    return f"{events} events: lag rose to {peak} and drained back to 0."

@@ -138,6 +138,7 @@ class LagWatch:
         self._admin = AdminClient(settings.client_config())
         self._partitions: dict[str, list[TopicPartition]] = {}
         self._began = 0.0
+        self._latest_began = 0.0  # when the newest sample's queries were sent (time.monotonic())
 
     def start(self) -> LagWatch:
         for topic in sorted(set(self.reads.values())):
@@ -190,9 +191,14 @@ class LagWatch:
                 self._changed.wait(min(left, self.interval * 2))
         return True
 
-    def wait_drained(self, timeout: float = 60.0) -> bool:
-        """Wait until lag has been above zero and every group is back at zero."""
-        return self.wait_until(lambda w: w.peak() > 0 and all(v == 0 for v in w.latest().values()), timeout)
+    def wait_drained(self, timeout: float = 60.0, *, since: float | None = None) -> bool:
+        """Wait until every group is at zero lag in a sample begun after ``since`` (a
+        ``time.monotonic()`` reading; default: now), i.e. until each group has committed past
+        everything published before then. Whether a sample caught the lag above zero on the way
+        is ``peak() > 0``: a group faster than the sampling interval drains between two samples."""
+        after = time.monotonic() if since is None else since
+        return self.wait_until(lambda w: w._latest_began >= after and all(v == 0 for v in w.latest().values()),
+                               timeout)
 
     def peak(self) -> int:
         """The highest lag of any group so far."""
@@ -209,6 +215,7 @@ class LagWatch:
                 continue
 
     def _sample(self) -> None:
+        began = time.monotonic()
         ends_f = self._admin.list_offsets({tp: OffsetSpec.latest() for tps in self._partitions.values() for tp in tps},
                                          request_timeout=self.timeout)
         groups_f = {group: self._admin.list_consumer_group_offsets(
@@ -225,6 +232,7 @@ class LagWatch:
                          "handled": getattr(counter, "processed", None)})
         with self._changed:
             self.rows.extend(rows)
+            self._latest_began = began
             self._changed.notify_all()
 
 

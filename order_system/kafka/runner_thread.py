@@ -4,8 +4,10 @@ and waits on its progress. ``ConsumerRunner`` (at least once) and ``Transactiona
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -44,7 +46,16 @@ class RunnerThread:
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                raise TimeoutError(f"runner {self.name} did not stop within {timeout:.0f}s")
+                raise TimeoutError(f"runner {self.name} did not stop within {timeout:.0f}s; its thread is at "
+                                   f"{self.where()}")
+
+    def where(self, depth: int = 6) -> str:
+        """The innermost ``depth`` calls the runner's thread is in now (what a stop waits on)."""
+        frame = sys._current_frames().get(self._thread.ident) if self._thread and self._thread.ident else None
+        if frame is None:
+            return "(not running)"
+        calls = traceback.extract_stack(frame)[-depth:]
+        return " <- ".join(f"{c.name} ({c.filename.rsplit('/', 1)[-1]}:{c.lineno})" for c in reversed(calls))
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the loop to end by itself (a fatal error); True once it has."""

@@ -12,10 +12,19 @@ thread. Per batch (``consume(num_messages=500)``):
 3. only then ``batch.on_commit()``: readers of the in-memory state never see an aborted batch.
 
 On an abortable error the transaction is aborted, every partition of the batch is rewound to
-its first record and the batch is decided again from the committed state. A fenced or fatal
-producer (another instance started with the same ``transactional.id``) stops the runner with
-an error naming the id and what to do. Input is read ``read_committed`` with auto-commit off:
-offsets move only inside transactions.
+its first record and the batch is decided again from the committed state.
+
+After the cluster misbehaved (a transaction call failed, or the group's partitions were lost)
+the next batch starts on a new transactional producer with the same id. librdkafka keeps the
+group coordinator it last used in a cache; if that broker dropped out of the cluster's metadata
+meanwhile, ``send_offsets_to_transaction`` waits for it far past its own timeout, until some
+broker connection changes state (librdkafka issues #5456 and #5511, open in 2.16). The
+cluster test caught a processor stuck there for minutes after two of three nodes came back.
+A new producer looks its coordinators up afresh; its ``init_transactions`` fences the old one.
+
+A fenced or fatal producer (another instance started with the same ``transactional.id``) stops
+the runner with an error naming the id and what to do. Input is read ``read_committed`` with
+auto-commit off: offsets move only inside transactions.
 
 The runner keeps the surface of ``ConsumerRunner`` (start/stop/join/running/stopping,
 wait_assigned/wait_until, processed/skipped/dead_lettered/stuck/errors/failures, assignment,
@@ -46,6 +55,7 @@ TRANSACTION_TIMEOUT_MS = 60_000  # the broker aborts a transaction left open lon
 COMMIT_SECONDS = 10.0  # one commit_transaction call; a retriable failure (say, a coordinator moving) is
 COMMIT_PATIENCE = 45.0  # retried for this long (under the transaction timeout), unless asked to stop
 PREPARE_ATTEMPTS = 5  # tries to read a newly assigned partition's state before the runner gives up
+IDLE_CONNECTION_MS = 20_000  # the transactional producer closes a broker connection idle this long
 
 
 class Output(NamedTuple):
@@ -130,6 +140,9 @@ class TransactionalRunner(RunnerThread):
             "client.id": f"{self.name}-tx",
             "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
             "linger.ms": 5,
+            # an idle connection closed is a broker state change, which makes a request waiting for a
+            # stale coordinator look it up again (see the module docstring): bounds that wait
+            "connections.max.idle.ms": IDLE_CONNECTION_MS,
             **(producer_config or {}),
         }
         self.processed = 0
@@ -142,14 +155,15 @@ class TransactionalRunner(RunnerThread):
         self.fatal: str | None = None  # why the runner stopped by itself
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._producer_suspect = False  # the cluster misbehaved since the producer was made: renew it
+        self.producers = 0  # transactional producers made (a first one, then one per renewal)
         self._closing = False
 
     # ---- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            self._producer = Producer(self.settings.producer_config(**self._producer_options))
-            self._init_transactions(self._producer)
+            self._new_producer()
             self._consumer = Consumer(self._consumer_config)
             self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                      on_lost=self._on_lost)
@@ -168,6 +182,21 @@ class TransactionalRunner(RunnerThread):
             self._give_up(f"{self.name}: unexpected {type(exc).__name__}: {exc}")
         finally:
             self._close()
+
+    def _new_producer(self) -> None:
+        """A transactional producer with this runner's id, registered with the broker; the one
+        before it (if any) is closed first. Called between transactions only."""
+        old, self._producer = self._producer, None
+        if old is not None:
+            self.log.info("[%s] renewing the transactional producer after a cluster fault", self.name)
+            try:
+                old.close(5)
+            except KafkaException as exc:  # fenced or fatal: nothing of ours is left in it
+                self.log.info("[%s] old producer closed: %s", self.name, exc.args[0].str())
+        producer = Producer(self.settings.producer_config(**self._producer_options))
+        self._init_transactions(producer)
+        self._producer, self._producer_suspect = producer, False
+        self.producers += 1
 
     def _init_transactions(self, producer: Producer) -> None:
         """Register the transactional id with the broker: this fences any older instance with the
@@ -208,6 +237,7 @@ class TransactionalRunner(RunnerThread):
             self.errors.append(error)
             if error.fatal():
                 raise Fenced(self._fenced_message(error)) from exc
+            self._producer_suspect = True
             self.log.warning("[%s] transaction of %d records aborted (%s); the batch comes again",
                              self.name, len(records), error.str())
             self._abort()
@@ -230,6 +260,8 @@ class TransactionalRunner(RunnerThread):
             self._progress.notify_all()
 
     def _commit(self, batch: Batch, records: list[Received]) -> None:
+        if self._producer_suspect or self._producer is None:
+            self._new_producer()
         producer, consumer = self._producer, self._consumer
         assert producer is not None and consumer is not None
         producer.begin_transaction()
@@ -253,6 +285,7 @@ class TransactionalRunner(RunnerThread):
                 if (not exc.args[0].retriable() or self._stop.is_set()
                         or time.monotonic() - began > COMMIT_PATIENCE):
                     raise
+                self._producer_suspect = True
                 self.log.warning("[%s] commit attempt %d failed (%s); trying again", self.name, attempt,
                                  exc.args[0].str())
 
@@ -274,7 +307,8 @@ class TransactionalRunner(RunnerThread):
         partition assigned next waits for every transaction open on its changelog (see
         ``restore_orders``), ours included. Gives up only when asked to stop (the broker then
         aborts it after ``transaction.timeout.ms``, or the next instance with this id at once)."""
-        assert self._producer is not None
+        if self._producer is None:  # a renewal failed: no transaction of this runner is open
+            return
         for attempt in itertools.count(1):
             try:
                 self._producer.abort_transaction(COMMIT_SECONDS)
@@ -378,6 +412,7 @@ class TransactionalRunner(RunnerThread):
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget(partitions)
+        self._producer_suspect = True  # the group coordinator went away for a while: see the module docstring
         self.log.warning("[%s] lost %s; their uncommitted records come again to their next owner", self.name,
                          _names(partitions))
 

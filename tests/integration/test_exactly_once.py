@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -205,3 +206,47 @@ def test_a_restore_waits_for_a_transaction_still_open_on_the_changelog(topic_set
     finally:
         committing.join()
     assert restored[partition][order_id].version == state.version
+
+
+def test_a_batch_held_past_the_session_timeout_goes_on_with_a_new_producer(topic_settings: Settings, unique) -> None:
+    """A real lost assignment: the first batch is held past ``max.poll.interval.ms`` until the
+    broker has dropped the member, so its offsets belong to an old generation. That transaction fails,
+    the partitions come back, and the next batch runs on a renewed transactional producer (after
+    a fault librdkafka may hold a stale group coordinator; see kafka/transactions.py). Every event
+    is still decided exactly once."""
+    from confluent_kafka.admin import AdminClient
+
+    from order_system.kafka.transactions import TransactionalRunner
+
+    events = plan_lifecycles(20, seed=11)
+    group, processor = unique("held-group"), OrderProcessor(instance_id=unique("held"))
+    admin = AdminClient(topic_settings.client_config())
+    held = threading.Event()
+
+    def members() -> int:
+        return len(admin.describe_consumer_groups([group])[group].result(10).members)
+
+    def process(records, sleep):  # type: ignore[no-untyped-def]
+        if not held.is_set():
+            held.set()
+            deadline = time.monotonic() + 60
+            while members() and time.monotonic() < deadline:
+                sleep(0.5)  # the member leaving has no event to wait on
+        return processor.process(records, topic_settings, sleep)
+
+    def on_assign(partitions: list[tuple[str, int]]) -> None:
+        processor.restore(restore_orders(topic_settings, [p for _, p in partitions]))
+
+    runner = TransactionalRunner(topic_settings, group, f"{group}-tx", process, on_assign=on_assign,
+                                 on_revoke=lambda ps: processor.forget(p for _, p in ps),
+                                 extra_config={"max.poll.interval.ms": 7000})  # the least above the session timeout
+    with runner:
+        assert runner.wait_until(lambda: len(runner.assignment) == 3, timeout=60)
+        publish(topic_settings, events)
+        assert runner.wait_until(lambda: runner.processed >= len(events), timeout=120), runner.errors
+        assert held.is_set() and runner.fatal is None
+        assert runner.stuck >= 1 and runner.producers == 2, (runner.stuck, runner.producers, list(runner.errors))
+    seen = verdicts(topic_settings)
+    assert len(seen) == len(events) == len({(v.partition, v.offset) for v in seen})
+    assert {o: order.status.value for o, order in read_order_state(topic_settings).items()} == expected_states(events)
+    assert not read_effects(topic_settings).duplicated(["event_id", "kind"]).any()

@@ -103,7 +103,8 @@ class OrderAccepted(_Camel):
     message: str
     status: OrderStatus
     partition: int
-    offset: int
+    offset: int | None = Field(description="null when the broker acknowledged a retried send it had "
+                                            "already stored, without saying at which offset")
 
 
 class ActionAccepted(OrderAccepted):

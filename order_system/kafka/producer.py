@@ -61,7 +61,7 @@ class Delivery:
 
     topic: str
     partition: int
-    offset: int
+    offset: int | None  # None: acknowledged without an offset (a retried send the broker had already stored)
     key: bytes | None
     event: OrderEvent | None = None
 
@@ -145,7 +145,8 @@ class _Record(_Pending):
     chained = False  # sent only once the previous record of its key was acknowledged
     owner: OrderProducer | None = None  # set when dispatched: the record is its own delivery callback
     unkeepable = False  # sent before an outbox was attached: its bytes were let go
-    _partition = _offset = -1  # where it landed; result() makes the Delivery when first asked
+    _partition: int = -1  # where it landed; result() makes the Delivery when first asked
+    _offset: int | None = -1
 
     def __init__(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None,
                  event: OrderEvent | None, on_delivery: DeliveryCallback | None, partition: int | None,
@@ -166,7 +167,7 @@ class _Record(_Pending):
         assert self.owner is not None
         self.owner._delivered(self, error, message)
 
-    def _landed(self, partition: int, offset: int) -> None:
+    def _landed(self, partition: int, offset: int | None) -> None:
         self._partition, self._offset = partition, offset
         self._finish(None, None)
 
@@ -349,7 +350,7 @@ class OrderProducer:
         if record_log.isEnabledFor(logging.INFO):
             event = record.event
             what = f"{event.event_type} for order {event.order_id}" if event else f"record {record.key!r}"
-            record_log.info("Published %s -> partition %d, offset %d", what, partition, offset)
+            record_log.info("Published %s -> partition %d, offset %s", what, partition, offset)
         record.value = record.headers = record.owner = None  # delivered: nothing to keep or resend
         record._landed(partition, offset)
         if record.on_delivery is not None:

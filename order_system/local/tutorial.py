@@ -73,7 +73,8 @@ def placement(deliveries: Iterable[Delivery]) -> pd.DataFrame:
     ``one_partition``: all of the order's events sit on one partition. ``in_order``: they sit on
     one partition at increasing offsets, so every consumer reads them in the order they happened.
     Offsets of different partitions are not compared: they are separate counters, and Kafka
-    promises no order between partitions (``in_order`` is then False).
+    promises no order between partitions (``in_order`` is then False), and neither is an offset
+    the broker did not report (``Delivery.offset`` None).
     """
     by_order: dict[str, list[Delivery]] = {}
     for delivery in deliveries:
@@ -91,7 +92,7 @@ def placement(deliveries: Iterable[Delivery]) -> pd.DataFrame:
             "partitions": partitions,
             "offsets": offsets,
             "one_partition": one,
-            "in_order": one and offsets == sorted(offsets),
+            "in_order": one and None not in offsets and offsets == sorted(offsets),  # type: ignore[type-var]
         })
     return pd.DataFrame(rows).set_index("order_id")
 

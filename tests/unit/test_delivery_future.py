@@ -1,14 +1,19 @@
-"""The producer's light future behaves as a concurrent.futures.Future (shared Condition)."""
+"""The producer's light future behaves as a concurrent.futures.Future (shared Condition), and
+resolves to a Delivery even when the broker gave no offset."""
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import FIRST_COMPLETED, TimeoutError, as_completed, wait
 
 import pytest
+from confluent_kafka import Message
 
 from order_system.domain.errors import PublishError
-from order_system.kafka.producer import _Pending
+from order_system.domain.events import OrderStatus
+from order_system.interfaces.api import ActionAccepted
+from order_system.kafka.producer import _Pending, _Record
 
 
 def test_result_waits_for_its_own_future_not_a_sibling() -> None:
@@ -39,3 +44,18 @@ def test_exception_callbacks_wait_and_as_completed() -> None:
     assert seen[-1] == 1
     with pytest.raises(Exception):
         ok.set_result(2)  # a future resolves once
+
+
+def test_an_acknowledgement_without_an_offset_answers_offset_null() -> None:
+    """librdkafka acknowledges a retried send the broker had already stored (say, across a leader
+    failover) without an offset; confluent-kafka's Message.offset() is then None. A CI run of the
+    cluster test answered such a pay with a 500 (the response model wanted an int)."""
+    unknown = Message(topic="order-events", partition=2, offset=-1001).offset()  # RD_KAFKA_OFFSET_INVALID
+    assert unknown is None
+    record = _Record("order-events", b"o-1", b"{}", None, None, None, None, threading.Condition())
+    record._landed(2, unknown)
+    delivery = record.result(0)
+    assert (delivery.partition, delivery.offset) == (2, None)
+    answer = ActionAccepted(order_id="o-1", message="pay accepted", status=OrderStatus.PAID, version=2,
+                            partition=delivery.partition, offset=delivery.offset)
+    assert json.loads(answer.model_dump_json(by_alias=True))["offset"] is None

@@ -457,7 +457,7 @@ GRACE_SECONDS = 5.0  # how long a stop waits for requests in progress before cut
 VIEW_LOAD_SECONDS = 300.0  # how long serve may take to read all of order-state before it listens
 # A record not acknowledged within DELIVERY_TIMEOUT_MS is kept in the outbox, and its request
 # answers 503 at PUBLISH_BOUND. Both lie above the time a cluster takes to replace a dead node:
-# 3 to 8 s on the local tuned cluster (more than 8 s in 2 of 13 cluster test runs on 2 busy cores),
+# usually 3 to 8 s on the local tuned cluster (more than 8 s in 2 of 13 cluster test runs on 2 busy cores),
 # about 12 s with Kafka's default broker session of 9 s.
 DELIVERY_TIMEOUT_MS = 15_000
 PUBLISH_BOUND = 16.0

@@ -178,7 +178,7 @@ def test_api_keeps_answering_through_a_leader_sigkill(cluster: LocalCluster, clu
 
 def behind(processor: OrderProcessor, runner: TransactionalRunner, by_order: dict[str, list[Call]]) -> str:
     """What the processor has not applied yet, and where its runner is: the failure message of a wait."""
-    late = {o: (processor.version(o), len(cs)) for o, cs in by_order.items() if processor.version(o) != len(cs)}
+    late = {o: (v, len(cs)) for o, cs in by_order.items() if (v := processor.version(o)) != len(cs)}
     return (f"{len(late)} orders behind (applied, accepted), e.g. {dict(list(late.items())[:5])}; runner "
             f"{'running' if runner.running else 'stopped'} ({runner.fatal or 'no fatal error'}), assigned "
             f"{sorted(runner.assignment)}, {runner.processed} processed in {runner.transactions} transactions, "

@@ -13,6 +13,7 @@ to do next.
     ├── NotYourOrder         a command's customer is not the order's customer
     ├── StillProcessing      the order's last write has not been processed yet
     ├── CommandRejected      the order-processor rejected the command's event (a conflict)
+    ├── IdempotencyKeyReused an idempotency key already named another step of the order
     └── PublishError         the broker did not acknowledge a published event
 """
 
@@ -99,3 +100,13 @@ class CommandRejected(OrderSystemError):
         super().__init__(f"order {order_id}: the order-processor rejected the command ({reason or 'rejected'})"
                          + (f": {detail}" if detail else ""))
         self.order_id, self.reason, self.detail = order_id, reason, detail
+
+
+class IdempotencyKeyReused(OrderSystemError, ValueError):
+    """A command's idempotency key already made another step of this order: a key names one
+    command; send a new key for a new command."""
+
+    def __init__(self, order_id: str, applied: str, requested: str) -> None:
+        super().__init__(f"order {order_id}: this Idempotency-Key was already used for {applied}, not {requested}; "
+                         "use a new key for a new command")
+        self.order_id = order_id

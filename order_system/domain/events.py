@@ -6,6 +6,7 @@ language can write valid events (the README documents the format).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 import uuid
@@ -73,6 +74,24 @@ def new_order_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
 
 
+# ---- idempotent commands: a repeated Idempotency-Key makes the same ids ----------------------
+
+_IDEMPOTENCY = uuid.UUID("6f1c2d8e-4b1a-5c3e-9d7f-0a2b4c6d8e10")  # a fixed namespace for uuid5
+
+
+def keyed_order_id(customer_id: str, key: str) -> str:
+    """The order id a create with ``key`` gets, the same each time for this customer and key
+    (8 letters and digits, like ``new_order_id``)."""
+    digest = int.from_bytes(hashlib.sha256(f"{customer_id}\x1f{key}".encode()).digest()[:8], "big")
+    return "".join(_ID_ALPHABET[(digest >> (6 * n)) % len(_ID_ALPHABET)] for n in range(8))
+
+
+def keyed_event_id(order_id: str, key: str) -> uuid.UUID:
+    """The eventId a command on ``order_id`` with ``key`` gets, the same each time: a resent
+    command is then a duplicate of the first (same version, same eventId), never a rival."""
+    return uuid.uuid5(_IDEMPOTENCY, f"{order_id}\x1f{key}")
+
+
 def _now() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(timezone.utc)
@@ -113,16 +132,19 @@ class OrderEvent(BaseModel):
 
     @classmethod
     def for_status(cls, status: OrderStatus, order_id: str, customer_id: str, version: int,
-                   description: str | None = None) -> OrderEvent:
-        """An event moving ``order_id`` to ``status``; ``version`` is the new event's version."""
+                   description: str | None = None, event_id: uuid.UUID | None = None) -> OrderEvent:
+        """An event moving ``order_id`` to ``status``; ``version`` is the new event's version
+        (``event_id``: a chosen id, such as ``keyed_event_id``'s; default a random one)."""
         status = OrderStatus(status)
         return cls(order_id=order_id, customer_id=customer_id, status=status, version=version,
-                   description=DEFAULT_DESCRIPTIONS[status] if description is None else description)
+                   description=DEFAULT_DESCRIPTIONS[status] if description is None else description,
+                   **({"event_id": event_id} if event_id is not None else {}))
 
     @classmethod
-    def created(cls, order_id: str, customer_id: str, description: str | None = None) -> OrderEvent:
+    def created(cls, order_id: str, customer_id: str, description: str | None = None,
+                event_id: uuid.UUID | None = None) -> OrderEvent:
         """The first event of an order (always version 1)."""
-        return cls.for_status(OrderStatus.CREATED, order_id, customer_id, 1, description)
+        return cls.for_status(OrderStatus.CREATED, order_id, customer_id, 1, description, event_id)
 
     @classmethod
     def paid(cls, order_id: str, customer_id: str, version: int, description: str | None = None) -> OrderEvent:

@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager, contextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -44,8 +44,8 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..services.commands import OrderCommands
-from ..domain.errors import (CommandRejected, ConfigError, InvalidTransition, NotYourOrder, OrderSystemError, PublishError,
-                             StillProcessing, UnknownOrder)
+from ..domain.errors import (CommandRejected, ConfigError, IdempotencyKeyReused, InvalidTransition, NotYourOrder,
+                             OrderSystemError, PublishError, StillProcessing, UnknownOrder)
 from ..domain.events import OrderStatus
 
 if TYPE_CHECKING:
@@ -83,6 +83,12 @@ ACTIONS: dict[Action, OrderStatus] = {
 NOT_BLANK = r"\S"
 CUSTOMER_RULES: dict[str, Any] = {"min_length": 1, "max_length": 64, "pattern": NOT_BLANK}
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64, description="The order's id")]
+MAX_IDEMPOTENCY_KEY = 128
+IdempotencyKeyHeader = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=MAX_IDEMPOTENCY_KEY + 2,
+    description="Names this command (the IETF httpapi draft's header): repeat the request with the same key "
+                "after a 503, a timeout or a lost connection, and it answers the command's real outcome; the "
+                "command happens at most once. 1 to 128 printable ASCII characters, optionally in double quotes.")]
 
 
 class _Camel(BaseModel):
@@ -153,9 +159,11 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
                403: "The customerId is not the caller's (or the order's)", 404: "No such order",
                409: "The state machine forbids this transition, or the order-processor rejected the command "
                     "(another command for the order won)",
-               413: f"The request body is larger than {MAX_BODY_BYTES} bytes", 422: "Invalid input",
+               413: f"The request body is larger than {MAX_BODY_BYTES} bytes",
+               422: "Invalid input, or an Idempotency-Key already used for another step of this order",
                503: "The broker is unreachable (the event is kept), or the view or the order-processor did "
-                    "not catch up in time (see Retry-After)"}
+                    "not catch up in time (see Retry-After); repeat with the same Idempotency-Key to learn "
+                    "the outcome"}
     retry_after = {"Retry-After": {"description": "Seconds to wait before trying again",
                                    "schema": {"type": "integer"}}}
     return {code: {"model": ErrorBody, "description": meaning[code], **({"headers": retry_after} if code == 503 else {})}
@@ -172,8 +180,20 @@ class ApiError(Exception):
 
 STATUS_OF: dict[type[Exception], int] = {
     UnknownOrder: 404, NotYourOrder: 403, InvalidTransition: 409, CommandRejected: 409, StillProcessing: 503,
-    PublishError: 503,
+    PublishError: 503, IdempotencyKeyReused: 422,
 }
+
+
+def _idempotency_key(raw: str | None) -> str | None:
+    """The header's key without surrounding whitespace and quotes; 422 unless 1 to 128 printable ASCII."""
+    if raw is None:
+        return None
+    key = raw.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not all(" " <= c <= "~" for c in key):
+        raise ApiError(422, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")
+    return key
 
 
 def _problem(error: Any) -> str:
@@ -269,6 +289,16 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> str:
     return ", ".join(sorted(methods))
 
 
+# serve's bounds (create_app's defaults). A record not acknowledged within DELIVERY_TIMEOUT_MS is
+# kept in the outbox, and its request answers 503 at PUBLISH_BOUND. Both lie above the time a
+# cluster takes to replace a dead node: 3 to 5 s on the local tuned cluster, about 12 s with
+# Kafka's default broker session of 9 s. VIEW_BOUND bounds the wait for the view (and, for an order
+# it does not know yet, for the processor); VERDICT_BOUND the wait for the processor's verdict.
+DELIVERY_TIMEOUT_MS = 15_000
+PUBLISH_BOUND = 16.0
+VIEW_BOUND = 10.0
+VERDICT_BOUND = 15.0
+
 REQUEST_THREADS = 100
 """Requests run at once (the routes are sync: each takes a thread). A command mostly waits for the
 processor's verdict; anyio's default of 40 threads capped commands at 40 / their latency (about
@@ -291,9 +321,9 @@ def create_app(
     outbox: Outbox | None = None,
     tokens: ApiTokens | None = None,
     groups: tuple[str, ...] = ("order-processor", "notification-service", "analytics-service"),
-    publish_timeout: float = 10.0,
-    view_timeout: float = 10.0,
-    verdict_timeout: float = 15.0,
+    publish_timeout: float = PUBLISH_BOUND,
+    view_timeout: float = VIEW_BOUND,
+    verdict_timeout: float = VERDICT_BOUND,
 ) -> FastAPI:
     """The FastAPI application, built from the collaborators it is given.
 
@@ -349,10 +379,11 @@ def create_app(
         return _error(500, "internal server error; the server log has the details")
 
     @app.post("/api/orders", status_code=201, dependencies=guarded, responses=_errors(*auth_errors, 400, 403, 413, 422, 503))
-    def create_order(body: CreateOrder, customer: Annotated[str | None, Depends(_caller)]) -> OrderAccepted:
+    def create_order(body: CreateOrder, customer: Annotated[str | None, Depends(_caller)],
+                     idempotency_key: IdempotencyKeyHeader = None) -> OrderAccepted:
         if customer is not None and body.customer_id != customer:
             raise ApiError(403, "customerId must be the customer of the bearer token")
-        event, delivery = commands.create(body.customer_id)
+        event, delivery = commands.create(body.customer_id, _idempotency_key(idempotency_key))
         return OrderAccepted(order_id=event.order_id, message="Order accepted; it is being processed",
                              status=event.status, partition=delivery.partition, offset=delivery.offset)
 
@@ -360,12 +391,14 @@ def create_app(
               responses=_errors(*auth_errors, 400, 403, 404, 409, 413, 422, 503))
     def advance_order(order_id: OrderIdPath, action: Action,
                       customer_id: Annotated[str, Query(alias="customerId", **CUSTOMER_RULES)],
-                      customer: Annotated[str | None, Depends(_caller)]) -> ActionAccepted:
+                      customer: Annotated[str | None, Depends(_caller)],
+                      idempotency_key: IdempotencyKeyHeader = None) -> ActionAccepted:
         customer_id = customer_id.strip()
         if customer is not None and customer_id != customer:
             raise ApiError(403, "customerId must be the customer of the bearer token")
+        key = _idempotency_key(idempotency_key)
         try:
-            event, delivery = commands.advance(order_id, customer_id, ACTIONS[action])
+            event, delivery = commands.advance(order_id, customer_id, ACTIONS[action], key)
         except NotYourOrder:
             if customer is not None:
                 raise UnknownOrder(order_id) from None  # another customer's order: do not reveal it exists
@@ -455,12 +488,6 @@ def _caller(request: Request) -> str | None:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GRACE_SECONDS = 5.0  # how long a stop waits for requests in progress before cutting them
 VIEW_LOAD_SECONDS = 300.0  # how long serve may take to read all of order-state before it listens
-# A record not acknowledged within DELIVERY_TIMEOUT_MS is kept in the outbox, and its request
-# answers 503 at PUBLISH_BOUND. Both lie above the time a cluster takes to replace a dead node:
-# usually 3 to 8 s on the local tuned cluster (more than 8 s in 2 of 13 cluster test runs on 2 busy cores),
-# about 12 s with Kafka's default broker session of 9 s.
-DELIVERY_TIMEOUT_MS = 15_000
-PUBLISH_BOUND = 16.0
 
 
 def _uvicorn_server(app: FastAPI, host: str, port: int) -> Any:

@@ -14,13 +14,11 @@ thread. Per batch (``consume(num_messages=500)``):
 On an abortable error the transaction is aborted, every partition of the batch is rewound to
 its first record and the batch is decided again from the committed state.
 
-After the cluster misbehaved (a transaction call failed, or the group's partitions were lost)
-the next batch starts on a new transactional producer with the same id. librdkafka keeps the
-group coordinator it last used in a cache; if that broker dropped out of the cluster's metadata
-meanwhile, ``send_offsets_to_transaction`` waits for it far past its own timeout, until some
-broker connection changes state (librdkafka issues #5456 and #5511, open in 2.16). The
-cluster test caught a processor stuck there for minutes after two of three nodes came back.
-A new producer looks its coordinators up afresh; its ``init_transactions`` fences the old one.
+The transactional producer is a ``GuardedProducer`` (``renewal.py``): a call that stalls past
+``STALL_SECONDS`` (after a broker's death librdkafka can wait on a coordinator that is gone, far
+past its own timeout) raises ``Stalled``; the runner then renews the producer, whose
+``init_transactions`` settles the open transaction, and the batch comes again unless that
+transaction had committed.
 
 A fenced or fatal producer (another instance started with the same ``transactional.id``) stops
 the runner with an error naming the id and what to do. Input is read ``read_committed`` with
@@ -41,21 +39,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ..config import Settings
 from ..interfaces import metrics
 from .consumer import MAX_FAILURES_KEPT
 from .records import Received, Stopping, take_batch
+from .renewal import STALL_SECONDS, GuardedProducer, Stalled, committed_through, renew
 from .runner_thread import RunnerThread
 from .throttle import KAFKA_ERRORS
 
 BATCH_SIZE = 500  # records per consume() and so per transaction
 TRANSACTION_TIMEOUT_MS = 60_000  # the broker aborts a transaction left open longer (a hung instance)
-COMMIT_SECONDS = 10.0  # one commit_transaction call; a retriable failure (say, a coordinator moving) is
-COMMIT_PATIENCE = 45.0  # retried for this long (under the transaction timeout), unless asked to stop
+COMMIT_SECONDS = 10.0  # librdkafka's timeout for one commit_transaction call (the stall bound is shorter)
+COMMIT_ATTEMPTS = 3  # a retriable commit failure is tried again this often; then its outcome is settled
 PREPARE_ATTEMPTS = 5  # tries to read a newly assigned partition's state before the runner gives up
-IDLE_CONNECTION_MS = 20_000  # the transactional producer closes a broker connection idle this long
 
 
 class Output(NamedTuple):
@@ -106,6 +104,7 @@ class TransactionalRunner(RunnerThread):
         extra_config: Mapping[str, Any] | None = None,
         producer_config: Mapping[str, Any] | None = None,
         batch_size: int = BATCH_SIZE,
+        stall_seconds: float = STALL_SECONDS,
     ) -> None:
         """``on_assign(partitions)`` runs in the runner's thread for newly assigned partitions,
         after their committed offsets are stable and before any of their records is processed
@@ -119,7 +118,7 @@ class TransactionalRunner(RunnerThread):
         super().__init__(name or group_id)
         self.on_assign = on_assign
         self.on_revoke = on_revoke
-        self.batch_size = batch_size
+        self.batch_size, self.stall_seconds = batch_size, stall_seconds
         self.log = logging.getLogger(f"order_system.kafka.transactions.{self.name}")
         self._consumer_config = settings.client_config(**{
             "group.id": group_id,
@@ -128,7 +127,9 @@ class TransactionalRunner(RunnerThread):
             "enable.auto.commit": False,  # offsets are committed inside the transactions only
             "isolation.level": "read_committed",
             "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": 6000,
+            # longer than a cluster takes to replace a dead group coordinator (about 6 s when it was
+            # also the active controller): a shorter session loses the partitions to a rebalance
+            "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 500,
             # read ahead 4 MiB (thousands of records, several batches), not librdkafka's 64 MiB,
             # whose peak malloc keeps once a long backlog was read
@@ -140,9 +141,6 @@ class TransactionalRunner(RunnerThread):
             "client.id": f"{self.name}-tx",
             "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
             "linger.ms": 5,
-            # an idle connection closed is a broker state change, which makes a request waiting for a
-            # stale coordinator look it up again (see the module docstring): bounds that wait
-            "connections.max.idle.ms": IDLE_CONNECTION_MS,
             **(producer_config or {}),
         }
         self.processed = 0
@@ -154,16 +152,16 @@ class TransactionalRunner(RunnerThread):
         self.failures: deque[tuple[Received, Exception]] = deque(maxlen=MAX_FAILURES_KEPT)
         self.fatal: str | None = None  # why the runner stopped by itself
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
-        self._producer_suspect = False  # the cluster misbehaved since the producer was made: renew it
-        self.producers = 0  # transactional producers made (a first one, then one per renewal)
+        self._producer: GuardedProducer | None = None
+        self.producers = 0  # transactional producers registered (a first one, then one per renewal)
+        self.stalls = 0  # transactional calls abandoned after STALL_SECONDS
         self._closing = False
 
     # ---- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            self._new_producer()
+            self._renew_producer()
             self._consumer = Consumer(self._consumer_config)
             self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                      on_lost=self._on_lost)
@@ -183,33 +181,14 @@ class TransactionalRunner(RunnerThread):
         finally:
             self._close()
 
-    def _new_producer(self) -> None:
-        """A transactional producer with this runner's id, registered with the broker; the one
-        before it (if any) is closed first. Called between transactions only."""
+    def _renew_producer(self) -> None:
+        """A registered transactional producer with this runner's id in place of the current one
+        (if any), which it fences; called between transactions only."""
         old, self._producer = self._producer, None
         if old is not None:
-            self.log.info("[%s] renewing the transactional producer after a cluster fault", self.name)
-            try:
-                old.close(5)
-            except KafkaException as exc:  # fenced or fatal: nothing of ours is left in it
-                self.log.info("[%s] old producer closed: %s", self.name, exc.args[0].str())
-        producer = Producer(self.settings.producer_config(**self._producer_options))
-        self._init_transactions(producer)
-        self._producer, self._producer_suspect = producer, False
+            old.close()
+        self._producer = renew(self.settings, self._producer_options, self._stop.wait, self.name, self.stall_seconds)
         self.producers += 1
-
-    def _init_transactions(self, producer: Producer) -> None:
-        """Register the transactional id with the broker: this fences any older instance with the
-        same id and aborts the transaction it left open (at once, not after its timeout)."""
-        for attempt in range(1, PREPARE_ATTEMPTS + 1):
-            try:
-                producer.init_transactions(30)
-                return
-            except KafkaException as exc:
-                if not exc.args[0].retriable() or attempt == PREPARE_ATTEMPTS or self._stop.wait(2.0 * attempt):
-                    raise
-                self.log.warning("[%s] init_transactions failed (attempt %d): %s", self.name, attempt,
-                                 exc.args[0].str())
 
     def _records(self, messages: list[Message]) -> list[Received]:
         records = []
@@ -230,14 +209,16 @@ class TransactionalRunner(RunnerThread):
             return
         try:
             self._commit(batch, records)
-        except Fenced:
-            raise
+        except Stalled as stall:
+            if not self._settle(stall, records):
+                self._rewind(records)
+                self.stuck += 1
+                return
         except KafkaException as exc:
             error = exc.args[0]
             self.errors.append(error)
             if error.fatal():
                 raise Fenced(self._fenced_message(error)) from exc
-            self._producer_suspect = True
             self.log.warning("[%s] transaction of %d records aborted (%s); the batch comes again",
                              self.name, len(records), error.str())
             self._abort()
@@ -260,8 +241,6 @@ class TransactionalRunner(RunnerThread):
             self._progress.notify_all()
 
     def _commit(self, batch: Batch, records: list[Received]) -> None:
-        if self._producer_suspect or self._producer is None:
-            self._new_producer()
         producer, consumer = self._producer, self._consumer
         assert producer is not None and consumer is not None
         producer.begin_transaction()
@@ -271,26 +250,34 @@ class TransactionalRunner(RunnerThread):
                 produce(topic, value, key, -1 if partition is None else partition, headers=headers)
             except BufferError:  # the local queue is full
                 self._produce(producer, Output(topic, partition, key, value, headers))
-        positions: dict[tuple[str, int], int] = {}
-        for record in records:  # consume() returns each partition's records in offset order
-            positions[(record.topic, record.partition)] = record.offset + 1
-        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
+        offsets = [TopicPartition(topic, partition, end) for (topic, partition), end in _ends(records).items()]
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
-        began = time.monotonic()
-        for attempt in itertools.count(1):
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 producer.commit_transaction(COMMIT_SECONDS)
                 return
             except KafkaException as exc:
-                if (not exc.args[0].retriable() or self._stop.is_set()
-                        or time.monotonic() - began > COMMIT_PATIENCE):
+                if not exc.args[0].retriable() or self._stop.is_set():
                     raise
-                self._producer_suspect = True
-                self.log.warning("[%s] commit attempt %d failed (%s); trying again", self.name, attempt,
-                                 exc.args[0].str())
+                self.errors.append(exc.args[0])
+                self.log.warning("[%s] commit attempt %d failed (%s)", self.name, attempt, exc.args[0].str())
+        raise Stalled("commit_transaction", f"failed {COMMIT_ATTEMPTS} times with retriable errors")
+
+    def _settle(self, stall: Stalled, records: list[Received]) -> bool:
+        """After ``stall``: renew the producer (which settles the transaction the stalled one left
+        open) and tell whether that transaction committed; only a stalled commit can have."""
+        self.stalls += 1
+        self.log.warning("[%s] %s; renewing the transactional producer", self.name, stall)
+        self._renew_producer()
+        if stall.call != "commit_transaction":
+            return False
+        assert self._consumer is not None
+        committed = committed_through(self._consumer, _ends(records))
+        self.log.info("[%s] the stalled commit %s", self.name, "had committed" if committed else "was aborted")
+        return committed
 
     @staticmethod
-    def _produce(producer: Producer, out: Output) -> None:
+    def _produce(producer: GuardedProducer, out: Output) -> None:
         """Write ``out`` once the local queue has room (partition -1: librdkafka's partitioner)."""
         while True:
             producer.poll(0.05)  # let the queue drain
@@ -312,6 +299,11 @@ class TransactionalRunner(RunnerThread):
         for attempt in itertools.count(1):
             try:
                 self._producer.abort_transaction(COMMIT_SECONDS)
+                return
+            except Stalled as stall:  # a new producer's init_transactions aborts it instead
+                self.stalls += 1
+                self.log.warning("[%s] %s; renewing the transactional producer", self.name, stall)
+                self._renew_producer()
                 return
             except KafkaException as exc:
                 error = exc.args[0]
@@ -367,8 +359,9 @@ class TransactionalRunner(RunnerThread):
         if self._producer is not None:
             try:
                 self._producer.flush(5)
-            except KafkaException as exc:  # fenced or fatal: nothing of ours is left to deliver
-                self.log.info("[%s] producer closed: %s", self.name, exc.args[0].str())
+            except (KafkaException, Stalled) as exc:  # fenced, fatal or stuck: nothing of ours is left to deliver
+                self.log.info("[%s] producer closed: %s", self.name, exc)
+            self._producer.close()
         self.log.info("[%s] closed", self.name)
         with self._progress:
             self._progress.notify_all()
@@ -412,7 +405,6 @@ class TransactionalRunner(RunnerThread):
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget(partitions)
-        self._producer_suspect = True  # the group coordinator went away for a while: see the module docstring
         self.log.warning("[%s] lost %s; their uncommitted records come again to their next owner", self.name,
                          _names(partitions))
 
@@ -423,6 +415,11 @@ class TransactionalRunner(RunnerThread):
             self.on_revoke([(p.topic, p.partition) for p in partitions])
         with self._progress:
             self._progress.notify_all()
+
+
+def _ends(records: list[Received]) -> dict[tuple[str, int], int]:
+    """Each partition's position after the batch (consume() returns a partition's records in order)."""
+    return {(record.topic, record.partition): record.offset + 1 for record in records}
 
 
 def _names(partitions: list[TopicPartition]) -> str:

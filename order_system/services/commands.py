@@ -11,6 +11,14 @@ Within one process, commands for one order take turns (a lock per order, held on
 command for it runs), so they never race each other. Every wait is bounded: when one runs out
 the command answers ``StillProcessing`` (the API's 503 with ``Retry-After``). The REST API and
 the notebook dashboard both use this class.
+
+**Idempotency keys.** A command given a ``key`` (the HTTP ``Idempotency-Key`` header) makes the
+same ids every time it is repeated: ``keyed_order_id`` for a create, ``keyed_event_id`` for the
+event. A repeat of a command whose event is already applied answers as the first did, without
+publishing; a repeat of one still on its way publishes the same event again, which the
+order-processor skips as a duplicate of the first (same version, same eventId). So a client that
+got a 503, or no answer at all, repeats the command with its key and learns the real outcome: it
+never races its own earlier request, and the command happens at most once.
 """
 
 from __future__ import annotations
@@ -23,8 +31,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 
 from ..domain.changelog import Outcome
-from ..domain.errors import CommandRejected, NotYourOrder, PublishError, StillProcessing, UnknownOrder
-from ..domain.events import OrderEvent, OrderStatus, new_order_id
+from ..domain.errors import (CommandRejected, IdempotencyKeyReused, NotYourOrder, PublishError, StillProcessing,
+                             UnknownOrder)
+from ..domain.events import OrderEvent, OrderStatus, keyed_event_id, keyed_order_id, new_order_id
 from ..domain.state_machine import Order, check_transition
 from ..kafka.outbox import Outbox
 from ..kafka.producer import Delivery, OrderProducer
@@ -92,31 +101,45 @@ class OrderCommands:
 
     # ---- commands ----------------------------------------------------------------------------
 
-    def create(self, customer_id: str) -> tuple[OrderEvent, Delivery]:
-        """Publish a new order's first event: answered once acknowledged (a new id has no rival)."""
-        event = OrderEvent.created(new_order_id(), customer_id)
+    def create(self, customer_id: str, key: str | None = None) -> tuple[OrderEvent, Delivery]:
+        """Publish a new order's first event: answered once acknowledged (a new id has no rival;
+        with ``key``, a repeat publishes the same event again, a duplicate the processor skips)."""
+        if key is None:
+            event = OrderEvent.created(new_order_id(), customer_id)
+        else:
+            order_id = keyed_order_id(customer_id, key)
+            event = OrderEvent.created(order_id, customer_id, event_id=keyed_event_id(order_id, key))
         with self._lock(event.order_id):
             return event, self._publish(event)
 
-    def advance(self, order_id: str, customer_id: str, target: OrderStatus) -> tuple[OrderEvent, Delivery]:
+    def advance(self, order_id: str, customer_id: str, target: OrderStatus,
+                key: str | None = None) -> tuple[OrderEvent, Delivery]:
         """Publish the order's next event and wait for the processor to accept it; raises
         ``UnknownOrder``, ``NotYourOrder``, ``InvalidTransition`` (checked on the view),
-        ``CommandRejected`` (the processor refused the event), ``StillProcessing`` or ``PublishError``."""
+        ``CommandRejected`` (the processor refused the event), ``StillProcessing``, ``PublishError``
+        or, for a ``key`` used before for another step of this order, ``IdempotencyKeyReused``."""
+        event_id = keyed_event_id(order_id, key) if key is not None else None
         with self._lock(order_id):
             if self.producer.holds(order_id):  # its last event waits in the outbox: no new version yet
                 raise StillProcessing(order_id)
             order = self.read(order_id)
             if customer_id != order.customer_id:
                 raise NotYourOrder(order_id, customer_id)
+            applied = next((e for e in order.history if e.event_id == event_id), None) if event_id else None
+            if applied is not None:  # a repeat of a command already applied: its answer again
+                if applied.status is not target:
+                    raise IdempotencyKeyReused(order_id, applied.status.value, target.value)
+                where = Delivery(self.producer.topic, self.view.partition_of(order_id), None, applied.key(), applied)
+                return applied, where
             check_transition(order_id, order.status, target)
-            event = OrderEvent.for_status(target, order_id, customer_id, order.version + 1)
-            event_id = str(event.event_id)
-            self.view.expect(order_id, event_id)
+            event = OrderEvent.for_status(target, order_id, customer_id, order.version + 1, event_id=event_id)
+            waiting_on = str(event.event_id)
+            self.view.expect(order_id, waiting_on)
             try:
                 delivery = self._publish(event)
-                verdict = self.view.verdict(event_id, self.verdict_timeout)
+                verdict = self.view.verdict(waiting_on, self.verdict_timeout)
             finally:
-                self.view.forget(event_id)
+                self.view.forget(waiting_on)
             if verdict is None:
                 log.warning("no verdict on %s v%d within %.1fs", order_id, event.version, self.verdict_timeout)
                 raise StillProcessing(order_id)

@@ -1,6 +1,9 @@
-"""The three-node cluster: the API through a leader's SIGKILL, and with two of three nodes down.
+"""The three-node cluster: the API through a SIGKILL of each node the order-processor depends on,
+and with two of three nodes down.
 
 Real faults only: nodes are killed with SIGKILL (``LocalCluster.kill_node``), never stopped politely.
+``scripts/repeat-test`` runs the failover test many times and prints the distribution of its
+worst latency (the line ``FAILOVER ...`` each run prints).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import httpx
 import pytest
 
 from serving import serve_in_thread
-from order_system.interfaces.api import DELIVERY_TIMEOUT_MS, PUBLISH_BOUND, create_app  # as serve
+from order_system.interfaces.api import DELIVERY_TIMEOUT_MS, PUBLISH_BOUND, create_app  # with serve's bounds
 from order_system.local.broker import answers_metadata
-from order_system.local.cluster import LocalCluster, leader_of, wait_for, wait_for_new_leader, wait_isr_whole
+from order_system.local.cluster import (OFFSETS_TOPIC, TRANSACTION_LOG, LocalCluster, coordinator_partition, leader_of,
+                                        wait_for, wait_for_new_leader, wait_isr_whole)
 from order_system.config import Settings
 from order_system.domain.errors import BrokerError
 from order_system.kafka.consumer import run_groups
@@ -35,8 +39,10 @@ from order_system.kafka.transactions import TransactionalRunner
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-LIFECYCLES = 5000
+LIFECYCLES = 600
 WORKERS = 48
+AFTER_ELECTION = 10.0  # no request may take longer than the election plus this
+VICTIMS = ("partition-leader", "transaction-coordinator", "group-coordinator")
 
 
 @dataclass
@@ -47,11 +53,14 @@ class Call:
     began: float
     took: float
     version: int
+    error: str = ""
+    retry_after: str | None = None
 
 
 @contextmanager
 def api_on(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, OrderProcessor, Outbox, TransactionalRunner]]:
-    """The API over real HTTP with its order-processor, wired as `order-system serve` wires it."""
+    """The API over real HTTP with its order-processor, wired as `order-system serve` wires it
+    (serve's bounds: create_app's defaults, and its producer's delivery timeout)."""
     processor = OrderProcessor(instance_id="test-cluster")
     outbox = Outbox(tmp_path / "outbox.db")
     runner = runner_for(processor, settings)
@@ -60,37 +69,67 @@ def api_on(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, O
             run_groups(runner), OrderView(settings) as view:
         relay = OutboxRelay(producer, interval=0.5,
                             reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0)).start()
-        # a command waits for the processor's verdict: allow for a failover of its transaction coordinator
-        app = create_app(settings, producer, view, outbox=outbox, groups=("order-processor",),
-                         publish_timeout=PUBLISH_BOUND, view_timeout=30, verdict_timeout=60)
+        app = create_app(settings, producer, view, outbox=outbox, groups=("order-processor",))
         limits = httpx.Limits(max_connections=WORKERS, max_keepalive_connections=WORKERS)
         try:
-            with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=60, limits=limits) as client:
+            with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=120, limits=limits) as client:
                 yield client, processor, outbox, runner
         finally:
             relay.stop()
+
+
+def command(client: httpx.Client, calls: list[Call], order_id: str, action: str, version: int, customer: str,
+            key: str) -> httpx.Response:
+    """One command with its Idempotency-Key; after a 503 it is repeated with the same key (as the
+    REST docs tell clients to), so it ends with its real outcome. Every attempt is recorded."""
+    for _ in range(60):
+        began = time.monotonic()
+        if action == "create":
+            answer = client.post("/api/orders", json={"customerId": customer}, headers={"Idempotency-Key": key})
+        else:
+            answer = client.post(f"/api/orders/{order_id}/{action}", params={"customerId": customer},
+                                 headers={"Idempotency-Key": key})
+        failed = answer.status_code not in (201, 202)
+        calls.append(Call(answer.json().get("orderId", order_id) if answer.status_code == 201 else order_id, action,
+                          answer.status_code, began, time.monotonic() - began, version,
+                          answer.json().get("error", "") if failed else "", answer.headers.get("Retry-After")))
+        if answer.status_code != 503:
+            return answer
+        time.sleep(float(answer.headers.get("Retry-After") or 1))  # as the answer asks
+    return answer
 
 
 def lifecycle(client: httpx.Client, n: int, calls: list[Call]) -> None:
     """One order: create, pay, ship, deliver; every fifth is cancelled after create or pay."""
     actions = ["pay", "ship", "deliver"] if n % 5 else (["cancel"] if n % 10 else ["pay", "cancel"])
     customer = f"customer-{n % 50}"
-    began = time.monotonic()
-    answer = client.post("/api/orders", json={"customerId": customer})
-    order_id = answer.json().get("orderId", "?") if answer.status_code == 201 else "?"
-    calls.append(Call(order_id, "create", answer.status_code, began, time.monotonic() - began, 1))
+    answer = command(client, calls, "?", "create", 1, customer, f"lifecycle-{n}-create")
+    if answer.status_code != 201:
+        return
+    order_id = answer.json()["orderId"]
     for version, action in enumerate(actions, 2):
-        if order_id == "?":
-            return
-        began = time.monotonic()
-        answer = client.post(f"/api/orders/{order_id}/{action}", params={"customerId": customer})
-        calls.append(Call(order_id, action, answer.status_code, began, time.monotonic() - began, version))
-        if answer.status_code != 202:
+        if command(client, calls, order_id, action, version, customer, f"lifecycle-{n}-{action}").status_code != 202:
             return
 
 
-def test_api_keeps_answering_through_a_leader_sigkill(cluster: LocalCluster, cluster_settings: Settings,
-                                                       tmp_path: Path) -> None:
+def victim_partition(settings: Settings, victim: str, processor: OrderProcessor) -> tuple[str, int]:
+    """The partition whose leader is the node to kill: order-events' partition 0, or the partition of
+    the transaction log or the offsets topic that makes its leader the processor's coordinator."""
+    if victim == "partition-leader":
+        return settings.topic, 0
+    if victim == "transaction-coordinator":
+        return TRANSACTION_LOG, coordinator_partition(settings, TRANSACTION_LOG, processor.transactional_id)
+    return OFFSETS_TOPIC, coordinator_partition(settings, OFFSETS_TOPIC, processor.group_id)
+
+
+@pytest.mark.parametrize("victim", VICTIMS)
+def test_the_api_answers_through_a_sigkill_of_the(victim: str, cluster: LocalCluster, cluster_settings: Settings,
+                                                  tmp_path: Path) -> None:
+    """While 48 clients walk orders through the API, the node that leads ``victim`` is SIGKILLed
+    (a quarter into the run) and restarted (at two thirds). No request takes longer than the
+    election plus 10 s; the only non-2xx answer allowed is a 503 for an event the cluster did not
+    acknowledge within the publish bound, and its repeat (same Idempotency-Key) gets the outcome;
+    every acknowledged event is applied once, in order."""
     settings = cluster_settings
     replication = choose_replication(settings)
     assert (replication.factor, replication.min_insync) == (3, 2)
@@ -98,25 +137,26 @@ def test_api_keeps_answering_through_a_leader_sigkill(cluster: LocalCluster, clu
     finished = [0]
     count = threading.Lock()
     timeline: dict[str, float] = {}
-
-    def fault() -> None:
-        """SIGKILL partition 0's leader a quarter into the run; restart it at two thirds."""
-        wait_for(lambda: finished[0] >= LIFECYCLES // 4 or done.is_set(), 600, "a quarter of the lifecycles")
-        victim = leader_of(settings, 0)
-        assert victim is not None
-        timeline["victim"] = victim
-        timeline["killed"] = time.monotonic()
-        cluster.kill_node(victim)
-        wait_for_new_leader(settings, 0, victim)
-        timeline["new leader"] = time.monotonic()
-        wait_for(lambda: finished[0] >= 2 * LIFECYCLES // 3 or done.is_set(), 600, "two thirds of the lifecycles")
-        timeline["restart"] = time.monotonic()
-        cluster.start_node(victim, timeout=180)
-        timeline["restarted"] = time.monotonic()
-
     calls: list[Call] = []
     began = time.monotonic()
     with api_on(settings, tmp_path) as (client, processor, outbox, runner):
+
+        def fault() -> None:
+            """SIGKILL the victim a quarter into the run; restart it at two thirds."""
+            wait_for(lambda: finished[0] >= LIFECYCLES // 4 or done.is_set(), 600, "a quarter of the lifecycles")
+            topic, partition = victim_partition(settings, victim, processor)
+            node = leader_of(settings, partition, topic)
+            assert node is not None
+            timeline["node"], timeline["producers"] = node, runner.producers
+            timeline["killed"] = time.monotonic()
+            cluster.kill_node(node)
+            wait_for_new_leader(settings, partition, node, topic=topic)
+            timeline["new leader"] = time.monotonic()
+            wait_for(lambda: finished[0] >= 2 * LIFECYCLES // 3 or done.is_set(), 600, "two thirds of the lifecycles")
+            timeline["restart"] = time.monotonic()
+            cluster.start_node(node, timeout=180)
+            timeline["restarted"] = time.monotonic()
+
         faults = threading.Thread(target=fault, daemon=True)
         faults.start()
 
@@ -132,22 +172,25 @@ def test_api_keeps_answering_through_a_leader_sigkill(cluster: LocalCluster, clu
         took = time.monotonic() - began
         assert "restarted" in timeline, f"the fault thread did not finish: {timeline}"
 
+        killed, elected = timeline["killed"], timeline["new leader"]
+        election = elected - killed
+        during = [c for c in calls if killed - 1 <= c.began <= elected + 5]
+        worst = max(calls, key=lambda c: c.took)
+        summary = (f"FAILOVER victim={victim} node={timeline['node']:.0f} election={election:.2f}s "
+                   f"worst={worst.took:.2f}s worst_during={max(c.took for c in during):.2f}s "
+                   f"requests={len(calls)} rate={len(calls) / took:.0f}/s non2xx="
+                   f"{sum(c.status not in (201, 202) for c in calls)} renewals={runner.producers - 1} "
+                   f"restart={timeline['restarted'] - timeline['restart']:.1f}s")
+        print("\n" + summary)
+        # a 503 only for an event not acknowledged within the publish bound, with Retry-After
+        refused = [c for c in calls if c.status not in (201, 202)
+                   and not (c.status == 503 and c.retry_after and "did not acknowledge" in c.error)]
+        assert not refused, f"{len(refused)} answers other than 2xx or a publish-bound 503, e.g. {refused[:5]}; {summary}"
+        assert worst.took <= election + AFTER_ELECTION, f"{worst} took longer than the election + 10 s; {summary}"
         accepted = [c for c in calls if c.status in (201, 202)]
         by_order: dict[str, list[Call]] = defaultdict(list)
         for call in accepted:
             by_order[call.order_id].append(call)
-        failed = [c for c in calls if c.status not in (201, 202)]
-        killed, elected = timeline["killed"], timeline["new leader"]
-        during = [c for c in calls if killed - 1 <= c.began <= elected + 5]
-        worst = max(c.took for c in during)
-        summary = (f"{len(calls)} requests ({LIFECYCLES} lifecycles, {WORKERS} clients) in {took:.1f}s, "
-                   f"{len(calls) / took:.0f}/s; node {timeline['victim']} SIGKILLed, new leader of partition 0 after "
-                   f"{elected - killed:.1f}s; worst latency during the failover {worst:.2f}s "
-                   f"({len(during)} requests), worst overall {max(c.took for c in calls):.2f}s; "
-                   f"restart took {timeline['restarted'] - timeline['restart']:.1f}s")
-        print("\n" + summary)
-        # first: a 503 leaves its event in the outbox, applied later, so nothing below could hold
-        assert not failed, f"{len(failed)} requests were not 2xx, e.g. {failed[:5]}; {summary}"
         # every 2xx event applied exactly once, in order, with the right final state
         try:
             wait_for(lambda: all(processor.version(o) == len(cs) for o, cs in by_order.items()), 120,
@@ -160,18 +203,17 @@ def test_api_keeps_answering_through_a_leader_sigkill(cluster: LocalCluster, clu
             assert order is not None
             assert [e.version for e in order.history] == [c.version for c in order_calls]
             assert [e.status.value for e in order.history] == [_status(c.action) for c in order_calls]
-            assert order.status.value == _status(order_calls[-1].action)
 
-    # on the topic: each acknowledged event exactly once, in version order per order
-    seen: dict[str, list[int]] = defaultdict(list)
-    event_ids: set[str] = set()
+    # on the topic: each acknowledged event, in version order per order; a command repeated after a
+    # 503 may have left a second copy of its event (same eventId, same version), skipped as a duplicate
+    seen: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for record in read_records(settings, settings.topic, timeout=30):
         value = json.loads(record.value())
-        assert value["eventId"] not in event_ids, f"event {value['eventId']} is twice on the topic"
-        event_ids.add(value["eventId"])
-        seen[value["orderId"]].append(value["version"])
-    assert seen == {o: [c.version for c in cs] for o, cs in by_order.items()}
-
+        seen[value["orderId"]].append((value["version"], value["eventId"]))
+    for order_id, order_calls in by_order.items():
+        distinct = list(dict.fromkeys(seen[order_id]))
+        assert [v for v, _ in distinct] == [c.version for c in order_calls], (order_id, seen[order_id])
+        assert distinct == [(e.version, str(e.event_id)) for e in processor.get(order_id).history]  # type: ignore[union-attr]
     # the restarted node is back in the ISR of every partition
     wait_isr_whole(settings)
 
@@ -182,8 +224,8 @@ def behind(processor: OrderProcessor, runner: TransactionalRunner, by_order: dic
     return (f"{len(late)} orders behind (applied, accepted), e.g. {dict(list(late.items())[:5])}; runner "
             f"{'running' if runner.running else 'stopped'} ({runner.fatal or 'no fatal error'}), assigned "
             f"{sorted(runner.assignment)}, {runner.processed} processed in {runner.transactions} transactions, "
-            f"{runner.stuck} aborted, {runner.producers} producers; its thread in {runner.where()}; "
-            f"last errors {[e.str() for e in list(runner.errors)[-3:]]}")
+            f"{runner.stuck} aborted, {runner.stalls} stalled, {runner.producers} producers; its thread in "
+            f"{runner.where()}; last errors {[e.str() for e in list(runner.errors)[-3:]]}")
 
 
 def _status(action: str) -> str:

@@ -1,0 +1,146 @@
+"""A transactional producer whose blocking calls never hold the runner for long: the hardening
+composed around the loop in ``transactions.py``.
+
+**Why.** After a broker dies, librdkafka's transactional calls can wait far past the timeout they
+were given. ``send_offsets_to_transaction`` commits the offsets through the consumer group's
+coordinator, which librdkafka looks up once and caches; when that broker is removed from the
+cluster's metadata (it was fenced), the request waits for a broker connection to change state,
+which may take minutes (librdkafka issues #5456 and #5511, open in 2.16). The cluster test saw
+the order-processor sit there for 18 to 27 s after a coordinator's SIGKILL, although the cluster
+had elected new coordinators within 3 to 6 s; every command waiting for a verdict waited with it.
+
+**What.** ``GuardedProducer`` runs each blocking call of the transaction API in a helper thread
+and waits at most ``STALL_SECONDS`` for it, whatever timeout librdkafka was given. A call that
+does not return in time raises ``Stalled``, and the runner replaces the producer with a new one
+of the same ``transactional.id`` (``renew``): a new client looks its coordinators up afresh, and
+its ``init_transactions`` fences the stalled one and settles the transaction it left open (the
+coordinator aborts it, or finishes a commit it had already begun). The stalled call returns in
+its own time, in its own thread, to a producer nobody uses any more.
+
+Only a stall in ``commit_transaction`` leaves the outcome open; ``committed_through`` then asks
+the group's committed offsets, which say whether that transaction committed (offsets past the
+batch) or not (offsets before it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from ..config import Settings
+
+STALL_SECONDS = 3.0  # a transactional call that takes longer is abandoned with its producer
+# init_transactions waits, rightly, while the cluster elects a coordinator, and a new cluster creates
+# its transaction log first: it is abandoned only after this long
+INIT_STALL_SECONDS = 15.0
+INIT_ATTEMPTS = 5  # retriable init_transactions failures in a row before the runner gives up
+T = TypeVar("T")
+log = logging.getLogger("order_system.kafka.renewal")
+
+
+class Stalled(Exception):
+    """A transactional call did not return within the stall bound; its producer is abandoned."""
+
+    def __init__(self, call: str, detail: str) -> None:
+        super().__init__(f"{call} {detail}")
+        self.call = call
+
+
+class GuardedProducer:
+    """A transactional ``Producer`` whose blocking calls are bounded by ``stall_seconds``.
+
+    ``produce`` and ``poll`` never block and go straight to the client. After ``Stalled`` the
+    instance is abandoned: use ``renew`` for its successor.
+    """
+
+    serial = itertools.count(1)
+
+    def __init__(self, settings: Settings, options: Mapping[str, Any], stall_seconds: float = STALL_SECONDS) -> None:
+        self.stall_seconds = stall_seconds
+        self.client = Producer(settings.producer_config(**options))
+        self.number = next(self.serial)
+        self._calls = ThreadPoolExecutor(1, thread_name_prefix=f"{options.get('client.id', 'tx')}-calls")
+        self.abandoned = False
+        self.produce = self.client.produce
+        self.poll = self.client.poll
+
+    def _bounded(self, call: str, function: Callable[..., T], *args: Any, bound: float | None = None) -> T:
+        if self.abandoned:
+            raise Stalled(call, "was not called: this producer was abandoned")
+        seconds = bound if bound is not None else self.stall_seconds
+        future = self._calls.submit(function, *args)
+        try:
+            return future.result(seconds)
+        except FutureTimeout:
+            self.abandoned = True
+            self._calls.shutdown(wait=False)  # its thread ends when librdkafka lets the call return
+            raise Stalled(call, f"did not return within {seconds:.1f}s") from None
+
+    def init_transactions(self, timeout: float) -> None:
+        self._bounded("init_transactions", self.client.init_transactions, timeout, bound=INIT_STALL_SECONDS)
+
+    def begin_transaction(self) -> None:
+        self.client.begin_transaction()  # local: it never waits for a broker
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: Any, timeout: float) -> None:
+        self._bounded("send_offsets_to_transaction", self.client.send_offsets_to_transaction, offsets, metadata,
+                      timeout)
+
+    def commit_transaction(self, timeout: float) -> None:
+        self._bounded("commit_transaction", self.client.commit_transaction, timeout)
+
+    def abort_transaction(self, timeout: float) -> None:
+        self._bounded("abort_transaction", self.client.abort_transaction, timeout)
+
+    def flush(self, timeout: float) -> int:
+        return self._bounded("flush", self.client.flush, timeout)
+
+    def close(self) -> None:
+        """Stop the helper thread (an abandoned producer's thread ends with its call)."""
+        self._calls.shutdown(wait=not self.abandoned)
+
+
+def renew(settings: Settings, options: Mapping[str, Any], stop: Callable[[float], bool], name: str,
+          stall_seconds: float = STALL_SECONDS) -> GuardedProducer:
+    """A registered transactional producer: ``init_transactions`` fences every older producer with
+    this ``transactional.id`` (a stalled one of ours included) and settles its open transaction.
+
+    A producer whose ``init_transactions`` stalls is abandoned for another (the coordinator may be
+    moving); a retriable error is tried again after a pause, up to ``INIT_ATTEMPTS`` times in a
+    row. ``stop(seconds)`` waits and returns True when the runner is asked to stop (then the last
+    error is raised)."""
+    failures = 0
+    while True:
+        producer = GuardedProducer(settings, options, stall_seconds)
+        try:
+            producer.init_transactions(30)
+            return producer
+        except Stalled:
+            log.warning("[%s] init_transactions of producer %d stalled; trying a new producer", name, producer.number)
+            if stop(0.0):
+                raise
+        except KafkaException as exc:
+            producer.close()
+            failures += 1
+            if not exc.args[0].retriable() or failures >= INIT_ATTEMPTS or stop(1.0 * failures):
+                raise
+            log.warning("[%s] init_transactions failed (attempt %d): %s", name, failures, exc.args[0].str())
+
+
+def committed_through(consumer: Consumer, ends: Mapping[tuple[str, int], int], timeout: float = 10.0) -> bool:
+    """Whether the group's committed offsets reached ``ends`` (the positions after a batch) on
+    every partition: after a stalled ``commit_transaction`` was settled, True means it committed
+    and False that it was aborted. Raises ``KafkaException`` when the offsets disagree with both
+    (partitions moved to another member meanwhile): the runner then stops rather than guess."""
+    partitions: Sequence[TopicPartition] = [TopicPartition(topic, p) for topic, p in ends]
+    committed = consumer.committed(list(partitions), timeout=timeout)
+    reached = {tp.offset >= ends[(tp.topic, tp.partition)] for tp in committed}
+    if len(reached) != 1:
+        raise KafkaException(KafkaError(KafkaError._STATE, f"committed offsets {committed} are partly past the batch"))
+    return reached.pop()

@@ -1,0 +1,125 @@
+"""A transactional call that stalls is abandoned with its producer, and no event is lost or decided
+twice. The stall is real: the broker is frozen (SIGSTOP) just before the call, and thawed
+(SIGCONT) later than the stall bound, so the call cannot return in time whatever librdkafka does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from confluent_kafka import Producer, TopicPartition
+
+from order_system.config import Settings
+from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state, restore_orders
+from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.renewal import GuardedProducer, committed_through
+from order_system.kafka.topics import create_topics
+from order_system.kafka.transactions import TransactionalRunner
+from order_system.domain.changelog import Verdict
+from order_system.domain.state_machine import rebuild
+from order_system.local.broker import LocalBroker
+from order_system.services.groups import OrderProcessor
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+STALL = 2.0  # the runner's stall bound in these tests
+FROZEN = 3.5  # how long the broker stays frozen: past the bound, inside the group's 10 s session
+
+
+@contextmanager
+def frozen_once(broker: LocalBroker, seconds: float) -> Iterator[threading.Event]:
+    """An event that, when set by the test, freezes the broker for ``seconds``; thawed on exit too."""
+    pid = broker.recorded_pid()
+    assert pid is not None
+    freeze = threading.Event()
+
+    def freezer() -> None:
+        freeze.wait()
+        os.kill(pid, signal.SIGSTOP)
+        thawing.wait(seconds)
+        os.kill(pid, signal.SIGCONT)
+
+    thawing = threading.Event()
+    thread = threading.Thread(target=freezer, daemon=True)
+    thread.start()
+    try:
+        yield freeze
+    finally:
+        freeze.set()
+        thawing.set()
+        thread.join(timeout=10)
+        os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("call", ["send_offsets_to_transaction", "commit_transaction"])
+def test_a_stalled_transactional_call_is_abandoned_and_every_event_decided_once(
+        running_spare_broker: LocalBroker, monkeypatch: pytest.MonkeyPatch, call: str) -> None:
+    settings = Settings(bootstrap_servers=running_spare_broker.bootstrap, topic=f"stall-{call[:6]}", partitions=3)
+    create_topics(settings)
+    events = plan_lifecycles(40, seed=3)
+    processor = OrderProcessor(instance_id="stall")
+    with frozen_once(running_spare_broker, FROZEN) as freeze:
+        original = getattr(GuardedProducer, call)
+
+        def freezing(self: GuardedProducer, *args: object) -> None:
+            if not freeze.is_set():  # the first transaction's call meets a frozen broker
+                freeze.set()
+                threading.Event().wait(0.2)  # SIGSTOP is sent by the freezer thread: let it land
+            original(self, *args)
+
+        monkeypatch.setattr(GuardedProducer, call, freezing)
+        runner = TransactionalRunner(
+            settings, "processor-stall", processor.transactional_id,
+            lambda records, sleep: processor.process(records, settings, sleep),
+            on_assign=lambda parts: processor.restore(restore_orders(settings, [p for _, p in parts])),
+            on_revoke=lambda parts: processor.forget(p for _, p in parts), stall_seconds=STALL)
+        with runner:
+            assert runner.wait_until(lambda: len(runner.assignment) == 3, timeout=60)
+            with OrderProducer(settings) as producer:
+                for event in events:
+                    producer.publish(event)
+            assert runner.wait_until(lambda: runner.processed >= len(events), timeout=120), (
+                runner.processed, runner.fatal, list(runner.errors))
+            assert freeze.is_set() and runner.fatal is None
+            assert runner.stalls >= 1 and runner.producers >= 2, (runner.stalls, runner.producers)
+    seen = [Verdict.from_json(m.value()) for m in read_committed(settings, settings.verdicts_topic, timeout=60)]
+    assert len(seen) == len(events) == len({(v.partition, v.offset) for v in seen}), "an event decided twice or never"
+    expected = {order_id: order.status.value for order_id, order in rebuild(events).orders.items()}
+    assert {o: order.status.value for o, order in read_order_state(settings).items()} == expected
+    assert not read_effects(settings).duplicated(["event_id", "kind"]).any()
+
+
+def test_committed_offsets_tell_a_committed_transaction_from_an_aborted_one(topic_settings: Settings,
+                                                                          unique) -> None:
+    """What the runner asks after a stalled commit, on real transactions: offsets past the batch
+    mean it committed, offsets before it that it was aborted."""
+    from confluent_kafka import Consumer
+
+    group = unique("settle-group")
+    consumer = Consumer(topic_settings.client_config(**{"group.id": group, "enable.auto.commit": False,
+                                                        "isolation.level": "read_committed"}))
+    consumer.subscribe([topic_settings.topic])
+    try:
+        for _ in range(100):  # the group's generation exists once a partition is assigned
+            consumer.poll(0.1)
+            if consumer.assignment():
+                break
+        producer = Producer(topic_settings.producer_config(**{"transactional.id": unique("settle")}))
+        producer.init_transactions(30)
+        ends = {(topic_settings.topic, 0): 5, (topic_settings.topic, 1): 7}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
+        producer.begin_transaction()
+        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+        producer.abort_transaction(30)
+        assert committed_through(consumer, ends) is False
+        producer.begin_transaction()
+        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+        producer.commit_transaction(30)
+        assert committed_through(consumer, ends) is True
+    finally:
+        consumer.close()

@@ -177,7 +177,8 @@ def test_the_api_answers_through_a_sigkill_of_the(victim: str, cluster: LocalClu
         during = [c for c in calls if killed - 1 <= c.began <= elected + 5]
         worst = max(calls, key=lambda c: c.took)
         summary = (f"FAILOVER victim={victim} node={timeline['node']:.0f} election={election:.2f}s "
-                   f"worst={worst.took:.2f}s worst_during={max(c.took for c in during):.2f}s "
+                   f"worst={worst.took:.2f}s ({worst.action} at {worst.began - killed:+.1f}s) "
+                   f"worst_during={max(c.took for c in during):.2f}s "
                    f"requests={len(calls)} rate={len(calls) / took:.0f}/s non2xx="
                    f"{sum(c.status not in (201, 202) for c in calls)} renewals={runner.producers - 1} "
                    f"restart={timeline['restarted'] - timeline['restart']:.1f}s")

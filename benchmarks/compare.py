@@ -223,7 +223,7 @@ def order_processor(settings: Settings, count: int) -> tuple[float, str]:
 def processor_runner(settings: Settings):  # type: ignore[no-untyped-def]
     import inspect
 
-    from order_system.services.groups import runner_for, standard_groups
+    from order_system.bootstrap import runner_for, standard_groups
 
     processor = standard_groups()[0]
     if "instance_id" in inspect.signature(type(processor)).parameters:  # the transactional processor

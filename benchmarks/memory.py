@@ -178,7 +178,7 @@ def trim() -> int:
 def child(topic: str, events: int, timeout: float) -> dict[str, Any]:
     """Process ``topic`` (``events`` records) with the order-processor and an OrderView, as serve
     runs them, then measure (both still running)."""
-    from order_system.services.groups import runner_for
+    from order_system.bootstrap import runner_for
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     settings = Settings.from_env().with_topic(topic)

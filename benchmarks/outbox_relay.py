@@ -22,7 +22,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from order_system import OrderProducer, Settings, create_topics, delete_topics, plan_lifecycles
-from order_system.kafka.outbox import Outbox
+from order_system.kafka.ordering import OrderedProducer
+from order_system.state.outbox import Outbox
 
 TARGET_PER_SECOND = 5_000
 
@@ -74,7 +75,7 @@ def main() -> None:
             bare_send(bare_topic, rows)
             t_bare = time.perf_counter() - began
 
-            with OrderProducer(relay_topic, outbox=outbox) as producer:
+            with OrderedProducer(relay_topic, outbox) as producer:
                 began = time.perf_counter()
                 report = producer.resend_kept()
                 t_relay = time.perf_counter() - began

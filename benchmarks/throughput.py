@@ -17,7 +17,7 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 from order_system import OrderProcessor, OrderProducer, Settings, create_topics, delete_topics, plan_lifecycles
-from order_system.services.groups import runner_for
+from order_system.bootstrap import runner_for
 
 
 def timed(action) -> float:  # type: ignore[no-untyped-def]

@@ -15,7 +15,9 @@ import sys
 
 from fastapi import FastAPI, Query
 
-from order_system.interfaces.api import CreateOrder, _uvicorn_server
+from order_system.interfaces.schemas import CreateOrder
+
+from order_system.interfaces.serve import _uvicorn_server
 
 
 def trivial_app() -> FastAPI:

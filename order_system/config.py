@@ -15,11 +15,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .domain.errors import ConfigError
-from .kafka.throttle import KAFKA_ERRORS
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 _KAFKA_LOG = logging.getLogger("order_system.kafka")
-_KAFKA_LOG.addFilter(KAFKA_ERRORS)  # a down broker: one line per client per 10 s, not 20 a second
 DEFAULT_TOPIC = "order-events"
 # Every producer of the package hashes keys like Kafka's Java client (murmur2), so that an order
 # keeps its partition whichever service, Java or Python, publishes its events.

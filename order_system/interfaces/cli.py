@@ -9,10 +9,10 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from ..local.broker import LocalBroker, answers_metadata, ensure_broker
 from ..config import Settings
 from ..domain.errors import OrderSystemError
-from ..kafka.reachability import require_kafka
+from ..kafka.reachability import answers_metadata, require_kafka
+from ..local.broker import LocalBroker, ensure_broker
 
 GROUPS = ("order-processor", "notification-service", "analytics-service")
 
@@ -56,7 +56,7 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cluster_here(settings: Settings) -> bool:
-    from ..local.broker import is_loopback, parse_bootstrap
+    from ..kafka.reachability import is_loopback, parse_bootstrap
     from ..local.cluster import LocalCluster
 
     host, port = parse_bootstrap(settings.bootstrap_servers)
@@ -91,7 +91,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
     """One group in this process until SIGINT or SIGTERM; then commit, close and exit 0."""
-    from ..services.groups import runner_for, standard_groups
+    from ..bootstrap import runner_for, standard_groups
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     _log_records(args.log_records)
@@ -129,7 +129,8 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
 def _produce_demo(args: argparse.Namespace, settings: Settings) -> int:
     from collections import Counter
 
-    from ..kafka.producer import OrderProducer, publish_lifecycles
+    from ..kafka.producer import OrderProducer
+    from ..local.demo import publish_lifecycles
     from .progress import ProgressBar
     from ..kafka.topics import create_topics
 
@@ -175,8 +176,8 @@ def _dlt(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _outbox(args: argparse.Namespace, settings: Settings) -> int:
-    from ..kafka.outbox import Outbox
-    from ..kafka.producer import OrderProducer
+    from ..kafka.ordering import OrderedProducer
+    from ..state.outbox import Outbox
     from .progress import ProgressBar
 
     outbox = Outbox(args.path)
@@ -194,14 +195,14 @@ def _outbox(args: argparse.Namespace, settings: Settings) -> int:
         print(f"the broker at {settings.bootstrap_servers} does not answer; {len(outbox)} record(s) stay kept",
               file=sys.stderr)
         return 1
-    with OrderProducer(settings, outbox=outbox) as producer:
+    with OrderedProducer(settings, outbox) as producer:
         report = producer.resend_kept(adopt_unknown=args.adopt, progress=ProgressBar("resending"))
     print(report.describe())
     return 1 if report.busy or report.left else 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import serve
+    from .serve import serve
 
     _log_records(args.log_records)
     serve(settings, port=args.port, host=args.host, api_only=args.api_only, state_dir=args.state_dir,
@@ -223,7 +224,7 @@ def _batch_size(text: str) -> int:
 
 
 def _instance_id(text: str) -> str:
-    from .api import valid_instance_id
+    from ..services.processor import valid_instance_id
 
     try:
         return valid_instance_id(text)

@@ -29,7 +29,8 @@ from ..domain.errors import OrderSystemError
 from ..domain.events import OrderStatus
 from ..state.view import OrderView
 from ..kafka.lag import LagWatch
-from ..kafka.producer import OrderProducer, publish_lifecycles
+from ..kafka.producer import OrderProducer
+from ..local.demo import publish_lifecycles
 from ..domain.state_machine import allowed_next
 
 ACTIONS: dict[str, OrderStatus] = {

@@ -1,7 +1,8 @@
 """Prometheus metrics: what the consumer groups, the REST API and the outbox are doing.
 
-The counters live in one process-wide registry and are moved by small hooks: the consumer
-runner counts records handled, retried and dead-lettered per group; ``HttpMetrics`` times every
+The counters live in one process-wide registry (``bootstrap.REGISTRY``) and are moved by the
+hooks ``bootstrap`` gives every runner: records handled, retried and dead-lettered per group;
+``HttpMetrics`` times every
 request per route template (``/api/orders/{order_id}``, never the raw path, so the number of
 series stays bounded whatever clients send). Lag and the outbox size are read when scraped.
 
@@ -20,24 +21,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..bootstrap import DEAD_LETTERED, HANDLED, REGISTRY, RETRIED
+
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..kafka.outbox import Outbox
+    from ..state.outbox import Outbox
 
 log = logging.getLogger("order_system.interfaces.metrics")
 
-REGISTRY = CollectorRegistry(auto_describe=True)
-
-HANDLED = Counter("order_system_records_handled", "Records a group's handler finished successfully",
-                  ["group"], registry=REGISTRY)
-RETRIED = Counter("order_system_records_retried", "Failed handler attempts that will be tried again",
-                  ["group"], registry=REGISTRY)
-DEAD_LETTERED = Counter("order_system_records_dead_lettered", "Records a group sent to the dead-letter topic",
-                        ["group"], registry=REGISTRY)
 HTTP_SECONDS = Histogram("order_system_http_request_duration_seconds",
                          "REST API requests by method, route template and status; _count is the request count",
                          ["method", "route", "status"], registry=REGISTRY,

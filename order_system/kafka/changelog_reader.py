@@ -29,7 +29,7 @@ from ..domain.changelog import order_from_json
 from ..domain.errors import InvalidEvent, TopicError
 from ..domain.events import parse_value
 from ..domain.state_machine import Order
-from .lag import watermarks
+from .offsets import watermarks
 
 log = logging.getLogger("order_system.kafka.changelog_reader")
 RESTORE_TIMEOUT = 120.0  # seconds a restore may take before it is reported as failed

@@ -27,13 +27,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from ..interfaces import metrics
 from ..config import Settings
 from ..domain.errors import InvalidEvent, PublishError
 from ..domain.events import OrderEvent, OrderStatus
 from .records import Decoder, Deferred, Handler, Received, Stopping, decode
 from .retry import FailurePolicy, InPlaceRetry
-from .runner_thread import RunnerThread
+from .runner_thread import RunnerHooks, RunnerThread
 from .throttle import KAFKA_ERRORS
 
 __all__ = ["AssignCallback", "ConsumerRunner", "Decoder", "Deferred", "Handler", "Received", "Stopping", "decode",
@@ -72,6 +71,7 @@ class ConsumerRunner(RunnerThread):
         require_key: bool = True,
         on_assign: AssignCallback | None = None,
         decoder: Decoder | None = None,
+        hooks: RunnerHooks | None = None,
     ) -> None:
         """``require_key=False`` accepts keyless records (only to demonstrate why keys matter).
 
@@ -88,7 +88,7 @@ class ConsumerRunner(RunnerThread):
         self.handlers = dict(handlers)
         self.policy = failure_policy or InPlaceRetry()
         self.topics = list(topics or [settings.topic, *self.policy.extra_topics(settings)])
-        super().__init__(name or group_id)
+        super().__init__(name or group_id, hooks)
         self.require_key = require_key
         self.decoder: Decoder = decoder or self._decode_event
         self.on_assign = on_assign
@@ -136,11 +136,15 @@ class ConsumerRunner(RunnerThread):
         """Called by the failure policy once a record is safely in the dead-letter topic."""
         with self._progress:
             self.dead_lettered += 1
-        metrics.DEAD_LETTERED.labels(self.group_id).inc()
+        self.hooks.dead_lettered(self.group_id)
 
     def count_retry(self) -> None:
         """Called by the failure policy when a failed record will be tried again."""
-        metrics.RETRIED.labels(self.group_id).inc()
+        self.hooks.retried(self.group_id)
+
+    def count_handled(self) -> None:
+        """Called by the failure policy when the handler finished a record."""
+        self.hooks.handled(self.group_id)
 
     # ---- the loop -------------------------------------------------------------------------
 

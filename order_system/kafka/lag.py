@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 import pandas as pd
-from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, IsolationLevel, KafkaError, KafkaException,
+from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaException,
                              TopicPartition)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from ..config import Settings
 from ..domain.errors import TopicError
+from .offsets import known, retrying, watermarks
 
 COLUMNS = ["group", "topic", "partition", "committed", "end_offset", "lag"]
 T = TypeVar("T")
@@ -44,54 +45,6 @@ def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None
         finally:
             consumer.close()
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-# errors a broker answers while a partition's leader is being chosen (a new topic, a failover);
-# librdkafka does not flag them retriable when they come from an offsets query. _NOENT is the
-# admin client's "No leaders found" for a topic whose leaders its metadata does not know yet.
-LEADERSHIP_SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                                 KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.FENCED_LEADER_EPOCH,
-                                 KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.OFFSET_NOT_AVAILABLE,
-                                 KafkaError._NOENT})
-# worth asking again: the above, a request that timed out, a connection lost (a broker killed
-# while it had the request), or a group coordinator moving to another broker
-TRANSIENT = LEADERSHIP_SETTLING | {KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError.NOT_COORDINATOR,
-                                   KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
-
-
-def transient(error: KafkaError) -> bool:
-    """Whether a failed query should be asked again (within its caller's bound)."""
-    return error.retriable() or error.code() in TRANSIENT
-
-
-def known(offset: int, tp: TopicPartition) -> int:
-    """``offset``, or a retriable error when it is none (-1001): a new leader whose high watermark
-    has not caught up yet answers no offset, and taken as a number it ends a wait too early."""
-    if offset < 0:
-        raise KafkaException(KafkaError(KafkaError.OFFSET_NOT_AVAILABLE,
-                                        f"no offset of {tp.topic}[{tp.partition}] yet (a new leader catching up)"))
-    return offset
-
-
-def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
-    """The partition's (low, high) watermarks, asked again while its leadership settles."""
-    def ask() -> tuple[int, int]:
-        low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-        return known(low, tp), known(high, tp)
-    return _retrying(ask, timeout)
-
-
-def _retrying(call: Callable[[], T], timeout: float) -> T:
-    """``call()``, again while it fails with a retriable Kafka error (such as NOT_LEADER just after a
-    topic was created or a leader moved), for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            if not transient(exc.args[0]) or time.monotonic() > deadline:
-                raise
-        time.sleep(0.1)  # leadership settles on the broker; there is no event to wait on
 
 
 def wait_for_zero_lag(settings: Settings, group_ids: Iterable[str], timeout: float = 60.0,
@@ -147,7 +100,7 @@ class LagWatch:
                 raise TopicError(f"topic {topic!r} does not exist; create it before watching its lag")
             self._partitions[topic] = [TopicPartition(topic, p) for p in sorted(found.partitions)]
         self._began = time.monotonic()
-        _retrying(self._sample, self.timeout)  # the first sample is there when start() returns
+        retrying(self._sample, self.timeout)  # the first sample is there when start() returns
         self._thread = threading.Thread(target=self._run, name="lag-watch", daemon=True)
         self._thread.start()
         return self
@@ -236,21 +189,3 @@ class LagWatch:
             self._changed.notify_all()
 
 
-def end_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
-    """Per partition of ``topic``: (last stable offset, high watermark). A read_committed reader
-    stops at the first, a read_uncommitted one at the second; the first is lower while a
-    transaction is open on the partition."""
-    from .topics import admin_client, partition_count
-
-    admin = admin_client(settings)  # keep a reference: the futures die with the client
-    wanted = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partition_count(settings, topic))}
-
-    def ask(level: IsolationLevel) -> dict[int, int]:
-        futures = admin.list_offsets(wanted, isolation_level=level, request_timeout=timeout)
-        return {tp.partition: known(future.result(timeout).offset, tp) for tp, future in futures.items()}
-
-    # the high watermark first: a last stable offset asked for after it is below it only if a
-    # transaction open then is still open
-    high = _retrying(lambda: ask(IsolationLevel.READ_UNCOMMITTED), timeout)
-    stable = _retrying(lambda: ask(IsolationLevel.READ_COMMITTED), timeout)
-    return {p: (stable[p], high[p]) for p in sorted(high)}

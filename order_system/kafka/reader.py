@@ -8,7 +8,7 @@ import uuid
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from ..config import Settings
-from .lag import watermarks
+from .offsets import watermarks
 
 
 def read_records(settings: Settings, topic: str, timeout: float = 10.0, limit: int = 100_000) -> list[Message]:

@@ -127,6 +127,8 @@ class Runner(Protocol):
 
     def count_retry(self) -> None: ...
 
+    def count_handled(self) -> None: ...
+
 
 class Deferred(Exception):
     """Raised by a failure policy: leave the record unprocessed and come back at ``due``."""

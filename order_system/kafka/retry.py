@@ -27,7 +27,6 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..interfaces import metrics
 from ..config import Settings
 from .dead_letters import DeadLetters
 from ..domain.errors import InvalidEvent, InvalidTransition
@@ -96,7 +95,7 @@ class _DeadLettering:
                          runner.name, received.partition, received.offset, attempts, reason, error)
 
     def _succeeded(self, runner: Runner, result: str | None, attempt: int) -> None:
-        metrics.HANDLED.labels(runner.group_id).inc()
+        runner.count_handled()
         suffix = f" (attempt {attempt})" if attempt > 1 else ""
         runner.log_handled(result or f"[{runner.name}] handled", suffix)
 

@@ -16,11 +16,29 @@ from .records import Stopping
 R = TypeVar("R", bound="RunnerThread")
 
 
+class RunnerHooks:
+    """What a runner reports as it goes, to whoever wired it (``bootstrap.py`` passes hooks that
+    move the Prometheus counters): the runners never import what observes them. These do nothing."""
+
+    def handled(self, group: str, count: int = 1) -> None:
+        """``count`` records finished by the group's handler."""
+
+    def retried(self, group: str, count: int = 1) -> None:
+        """``count`` failed attempts that will be tried again."""
+
+    def dead_lettered(self, group: str, count: int = 1) -> None:
+        """``count`` records sent to the dead-letter topic."""
+
+
+QUIET = RunnerHooks()
+
+
 class RunnerThread:
     """A loop (``_run``, supplied by the subclass) in a daemon thread."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, hooks: RunnerHooks | None = None) -> None:
         self.name = name
+        self.hooks = hooks or QUIET
         self.assigned = threading.Event()  # set once the first partitions were assigned
         self._assignment: set[tuple[str, int]] = set()
         self._stop = threading.Event()

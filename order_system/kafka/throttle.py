@@ -63,3 +63,6 @@ def client_of(record: logging.LogRecord) -> str:
 
 
 KAFKA_ERRORS = ErrorThrottle()
+# librdkafka's own lines (Settings.client_config sends them to this logger): with the broker down,
+# one line per client per 10 s, not twenty a second
+logging.getLogger("order_system.kafka").addFilter(KAFKA_ERRORS)

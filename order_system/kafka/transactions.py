@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,11 +41,10 @@ from typing import Any, NamedTuple
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ..config import Settings
-from ..interfaces import metrics
 from .consumer import MAX_FAILURES_KEPT
 from .records import Received, Stopping, take_batch
 from .renewal import STALL_SECONDS, GuardedProducer, Stalled, committed_through, renew
-from .runner_thread import RunnerThread
+from .runner_thread import RunnerHooks, RunnerThread
 from .throttle import KAFKA_ERRORS
 
 BATCH_SIZE = 500  # records per consume() and so per transaction
@@ -105,6 +103,7 @@ class TransactionalRunner(RunnerThread):
         producer_config: Mapping[str, Any] | None = None,
         batch_size: int = BATCH_SIZE,
         stall_seconds: float = STALL_SECONDS,
+        hooks: RunnerHooks | None = None,
     ) -> None:
         """``on_assign(partitions)`` runs in the runner's thread for newly assigned partitions,
         after their committed offsets are stable and before any of their records is processed
@@ -115,7 +114,7 @@ class TransactionalRunner(RunnerThread):
         self.transactional_id = transactional_id
         self.process = process
         self.topics = list(topics or [settings.topic])
-        super().__init__(name or group_id)
+        super().__init__(name or group_id, hooks)
         self.on_assign = on_assign
         self.on_revoke = on_revoke
         self.batch_size, self.stall_seconds = batch_size, stall_seconds
@@ -227,11 +226,11 @@ class TransactionalRunner(RunnerThread):
             self._stop.wait(0.2 if error.txn_requires_abort() else 1.0)
             return
         batch.on_commit()
-        metrics.HANDLED.labels(self.group_id).inc(batch.handled - batch.dead_lettered)
+        self.hooks.handled(self.group_id, batch.handled - batch.dead_lettered)
         if batch.dead_lettered:
-            metrics.DEAD_LETTERED.labels(self.group_id).inc(batch.dead_lettered)
+            self.hooks.dead_lettered(self.group_id, batch.dead_lettered)
         if batch.retried:
-            metrics.RETRIED.labels(self.group_id).inc(batch.retried)
+            self.hooks.retried(self.group_id, batch.retried)
         with self._progress:
             self.processed += batch.handled
             self.skipped += batch.skipped

@@ -36,11 +36,11 @@ NODES = 3
 NODE_HEAP = "384m"  # three nodes plus clients on a 2-core, 24 GB machine
 # A SIGKILLed broker sends nothing: the controller fences it only when its session expires
 # (Kafka's default 9 s, about 11 s until clients see a new leader). A 500 ms heartbeat and a
-# 3 s session bring that to about 3 s. When the node killed was also the active controller, the
-# other two first elect a new one (Kafka's default: 2 s without a fetch from the leader, then a
-# vote with a 1 s election timeout), and that one waits a whole session before it fences the
-# dead broker: 6.2 s measured. 1 s and 0.5 s shorten the vote to about 1.5 s.
-FAILOVER_TUNING = {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500",
+# 2 s session bring that to about 2.5 s. When the node killed was also the active controller,
+# the other two first elect a new one (Kafka's default: 2 s without a fetch from the leader, then
+# a vote with a 1 s election timeout), and that one waits a whole session before it fences the
+# dead broker: 6.2 s measured with a 3 s session. 1 s and 0.5 s shorten the vote to about 1.5 s.
+FAILOVER_TUNING = {"broker.session.timeout.ms": "2000", "broker.heartbeat.interval.ms": "500",
                    "controller.quorum.fetch.timeout.ms": "1000", "controller.quorum.election.timeout.ms": "500"}
 
 

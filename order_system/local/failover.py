@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..config import Settings
 from ..domain.events import OrderEvent
-from ..services.groups import OrderProcessor
+from ..services.processor import OrderProcessor
 from ..kafka.producer import Delivery, OrderProducer
 
 

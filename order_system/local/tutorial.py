@@ -22,7 +22,7 @@ import pandas as pd
 from .broker import ensure_broker
 from ..config import Settings
 from ..kafka.compaction import read_log
-from ..kafka.lag import end_offsets
+from ..kafka.offsets import end_offsets
 from ..kafka.reader import read_records
 from ..domain.changelog import order_from_json
 from ..domain.errors import InvalidEvent

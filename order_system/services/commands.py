@@ -35,9 +35,9 @@ from ..domain.errors import (CommandRejected, IdempotencyKeyReused, NotYourOrder
                              UnknownOrder)
 from ..domain.events import OrderEvent, OrderStatus, keyed_event_id, keyed_order_id, new_order_id
 from ..domain.state_machine import Order, check_transition
-from ..kafka.outbox import Outbox
+from ..kafka.ordering import OrderedProducer
 from ..kafka.producer import Delivery, OrderProducer
-from ..local.broker import outage_cause
+from ..kafka.reachability import outage_cause
 from ..state.view import OrderView
 
 log = logging.getLogger("order_system.services.commands")
@@ -51,11 +51,11 @@ class OrderCommands:
     wait for the verdict once the event was acknowledged.
     """
 
-    def __init__(self, producer: OrderProducer, view: OrderView, outbox: Outbox | None = None,
-                 publish_timeout: float = 10.0, view_timeout: float = 10.0, verdict_timeout: float = 15.0) -> None:
+    def __init__(self, producer: OrderProducer, view: OrderView, publish_timeout: float = 10.0,
+                 view_timeout: float = 10.0, verdict_timeout: float = 15.0) -> None:
         self.producer, self.view = producer, view
-        if outbox is not None and producer.outbox is None:  # the producer keeps (and orders) what fails
-            producer.attach_outbox(outbox)
+        # an OrderedProducer keeps (and orders) what the broker does not acknowledge
+        self.kept = producer if isinstance(producer, OrderedProducer) else None
         self.publish_timeout, self.view_timeout, self.verdict_timeout = publish_timeout, view_timeout, verdict_timeout
         self._guard = threading.Lock()
         self._locks: dict[str, list] = {}  # order id -> [lock, holders and waiters], only while in use
@@ -120,7 +120,7 @@ class OrderCommands:
         or, for a ``key`` used before for another step of this order, ``IdempotencyKeyReused``."""
         event_id = keyed_event_id(order_id, key) if key is not None else None
         with self._lock(order_id):
-            if self.producer.holds(order_id):  # its last event waits in the outbox: no new version yet
+            if self.kept and self.kept.holds(order_id):  # its last event waits in the outbox: no new version yet
                 raise StillProcessing(order_id)
             order = self.read(order_id)
             if customer_id != order.customer_id:
@@ -160,7 +160,7 @@ class OrderCommands:
             message = f"the Kafka broker did not acknowledge the event for order {event.order_id}"
             if cause := outage_cause(self.producer.settings):
                 message += f": {cause}"
-            if self.producer.outbox is not None:  # the producer keeps what it failed to deliver
+            if self.kept is not None:  # the producer keeps what it failed to deliver
                 message += "; the event is kept in the outbox and will be sent when the broker is back"
             raise PublishError(message, order_id=event.order_id) from exc
 

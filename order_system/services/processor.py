@@ -4,7 +4,7 @@ Its decisions are pure: ``process`` turns a batch of input records into the reco
 (a verdict per record; for an accepted event its effects; for a rejected one a dead letter;
 each changed order's state once, as the batch leaves it) and the in-memory changes to apply
 once the batch's transaction committed. The Kafka side (the transaction, restoring state on assignment) is wired in
-``services/groups.py`` with ``kafka/transactions.py``; nothing here talks to Kafka.
+``bootstrap.py`` with ``kafka/transactions.py``; nothing here talks to Kafka.
 
 State lives in memory per input partition: ``restore`` loads a partition's orders (read from
 ``order-state`` when it is assigned), ``forget`` drops them when it goes. Within a batch,
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 from collections import Counter, deque
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import pandas as pd
 
 from ..domain.changelog import MAX_DETAIL, Effect, Outcome, Verdict, effect_to_json, order_to_json, verdict_to_json
-from ..domain.errors import InvalidEvent, InvalidTransition
+from ..domain.errors import ConfigError, InvalidEvent, InvalidTransition
 from ..domain.events import OrderEvent, OrderStatus
 from ..domain.state_machine import Order
 from ..kafka.spring_compat import assign_version
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 BusinessStep = Callable[[OrderEvent, "Order | None"], list[Effect]]
 INSTANCE_ENV = "ORDER_SYSTEM_INSTANCE_ID"
-MAX_INSTANCE_ID = 200
+INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")  # also fits a transactional id and a client id
 MAX_EFFECTS_KEPT = 20_000  # effects_frame() shows the most recent ones this object committed (all: order-effects)
 EFFECT_COLUMNS = ["event_id", "order_id", "kind", "detail"]
 log = logging.getLogger("order_system.services.processor")
@@ -66,10 +67,22 @@ def restore_and_refund(event: OrderEvent, order: Order | None) -> list[Effect]:
     return effects
 
 
-def default_instance_id(env: Mapping[str, str] | None = None) -> str:
-    """``ORDER_SYSTEM_INSTANCE_ID``, else the host name: what makes this instance's transactional id."""
-    env = os.environ if env is None else env
-    return (env.get(INSTANCE_ENV) or "").strip() or socket.gethostname()
+def valid_instance_id(text: str) -> str:
+    """``text`` if it is 1 to 100 letters, digits, '.', '_' or '-', else ``ConfigError``."""
+    if not INSTANCE_ID.fullmatch(text):
+        raise ConfigError(f"instance id {text[:100]!r}: use 1 to 100 letters, digits, '.', '_' or '-'")
+    return text
+
+
+def default_instance_id(env: Mapping[str, str] | None = None, port: int | None = None) -> str:
+    """``ORDER_SYSTEM_INSTANCE_ID``, else the host name (with ``port``: ``<host>-<port>``, so two
+    ``serve`` processes on one machine differ): stable across restarts of the same instance,
+    which matters, since its transactional id is made from it."""
+    given = ((os.environ if env is None else env).get(INSTANCE_ENV) or "").strip()
+    if given:
+        return valid_instance_id(given)
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:80] or "host"
+    return host if port is None else f"{host}-{port}"
 
 
 class _Decision(NamedTuple):
@@ -110,10 +123,7 @@ class OrderProcessor:
     }
 
     def __init__(self, *, instance_id: str | None = None, attempts: int = 3, backoff: float = 0.1) -> None:
-        instance = instance_id if instance_id is not None else default_instance_id()
-        if not instance or len(instance) > MAX_INSTANCE_ID or not instance.isprintable():
-            raise ValueError(f"instance id {instance[:MAX_INSTANCE_ID]!r} must be 1 to {MAX_INSTANCE_ID} "
-                             "printable characters")
+        instance = valid_instance_id(instance_id) if instance_id is not None else default_instance_id()
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self.instance_id = instance

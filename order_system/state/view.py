@@ -10,7 +10,7 @@ Read-your-writes across instances, without any instance telling another anything
 1. ``catch_up(order_id)`` asks the broker for the last stable offset (LSO, the read_committed
    end) of the order's ``order-state`` partition, then waits until the view has read up to it.
    Whatever any processor committed before the call is then in the view. Concurrent requests
-   share one query, sent after each of them arrived (``kafka/shared_offsets.py``).
+   share one query, sent after each of them arrived (``kafka/offsets.py``).
 2. ``wait_processed(order_id)`` covers an order whose event was published but not processed
    yet: it samples the end of the order's ``order-events`` partition, waits until group
    ``order-processor`` has committed its offsets up to it (offsets and state are committed in
@@ -25,10 +25,9 @@ version (``wait_for_version``) before answering: the state marker is then writte
 later ``catch_up``, on any instance, includes it.
 
 Every wait is bounded; each returns False when its time ran out. Request threads ask the
-broker for end offsets through an admin client (thread-safe, and it finds a partition's new
-leader after a failover), and for the processor group's committed offsets through a consumer
-handle of that group that never subscribes; never through the consumer the view's own thread
-reads with.
+broker through ``kafka/offsets.py`` (``OffsetQueries``: end offsets through an admin client, the
+processor group's committed offsets through a consumer handle of that group that never
+subscribes), never through the consumer the view's own thread reads with.
 """
 
 from __future__ import annotations
@@ -39,24 +38,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import pandas as pd
-from confluent_kafka import (OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaError,
-                             KafkaException, Message, TopicPartition)
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from ..config import Settings
 from ..domain.changelog import Verdict, order_from_json
 from ..domain.errors import InvalidEvent, StillProcessing, TopicError
 from ..domain.events import OrderStatus
 from ..domain.state_machine import Order
-from ..kafka.lag import known, transient
+from ..kafka.offsets import ATTEMPT_SECONDS, OffsetQueries, SharedEndOffsets, transient
 from ..kafka.partitioner import partition_for
 from ..kafka.records import take_batch
-from ..kafka.shared_offsets import SharedEndOffsets
 
 log = logging.getLogger("order_system.state.view")
 
@@ -64,8 +58,6 @@ PROCESSOR_GROUP = "order-processor"
 MAX_WAITING = 100_000  # commands that may wait for a verdict at once (each holds one small entry)
 BATCH = 500
 POLL_SECONDS = 0.1
-RETIRED_SECONDS = 60.0  # how long a replaced admin client is kept alive (see _renew_admin)
-QUERY_ATTEMPT_SECONDS = 2.0  # one end-offset query; a longer wait is made of several
 COMMITTED_POLL_SECONDS = 0.05  # how often the group's committed offset is asked for while waiting
 # librdkafka fetches ahead of the reader up to this many KiB (its default, 64 MiB, is reached only
 # when the view starts on a long changelog, and malloc keeps that peak for good): 4 MiB is still
@@ -93,12 +85,8 @@ class OrderView:
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
-        self._admin: AdminClient | None = None
-        self._retired: list[tuple[float, AdminClient]] = []  # replaced admin clients, kept alive a while
-        self._renewed = 0.0  # when the admin client was last replaced (monotonic)
         self._thread: threading.Thread | None = None
-        self._offsets: Consumer | None = None  # the processor group's committed offsets (never subscribes)
-        self._offsets_calls = 0  # request threads inside a call on it
+        self._queries: OffsetQueries | None = None  # end offsets, and the processor group's committed offsets
         self._state_ends: SharedEndOffsets | None = None  # order-state's ends, one query for many requests
 
     # ---- life cycle --------------------------------------------------------------------------
@@ -109,13 +97,10 @@ class OrderView:
         settings = self.settings
         self._started = time.monotonic()
         consumer = Consumer(_config(settings, **{"auto.offset.reset": "earliest", "fetch.wait.max.ms": 100}))
-        # end offsets for request threads come from the admin client, never from this consumer:
-        # librdkafka's watermark query on a handle a thread consumes from was seen to block
-        self._admin = AdminClient(settings.client_config())
-        # read_committed: librdkafka then asks for stable offsets only (require_stable)
-        self._offsets = Consumer(_config(settings, **{"group.id": self.processor_group}))
-        self._state_ends = SharedEndOffsets(settings.state_topic, lambda: self._admin, self._renew_admin,
-                                            QUERY_ATTEMPT_SECONDS)
+        # end offsets for request threads never come from this consumer: librdkafka's watermark
+        # query on a handle a thread consumes from was seen to block
+        self._queries = queries = OffsetQueries(settings, self.processor_group)
+        self._state_ends = SharedEndOffsets(settings.state_topic, lambda: queries.admin, queries.renew, ATTEMPT_SECONDS)
         try:
             counts = self._partition_counts(consumer, timeout)
             if not counts[settings.state_topic] or not counts[settings.verdicts_topic]:
@@ -127,14 +112,14 @@ class OrderView:
             self.partitions = counts[settings.state_topic]
             self._consumer = consumer
             # verdicts from their end now (a concrete offset, so none committed after this is missed)
-            verdict_ends = [self._end_offset(settings.verdicts_topic, p, timeout) for p in range(self.partitions)]
+            verdict_ends = [queries.end_offset(settings.verdicts_topic, p, timeout) for p in range(self.partitions)]
             consumer.assign([TopicPartition(settings.state_topic, p, OFFSET_BEGINNING) for p in range(self.partitions)]
                             + [TopicPartition(settings.verdicts_topic, p, end) for p, end in enumerate(verdict_ends)])
         except BaseException:
             self._consumer = None
             consumer.close()
             self._state_ends.stop()
-            self._close_offsets(1.0)
+            queries.close(1.0)
             raise
         self._thread = threading.Thread(target=self._run, name="order-view", daemon=True)
         self._thread.start()
@@ -165,7 +150,8 @@ class OrderView:
             self._thread.join(timeout)
         with self._changed:
             self._changed.notify_all()
-        self._close_offsets(QUERY_ATTEMPT_SECONDS + 2)
+        if self._queries is not None:
+            self._queries.close()
 
     def __enter__(self) -> OrderView:
         return self.start() if self._thread is None else self
@@ -236,65 +222,6 @@ class OrderView:
             log.warning("%s[%d]@%d skipped (%d so far): %s", message.topic(), message.partition(),
                         message.offset(), self.bad_records, exc)
 
-    # ---- broker calls from request threads ---------------------------------------------------
-
-    def _end_offset(self, topic: str, partition: int, timeout: float) -> int:
-        """The partition's last stable offset now (a read_committed ListOffsets), asked in short
-        attempts through the admin client, which looks the leader up again for each request: a
-        consumer handle keeps asking a leader that died until its metadata refresh, for 30 s."""
-        return self._list_offset(topic, partition, timeout, IsolationLevel.READ_COMMITTED)
-
-    def _list_offset(self, topic: str, partition: int, timeout: float, level: IsolationLevel) -> int:
-        assert self._admin is not None
-        deadline = time.monotonic() + timeout
-        tp = TopicPartition(topic, partition)
-        while True:
-            attempt = min(QUERY_ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic()))
-            admin = self._admin
-            try:
-                future = admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=attempt,
-                                                  isolation_level=level)[tp]
-                return known(_result(future, attempt + 1).offset, tp)
-            except KafkaException as exc:
-                error = exc.args[0]
-                again = transient(error)
-                if not again or time.monotonic() > deadline:
-                    raise
-                self._renew_admin(admin)
-            if self._stopping.wait(0.1):  # leadership settles on the brokers
-                raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))
-
-    def _committed(self, partition: int, timeout: float) -> int:
-        """Group ``order-processor``'s committed offset on the ``order-events`` partition (-1: none),
-        without joining the group; stable only (an offset in an open transaction is waited out).
-
-        Asked through a consumer handle of that group that never subscribes, not the admin
-        client: librdkafka's admin path for group offsets aborted the process on an assertion
-        (``eonce->refcnt > 0`` in ``rd_kafka_admin_coord_response_parse``) while the group's
-        coordinator moved in a failover."""
-        with self._changed:
-            if self._stopping.is_set() or self._offsets is None:
-                raise KafkaException(KafkaError(KafkaError._STATE, "the view is not running"))
-            self._offsets_calls += 1
-            reader = self._offsets
-        try:
-            tp, = reader.committed([TopicPartition(self.settings.topic, partition)], timeout=timeout)
-        finally:
-            with self._changed:
-                self._offsets_calls -= 1
-                self._changed.notify_all()
-        if tp.error is not None:
-            raise KafkaException(tp.error)
-        return tp.offset if tp.offset >= 0 else -1
-
-    def _close_offsets(self, timeout: float) -> None:
-        """Close the committed-offsets handle once no request thread is inside a call on it."""
-        with self._changed:
-            reader, self._offsets = self._offsets, None
-            idle = self._changed.wait_for(lambda: self._offsets_calls == 0, timeout)
-        if reader is not None and idle:  # else left to the process: closing it under a call would crash
-            reader.close()
-
     # ---- read-your-writes --------------------------------------------------------------------
 
     def partition_of(self, order_id: str) -> int:
@@ -343,44 +270,19 @@ class OrderView:
         """Wait until the order-processor committed every event published to the order's
         partition before now, and the view read what it wrote for them."""
         deadline = time.monotonic() + timeout
-        partition = self.partition_of(order_id)
+        partition, queries, events = self.partition_of(order_id), self._queries, self.settings.topic
+        assert queries is not None
         try:
-            end = self._end_offset(self.settings.topic, partition, timeout)
-            while max(self._committed_or_unknown(partition, deadline), 0) < end:
+            end = queries.end_offset(events, partition, timeout)
+            while max(queries.committed(events, partition, min(ATTEMPT_SECONDS, _left(deadline))), 0) < end:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stopping.wait(min(COMMITTED_POLL_SECONDS, left)):
                     return False  # the broker holds the committed offset: nothing local to wait on
-            written = self._high_watermark(self.settings.state_topic, partition, max(0.1, deadline - time.monotonic()))
+            written = queries.end_offset(self.settings.state_topic, partition, _left(deadline), committed_only=False)
         except KafkaException as exc:
             log.warning("could not tell whether %s processed partition %d: %s", self.processor_group, partition, exc)
             return False
         return self._reach({partition: written}, deadline - time.monotonic())
-
-    def _renew_admin(self, failed: AdminClient) -> None:
-        """A client keeps the leader (and its epoch) it knew; after a failover a new one reads the
-        cluster's metadata afresh (at most once a second). A replaced client stays referenced for
-        a minute, far longer than any call on it lasts: other request threads may still be inside
-        one, and destroying a librdkafka handle under them crashes the process."""
-        now = time.monotonic()
-        with self._changed:
-            if self._admin is not failed or now - self._renewed < 1.0:
-                return
-            self._retired = [(when, client) for when, client in self._retired if now - when < RETIRED_SECONDS]
-            self._retired.append((now, failed))
-            self._admin, self._renewed = AdminClient(self.settings.client_config()), now
-
-    def _committed_or_unknown(self, partition: int, deadline: float) -> int:
-        """``_committed``, or -1 (ask again) while the group's coordinator or a leader is moving."""
-        try:
-            return self._committed(partition, min(QUERY_ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic())))
-        except KafkaException as exc:
-            if transient(exc.args[0]):
-                return -1
-            raise
-
-    def _high_watermark(self, topic: str, partition: int, timeout: float) -> int:
-        """The partition's end counting records of transactions not yet (visibly) committed."""
-        return self._list_offset(topic, partition, timeout, IsolationLevel.READ_UNCOMMITTED)
 
     def wait_for_version(self, order_id: str, version: int, timeout: float) -> bool:
         """Wait until the view holds the order at ``version`` or later (this process's own reads)."""
@@ -451,13 +353,8 @@ class OrderView:
         return pd.DataFrame(self.summaries(limit=max(1, len(self))), columns=list(SUMMARY_KEYS))
 
 
-def _result(future: Future[Any], timeout: float) -> Any:
-    """The admin call's answer; a client that did not answer in time is a retriable Kafka error
-    (a timed-out wait raised here would otherwise escape the retry loops as a plain TimeoutError)."""
-    try:
-        return future.result(timeout=timeout)
-    except FutureTimeout:
-        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "the admin client did not answer in time")) from None
+def _left(deadline: float) -> float:
+    return max(0.1, deadline - time.monotonic())
 
 
 def _config(settings: Settings, **extra: Any) -> dict[str, Any]:

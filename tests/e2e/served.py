@@ -21,9 +21,10 @@ from order_system.interfaces.api import create_app
 from order_system.interfaces.auth import ApiTokens
 from order_system.config import Settings
 from order_system.kafka.consumer import run_groups
-from order_system.services.groups import OrderProcessor, runner_for
-from order_system.kafka.outbox import Outbox
-from order_system.kafka.producer import OrderProducer
+from order_system.services.processor import OrderProcessor
+from order_system.bootstrap import runner_for
+from order_system.state.outbox import Outbox
+from order_system.kafka.ordering import OrderedProducer
 from order_system.kafka.topics import create_topics, delete_topics
 from order_system.state.view import OrderView
 
@@ -48,7 +49,7 @@ def running_api(tmp_path: Path, tokens: ApiTokens | None = None) -> Iterator[Api
     processor = OrderProcessor(instance_id=f"e2e-{uuid.uuid4().hex[:8]}")
     outbox = Outbox(tmp_path / "outbox.db")
     try:
-        with OrderProducer(settings) as producer, run_groups(runner_for(processor, settings)), \
+        with OrderedProducer(settings, outbox) as producer, run_groups(runner_for(processor, settings)), \
                 OrderView(settings) as view:
             app = create_app(settings, producer, view, outbox=outbox, tokens=tokens, groups=("order-processor",))
             with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as client:

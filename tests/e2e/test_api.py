@@ -19,7 +19,8 @@ from order_system.config import Settings
 from order_system.kafka.reader import read_records
 from order_system.domain.events import OrderEvent, OrderStatus
 from order_system.state.view import OrderView
-from order_system.kafka.outbox import Outbox
+from order_system.state.outbox import Outbox
+from order_system.kafka.ordering import OrderedProducer
 from order_system.kafka.producer import OrderProducer
 
 
@@ -148,7 +149,8 @@ def test_health_reports_broker_and_lag(api: Api) -> None:
 def test_broker_unreachable_is_503_quickly_and_the_event_is_kept(tmp_path: Path, free_port: int) -> None:
     settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port}", topic="unreachable")
     outbox = Outbox(tmp_path / "outbox.db")
-    with OrderProducer(settings, extra_config={"delivery.timeout.ms": 2000, "socket.connection.setup.timeout.ms": 1000}) as producer:
+    with OrderedProducer(settings, outbox, extra_config={"delivery.timeout.ms": 2000,
+                                                         "socket.connection.setup.timeout.ms": 1000}) as producer:
         app = create_app(settings, producer, OrderView(settings), outbox=outbox, publish_timeout=5)  # never started
         with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as client:
             began = time.monotonic()

@@ -16,7 +16,9 @@ import pytest
 from served import TOKENS, Api, api, authed_api  # noqa: F401  (fixtures)
 from serving import serve_in_thread
 
-from order_system.interfaces.api import MAX_BODY_BYTES, MAX_OFFSET, create_app
+from order_system.interfaces.schemas import MAX_BODY_BYTES, MAX_OFFSET
+
+from order_system.interfaces.api import create_app
 from order_system.kafka.producer import OrderProducer
 from order_system.services.commands import OrderCommands
 from order_system.state.view import OrderView

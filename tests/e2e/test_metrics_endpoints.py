@@ -17,7 +17,8 @@ import pytest
 from order_system.config import Settings
 from order_system.interfaces.metrics import sample_value as value
 from order_system.interfaces.metrics import wait_for_metrics
-from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.producer import OrderProducer
+from order_system.local.demo import plan_lifecycles
 
 GROUPS = ("order-processor", "notification-service", "analytics-service")
 

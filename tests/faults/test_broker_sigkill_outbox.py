@@ -24,9 +24,11 @@ from order_system.local.broker import LocalBroker, answers_metadata
 from order_system.config import Settings
 from order_system.domain.events import OrderEvent
 from order_system.kafka.changelog_reader import read_effects
-from order_system.services.groups import OrderProcessor, runner_for
-from order_system.kafka.outbox import Outbox, OutboxRelay
-from order_system.kafka.producer import OrderProducer, plan_lifecycles, publish_lifecycles
+from order_system.services.processor import OrderProcessor
+from order_system.bootstrap import runner_for
+from order_system.state.outbox import Outbox, OutboxRelay
+from order_system.kafka.ordering import OrderedProducer
+from order_system.local.demo import plan_lifecycles, publish_lifecycles
 from order_system.kafka.reader import read_records
 from order_system.kafka.topics import create_topics
 
@@ -87,7 +89,7 @@ def test_broker_sigkill_under_async_load_loses_nothing_and_keeps_every_order_in_
             back_at.append(done)
 
     reachable = lambda: answers_metadata(own.bootstrap_servers, timeout=2.0)  # noqa: E731
-    producer = OrderProducer(own, outbox=outbox, extra_config={"delivery.timeout.ms": 5000})
+    producer = OrderedProducer(own, outbox, extra_config={"delivery.timeout.ms": 5000})
     cluster = producer.cluster_id()
     assert cluster, "the spare broker did not say its cluster id"
     relay = OutboxRelay(producer, reachable=reachable, interval=0.5).start()

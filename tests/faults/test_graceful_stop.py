@@ -29,7 +29,8 @@ from order_system.config import Settings
 from order_system.domain.changelog import Outcome, Verdict
 from order_system.kafka.changelog_reader import read_committed, read_order_state
 from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
-from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.producer import OrderProducer
+from order_system.local.demo import plan_lifecycles
 from order_system.kafka.reader import read_records
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

@@ -21,9 +21,11 @@ from order_system.domain.changelog import Verdict
 from order_system.kafka.changelog_reader import read_committed
 from order_system.kafka.dead_letters import read_dead_letters
 from order_system.domain.events import MAX_VALUE_BYTES, OrderEvent, OrderStatus
-from order_system.services.groups import OrderProcessor, runner_for, standard_groups
+from order_system.services.processor import OrderProcessor
+from order_system.bootstrap import runner_for, standard_groups
 from order_system.kafka.lag import wait_for_zero_lag
-from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.producer import OrderProducer
+from order_system.local.demo import plan_lifecycles
 from order_system.kafka.reader import read_records
 from order_system.kafka.retry import RetryTopics
 from order_system.domain.state_machine import rebuild

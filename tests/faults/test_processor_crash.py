@@ -24,10 +24,10 @@ from confluent_kafka import Consumer, TopicPartition
 from order_system.config import Settings
 from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state
 from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
-from order_system.kafka.producer import plan_lifecycles
+from order_system.local.demo import plan_lifecycles
 from order_system.local.failover import SteadyPublisher
 from order_system.domain.changelog import Verdict
-from order_system.services.groups import OrderProcessor
+from order_system.services.processor import OrderProcessor
 
 pytestmark = pytest.mark.slow
 

@@ -16,14 +16,15 @@ from confluent_kafka import Producer, TopicPartition
 
 from order_system.config import Settings
 from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state, restore_orders
-from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.producer import OrderProducer
+from order_system.local.demo import plan_lifecycles
 from order_system.kafka.renewal import GuardedProducer, committed_through
 from order_system.kafka.topics import create_topics
 from order_system.kafka.transactions import TransactionalRunner
 from order_system.domain.changelog import Verdict
 from order_system.domain.state_machine import rebuild
 from order_system.local.broker import LocalBroker
-from order_system.services.groups import OrderProcessor
+from order_system.services.processor import OrderProcessor
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

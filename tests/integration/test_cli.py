@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from order_system.config import Settings
-from order_system.kafka.producer import plan_lifecycles
+from order_system.local.demo import plan_lifecycles
 from order_system.kafka.topics import delete_topics
 
 

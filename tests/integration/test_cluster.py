@@ -22,17 +22,14 @@ import httpx
 import pytest
 
 from serving import serve_in_thread
-from order_system.interfaces.api import DELIVERY_TIMEOUT_MS, PUBLISH_BOUND, create_app  # with serve's bounds
-from order_system.local.broker import answers_metadata
+from order_system.bootstrap import api_backend
+from order_system.interfaces.api import PUBLISH_BOUND, create_app
 from order_system.local.cluster import (OFFSETS_TOPIC, TRANSACTION_LOG, LocalCluster, coordinator_partition, leader_of,
                                         wait_for, wait_for_new_leader, wait_isr_whole)
 from order_system.config import Settings
 from order_system.domain.errors import BrokerError
-from order_system.kafka.consumer import run_groups
-from order_system.services.groups import OrderProcessor, runner_for
-from order_system.state.view import OrderView
-from order_system.kafka.outbox import Outbox, OutboxRelay
-from order_system.kafka.producer import OrderProducer
+from order_system.services.processor import OrderProcessor
+from order_system.state.outbox import Outbox
 from order_system.kafka.reader import read_records
 from order_system.kafka.topics import choose_replication
 from order_system.kafka.transactions import TransactionalRunner
@@ -60,22 +57,15 @@ class Call:
 @contextmanager
 def api_on(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, OrderProcessor, Outbox, TransactionalRunner]]:
     """The API over real HTTP with its order-processor, wired as `order-system serve` wires it
-    (serve's bounds: create_app's defaults, and its producer's delivery timeout)."""
+    (``bootstrap.api_backend``, and create_app's defaults: serve's bounds)."""
     processor = OrderProcessor(instance_id="test-cluster")
-    outbox = Outbox(tmp_path / "outbox.db")
-    runner = runner_for(processor, settings)
-    assert isinstance(runner, TransactionalRunner)
-    with OrderProducer(settings, extra_config={"delivery.timeout.ms": DELIVERY_TIMEOUT_MS}, outbox=outbox) as producer, \
-            run_groups(runner), OrderView(settings) as view:
-        relay = OutboxRelay(producer, interval=0.5,
-                            reachable=lambda: answers_metadata(settings.bootstrap_servers, timeout=2.0)).start()
-        app = create_app(settings, producer, view, outbox=outbox, groups=("order-processor",))
+    with api_backend(settings, (processor,), outbox=Outbox(tmp_path / "outbox.db"), view_timeout=60) as backend:
+        runner = backend.runners[0]
+        assert isinstance(runner, TransactionalRunner)
+        app = create_app(settings, backend.producer, backend.view, outbox=backend.outbox, groups=("order-processor",))
         limits = httpx.Limits(max_connections=WORKERS, max_keepalive_connections=WORKERS)
-        try:
-            with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=120, limits=limits) as client:
-                yield client, processor, outbox, runner
-        finally:
-            relay.stop()
+        with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=120, limits=limits) as client:
+            yield client, processor, backend.outbox, runner
 
 
 def command(client: httpx.Client, calls: list[Call], order_id: str, action: str, version: int, customer: str,

@@ -14,7 +14,8 @@ from order_system.kafka.consumer import ConsumerRunner, Handler, Received, run_g
 from order_system.domain.errors import InvalidEvent
 from order_system.domain.events import OrderEvent, OrderStatus
 from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
-from order_system.kafka.producer import Delivery, OrderProducer, plan_lifecycles
+from order_system.kafka.producer import Delivery, OrderProducer
+from order_system.local.demo import plan_lifecycles
 from order_system.kafka.retry import InPlaceRetry
 
 

@@ -18,8 +18,10 @@ from order_system.config import Settings
 from order_system.kafka.reader import read_records
 from order_system.domain.errors import PublishError
 from order_system.domain.events import OrderEvent
-from order_system.kafka.outbox import Outbox, OutboxRelay
-from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.state.outbox import Outbox, OutboxRelay
+from order_system.kafka.ordering import OrderedProducer
+from order_system.kafka.producer import OrderProducer
+from order_system.local.demo import plan_lifecycles
 from order_system.kafka.topics import create_topics
 
 
@@ -33,7 +35,7 @@ def test_undelivered_events_wait_in_the_outbox_and_are_resent_once_in_order(
     events = plan_lifecycles(5, seed=8, interleave=True, cancel_every=0)
     before, during = events[:6], events[6:]
 
-    with OrderProducer(own, outbox=outbox, extra_config={"delivery.timeout.ms": 3000}) as producer:
+    with OrderedProducer(own, outbox, extra_config={"delivery.timeout.ms": 3000}) as producer:
         for event in before:
             producer.publish(event).result(timeout=30)
         spare_broker.stop()
@@ -75,7 +77,7 @@ def test_the_relay_resends_kept_events_by_itself_once_the_broker_answers(
         outbox.keep(topic_settings.topic, event.key(), event.to_json(), event.headers(), "broker away (simulated)",
                     cluster=cluster)
     broker_back = threading.Event()
-    with OrderProducer(topic_settings, outbox=outbox) as producer:
+    with OrderedProducer(topic_settings, outbox) as producer:
         assert producer.holds(events[0].order_id)  # kept events of the order: new ones would queue behind
         relay = OutboxRelay(producer, reachable=broker_back.is_set, interval=0.05).start()
         try:
@@ -103,7 +105,7 @@ def test_after_a_failure_later_events_of_the_order_queue_behind_it_and_are_resen
     a1, a2 = plan_lifecycles(1, seed=31, cancel_every=0)[:2]
     [b1] = plan_lifecycles(1, seed=32, cancel_every=0)[:1]
     outbox = Outbox(tmp_path / "outbox.db")
-    with OrderProducer(topic_settings, outbox=outbox, extra_config={"delivery.timeout.ms": 1500}) as producer:
+    with OrderedProducer(topic_settings, outbox, extra_config={"delivery.timeout.ms": 1500}) as producer:
         cluster = producer.cluster_id()
         with pytest.raises(PublishError, match="kept in the outbox"):
             producer.publish(a1, topic=missing).result(timeout=30)
@@ -166,7 +168,7 @@ def test_no_new_version_is_given_out_while_an_event_of_the_order_is_kept(tmp_pat
     nowhere = Settings(bootstrap_servers=f"127.0.0.1:{free_port}", topic="unreachable")
     outbox = Outbox(tmp_path / "outbox.db")
     config = {"delivery.timeout.ms": 1000, "socket.connection.setup.timeout.ms": 1000}
-    with OrderProducer(nowhere, outbox=outbox, extra_config=config) as producer:
+    with OrderedProducer(nowhere, outbox, extra_config=config) as producer:
         commands = OrderCommands(producer, OrderView(nowhere), publish_timeout=10, view_timeout=0.2)  # never started
         with pytest.raises(PublishError, match="kept in the outbox") as failed:
             commands.create("carol")
@@ -192,7 +194,7 @@ def test_a_kept_row_that_cannot_be_sent_holds_back_the_rest_of_its_order_only(
     outbox.keep(topic_settings.topic, a1.key(), too_big, None, "away", cluster=cluster)
     for event in (b1, a2):
         outbox.keep(topic_settings.topic, event.key(), event.to_json(), event.headers(), "away", cluster=cluster)
-    with OrderProducer(topic_settings, outbox=outbox) as producer:
+    with OrderedProducer(topic_settings, outbox) as producer:
         report = producer.resend_kept()
         assert (report.sent, report.left) == (1, 2)  # b1 went out; a2 stays behind the refused a1
         assert producer.holds(a1.order_id) and not producer.holds(b1.order_id)

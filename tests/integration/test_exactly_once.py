@@ -19,9 +19,11 @@ from order_system.domain.state_machine import rebuild
 from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state, restore_orders
 from order_system.kafka.consumer import run_groups
 from order_system.kafka.lag import wait_for_zero_lag
-from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.producer import OrderProducer
+from order_system.local.demo import plan_lifecycles
 from order_system.kafka.topics import create_topics, delete_topics
-from order_system.services.groups import OrderProcessor, runner_for
+from order_system.services.processor import OrderProcessor
+from order_system.bootstrap import runner_for
 
 
 def publish(settings: Settings, events: list[OrderEvent]) -> None:

@@ -12,7 +12,8 @@ from order_system.config import Settings
 from order_system.kafka.consumer import ConsumerRunner, Received, run_groups
 from order_system.kafka.dead_letters import read_dead_letters, replay
 from order_system.domain.events import OrderEvent, OrderStatus
-from order_system.services.groups import OrderProcessor, runner_for
+from order_system.services.processor import OrderProcessor
+from order_system.bootstrap import runner_for
 from order_system.kafka.producer import OrderProducer
 from order_system.kafka.retry import FailurePolicy, InPlaceRetry, RetryTopics
 

@@ -14,7 +14,7 @@ from confluent_kafka.admin import NewTopic
 
 from order_system.config import Settings
 from order_system.kafka.compaction import read_log
-from order_system.kafka.lag import end_offsets
+from order_system.kafka.offsets import end_offsets
 from order_system.kafka.topics import admin_client, delete_topics
 from order_system.local.tutorial import freeze_mid_transaction, open_transaction
 

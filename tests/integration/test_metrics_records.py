@@ -9,7 +9,8 @@ from order_system.kafka.consumer import ConsumerRunner, run_groups
 from order_system.domain.events import OrderEvent, OrderStatus
 from order_system.interfaces.metrics import registry_for, serve_metrics, wait_for_metrics
 from order_system.interfaces.metrics import sample_value as value
-from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.producer import OrderProducer
+from order_system.local.demo import plan_lifecycles
 from order_system.kafka.retry import InPlaceRetry
 
 

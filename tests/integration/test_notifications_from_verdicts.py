@@ -17,7 +17,7 @@ from order_system.kafka.dead_letters import read_dead_letters, replay
 from order_system.kafka.reader import read_records
 from order_system.kafka.lag import wait_for_zero_lag
 from order_system.kafka.retry import RetryTopics
-from order_system.services.groups import runner_for
+from order_system.bootstrap import runner_for
 from order_system.services.notifications import NOTIFICATION_TEXT, NotificationService
 
 

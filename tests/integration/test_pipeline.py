@@ -12,10 +12,14 @@ from order_system.kafka.consumer import ConsumerRunner, Received, run_groups
 from order_system.kafka.dead_letters import read_dead_letters
 from order_system.domain.errors import PublishError
 from order_system.domain.events import OrderEvent, OrderStatus
-from order_system.services.groups import AnalyticsService, NotificationService, OrderProcessor, runner_for
+from order_system.services.analytics import AnalyticsService
+from order_system.services.notifications import NotificationService
+from order_system.services.processor import OrderProcessor
+from order_system.bootstrap import runner_for
 from order_system.kafka.changelog_reader import read_effects, read_order_state
 from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
-from order_system.kafka.producer import OrderProducer, plan_lifecycles
+from order_system.kafka.producer import OrderProducer
+from order_system.local.demo import plan_lifecycles
 from order_system.domain.state_machine import rebuild
 
 

@@ -11,7 +11,8 @@ import pytest
 from order_system.config import Settings
 from order_system.domain.errors import PublishError
 from order_system.domain.events import OrderEvent, OrderStatus
-from order_system.kafka.producer import Delivery, OrderProducer, plan_lifecycles, publish_lifecycles
+from order_system.kafka.producer import Delivery, OrderProducer
+from order_system.local.demo import plan_lifecycles, publish_lifecycles
 
 
 def one_order(events: int, order_id: str = "one00001") -> list[OrderEvent]:

@@ -9,8 +9,8 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from order_system.config import Settings
-from order_system.kafka.lag import _retrying
-from order_system.kafka.shared_offsets import SharedEndOffsets
+from order_system.kafka.offsets import retrying
+from order_system.kafka.offsets import SharedEndOffsets
 
 THREADS, PER_THREAD = 16, 25
 
@@ -22,7 +22,7 @@ def test_every_answer_covers_what_was_written_before_the_request(topic_settings:
     stale: list[tuple[int, int, int]] = []
     failed: list[BaseException] = []
     start = threading.Barrier(THREADS)
-    _retrying(lambda: shared.end_offsets(range(topic_settings.partitions), timeout=30), 30)  # leaders settled
+    retrying(lambda: shared.end_offsets(range(topic_settings.partitions), timeout=30), 30)  # leaders settled
 
     def client(n: int) -> None:
         partition = n % topic_settings.partitions
@@ -56,7 +56,7 @@ def test_an_unknown_partition_is_an_error_for_its_requests(topic_settings: Setti
     shared = SharedEndOffsets(topic_settings.topic, lambda: admin, lambda client: None, attempt_seconds=1.0)
     try:
         # a topic created a moment ago may answer NOT_LEADER first: callers ask again while it settles
-        assert _retrying(lambda: shared.end_offsets([0], timeout=30), 30)[0] >= 0
+        assert retrying(lambda: shared.end_offsets([0], timeout=30), 30)[0] >= 0
         try:
             shared.end_offsets([topic_settings.partitions + 5], timeout=30)
         except KafkaException as exc:

@@ -13,7 +13,7 @@ from order_system.config import Settings
 from order_system.domain.changelog import Outcome, Verdict
 from order_system.domain.events import OrderEvent, OrderStatus
 from order_system.kafka.consumer import Received
-from order_system.services.groups import OrderProcessor
+from order_system.services.processor import OrderProcessor
 from order_system.state import view
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

@@ -12,13 +12,17 @@ from confluent_kafka import Message
 
 from order_system.domain.errors import PublishError
 from order_system.domain.events import OrderStatus
-from order_system.interfaces.api import ActionAccepted
-from order_system.kafka.producer import _Pending, _Record
+from order_system.interfaces.schemas import ActionAccepted
+from order_system.kafka.producer import Sending
+
+
+def sending(shared: threading.Condition) -> Sending:
+    return Sending("order-events", b"o-1", b"{}", None, None, None, None, shared)
 
 
 def test_result_waits_for_its_own_future_not_a_sibling() -> None:
     shared = threading.Condition()
-    mine, sibling = _Pending(shared), _Pending(shared)
+    mine, sibling = sending(shared), sending(shared)
     assert mine.running() and not mine.done() and not mine.cancel()
     threading.Timer(0.05, sibling.set_result, ("other",)).start()  # wakes every waiter of the Condition
     with pytest.raises(TimeoutError):
@@ -29,7 +33,7 @@ def test_result_waits_for_its_own_future_not_a_sibling() -> None:
 
 def test_exception_callbacks_wait_and_as_completed() -> None:
     shared = threading.Condition()
-    ok, failed = _Pending(shared), _Pending(shared)
+    ok, failed = sending(shared), sending(shared)
     seen: list[object] = []
     failed.add_done_callback(lambda f: seen.append(f.exception()))
     threading.Timer(0.05, failed.set_exception, (PublishError("no"),)).start()
@@ -52,8 +56,8 @@ def test_an_acknowledgement_without_an_offset_answers_offset_null() -> None:
     cluster test answered such a pay with a 500 (the response model wanted an int)."""
     unknown = Message(topic="order-events", partition=2, offset=-1001).offset()  # RD_KAFKA_OFFSET_INVALID
     assert unknown is None
-    record = _Record("order-events", b"o-1", b"{}", None, None, None, None, threading.Condition())
-    record._landed(2, unknown)
+    record = sending(threading.Condition())
+    record.landed(2, unknown)
     delivery = record.result(0)
     assert (delivery.partition, delivery.offset) == (2, None)
     answer = ActionAccepted(order_id="o-1", message="pay accepted", status=OrderStatus.PAID, version=2,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from order_system.config import Settings
 from order_system.kafka.records import decode_accepted
 from order_system.services.analytics import AnalyticsService
-from order_system.services.groups import runner_for
+from order_system.bootstrap import runner_for
 from order_system.services.notifications import NotificationService
 
 

@@ -12,7 +12,9 @@ from order_system.domain.events import OrderEvent, OrderStatus
 from order_system.config import Settings
 from order_system.domain.changelog import Verdict, order_from_json
 from order_system.kafka.consumer import Received
-from order_system.services.groups import AnalyticsService, NotificationService, OrderProcessor
+from order_system.services.analytics import AnalyticsService
+from order_system.services.notifications import NotificationService
+from order_system.services.processor import OrderProcessor
 
 
 def lifecycle(order_id: str, customer: str = "c-1", cancel_after_paid: bool = False) -> list[OrderEvent]:
@@ -243,7 +245,7 @@ def test_analytics_counts_customers_and_time_in_state() -> None:
 
 def test_the_processor_runner_keeps_the_consumer_runner_surface() -> None:
     from order_system.kafka.retry import InPlaceRetry
-    from order_system.services.groups import runner_for
+    from order_system.bootstrap import runner_for
 
     runner = runner_for(OrderProcessor(instance_id="surface"), Settings(topic="orders"))  # connects to nothing yet
     for name in ("start", "stop", "join", "running", "stopping", "wait_assigned", "wait_until", "processed", "skipped",

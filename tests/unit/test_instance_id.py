@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from order_system.domain.errors import ConfigError
-from order_system.interfaces.api import instance_id_for, valid_instance_id
+from order_system.services.processor import default_instance_id, valid_instance_id
 from order_system.interfaces.cli import build_parser
 
 
 def test_the_environment_wins_else_host_and_port() -> None:
-    assert instance_id_for(8093, {"ORDER_SYSTEM_INSTANCE_ID": " api-a "}) == "api-a"
-    derived = instance_id_for(8093, {})
-    assert derived.endswith("-8093") and derived != instance_id_for(8094, {})
+    assert default_instance_id({"ORDER_SYSTEM_INSTANCE_ID": " api-a "}, port=8093) == "api-a"
+    derived = default_instance_id({}, port=8093)
+    assert derived.endswith("-8093") and derived != default_instance_id({}, port=8094)
     assert valid_instance_id(derived) == derived
 
 
@@ -24,7 +24,7 @@ def test_a_hostile_instance_id_is_refused(bad: str) -> None:
         build_parser().parse_args(["serve", "--instance-id", bad])
     if bad.strip():
         with pytest.raises(ConfigError):
-            instance_id_for(8080, {"ORDER_SYSTEM_INSTANCE_ID": bad})
+            default_instance_id({"ORDER_SYSTEM_INSTANCE_ID": bad}, port=8080)
 
 
 def test_serve_takes_an_instance_id() -> None:

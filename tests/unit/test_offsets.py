@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from order_system.kafka.lag import LEADERSHIP_SETTLING, _retrying, known
+from order_system.kafka.offsets import LEADERSHIP_SETTLING, known, retrying
 
 
 def test_a_missing_offset_is_a_retriable_leadership_error() -> None:
@@ -21,13 +21,13 @@ def test_a_missing_offset_is_a_retriable_leadership_error() -> None:
 def test_retrying_asks_again_until_an_offset_comes() -> None:
     tp = TopicPartition("order-state", 0)
     answers = iter([-1001, -1001, 1596])
-    assert _retrying(lambda: known(next(answers), tp), timeout=5) == 1596
+    assert retrying(lambda: known(next(answers), tp), timeout=5) == 1596
     with pytest.raises(KafkaException):
-        _retrying(lambda: known(-1001, tp), timeout=0.3)
+        retrying(lambda: known(-1001, tp), timeout=0.3)
 
 
 def test_a_lost_connection_or_a_timeout_is_asked_again_a_bad_request_is_not() -> None:
-    from order_system.kafka.lag import transient
+    from order_system.kafka.offsets import transient
 
     assert transient(KafkaError(KafkaError._TRANSPORT))  # a broker killed while it had the request
     assert transient(KafkaError(KafkaError._TIMED_OUT))

@@ -7,7 +7,7 @@ import json
 from jsonschema import Draft202012Validator, FormatChecker
 
 from order_system.domain.events import OrderEvent, OrderStatus
-from order_system.kafka.producer import plan_lifecycles
+from order_system.local.demo import plan_lifecycles
 from order_system.domain.schema import SCHEMA_PATH, event_json_schema, schema_text
 
 

@@ -15,7 +15,9 @@ from order_system.config import PARTITIONER, Settings
 from order_system.kafka.consumer import Received, decode
 from order_system.domain.errors import ConfigError, InvalidEvent
 from order_system.domain.events import OrderEvent, OrderStatus
-from order_system.services.groups import AnalyticsService, NotificationService, OrderProcessor
+from order_system.services.analytics import AnalyticsService
+from order_system.services.notifications import NotificationService
+from order_system.services.processor import OrderProcessor
 from order_system.kafka.spring_compat import (
     SPRING_TYPE_HEADER, UnversionedEvent, assign_version, derived_event_id, read_event,
 )

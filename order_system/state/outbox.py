@@ -3,12 +3,12 @@
 When the broker is away past the producer's delivery timeout, the event is written here (a
 SQLite file) instead of being lost, with the id of the Kafka cluster it was meant for (the
 cluster's own ``cluster_id``, not the bootstrap string, which changes with order and aliases).
-``OrderProducer.resend_kept`` sends the rows of the cluster it is connected to again, each
+``OrderedProducer.resend_kept`` sends the rows of the cluster it is connected to again, each
 order's rows in the order they were kept, and deletes a row only once the broker
 acknowledged it: a crash during a resend loses nothing (it may send a record twice; the
 order-processor skips the copy by its eventId). Rows of other clusters are left alone.
 
-This module is the storage; the ordering rules live in the producer (see ``producer.py``).
+This module is the storage and the relay; the ordering rules live in ``kafka/ordering.py``.
 """
 
 from __future__ import annotations
@@ -24,12 +24,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 from ..config import default_home
-from ..state.sqlite import write_transaction
+from ..kafka.ordering import ANY_CLUSTER, ChainKey, Resent, Row
+from .sqlite import write_transaction
 
-log = logging.getLogger("order_system.kafka.outbox")
+if TYPE_CHECKING:
+    from ..kafka.ordering import OrderedProducer
+
+log = logging.getLogger("order_system.state.outbox")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -38,11 +42,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 _COLUMNS = "seq, topic, key, value, headers, error, kept_at, cluster"
 
-ANY_CLUSTER: Any = object()  # ``pending``/``counts`` over every cluster (and rows of no known cluster)
-
-ChainKey = tuple[str, bytes]  # (topic, key): the records that must stay in order
-# topic, key, value, headers, error
-Row = tuple[str, "bytes | None", "bytes | None", "list[tuple[str, bytes]] | None", str]
 
 
 @dataclass(frozen=True)
@@ -57,29 +56,6 @@ class Kept:
     error: str
     kept_at: float
     cluster: str | None = None  # the Kafka cluster id it was meant for; None: not known when kept
-
-
-@dataclass(frozen=True)
-class Resent:
-    """What one resend did."""
-
-    cluster: str
-    sent: int
-    left: int  # rows of this cluster still kept (the broker went away again, or were kept meanwhile)
-    other_clusters: int  # rows meant for other clusters: not sent here
-    unknown_cluster: int  # rows kept before any cluster answered: sent only with ``adopt_unknown``
-    busy: bool = False  # another resend (this or another process) was running: nothing done
-
-    def describe(self) -> str:
-        if self.busy:
-            return "another resend of this outbox is running; nothing sent"
-        text = f"resent {self.sent} record(s), in order; {self.left} left for cluster {self.cluster}"
-        if self.other_clusters:
-            text += f"; {self.other_clusters} record(s) belong to other clusters (not sent here)"
-        if self.unknown_cluster:
-            text += (f"; {self.unknown_cluster} record(s) of an unknown cluster "
-                     "(`order-system outbox resend --adopt` sends them here)")
-        return text
 
 
 def default_outbox_path() -> Path:
@@ -123,9 +99,6 @@ class Outbox:
                 )
                 seqs.append(int(cursor.lastrowid or 0))
         return seqs
-
-    def remove(self, seq: int) -> None:
-        self.remove_many([seq])
 
     def remove_many(self, seqs: Iterable[int]) -> None:
         with self._transaction() as db:
@@ -214,23 +187,10 @@ class Outbox:
             self._db.close()
 
 
-class KeptSender(Protocol):
-    """What the relay uses of its producer (``producer.OrderProducer`` is one)."""
-
-    @property
-    def outbox(self) -> Outbox | None: ...
-
-    def cluster_id(self, timeout: float = ...) -> str | None: ...
-
-    def has_kept(self) -> bool: ...
-
-    def resend_kept(self, *, stop: threading.Event | None = None) -> Resent: ...
-
-
 class OutboxRelay:
     """Re-sends the producer's kept records by itself once the broker is back, while the process runs."""
 
-    def __init__(self, producer: KeptSender, reachable: Callable[[], bool], interval: float = 2.0) -> None:
+    def __init__(self, producer: OrderedProducer, reachable: Callable[[], bool], interval: float = 2.0) -> None:
         self.producer, self.reachable, self.interval = producer, reachable, interval
         self.resent = 0
         self.last: Resent | None = None
@@ -240,7 +200,7 @@ class OutboxRelay:
     def _run(self) -> None:
         announced = False
         while not self._stop.wait(self.interval):
-            if not announced and self.producer.outbox is not None and self.producer.cluster_id(timeout=0):
+            if not announced and self.producer.cluster_id(timeout=0):
                 announced = True  # say once what this process will not send
                 cluster = self.producer.cluster_id(timeout=0)
                 others = {c: n for c, n in self.producer.outbox.clusters().items() if c != cluster}

@@ -235,7 +235,7 @@ def _instance_id(text: str) -> str:
 def _log_records(style: str) -> None:
     """``summary``/``line``: the consumers log a periodic summary or a line per record, and the
     lines per published record and per HTTP request are left out; ``block``: the tutorial's."""
-    from ..kafka.consumer import log_records
+    from ..kafka.record_log import log_records
 
     log_records(style)
     quiet = {"summary": RECORD_LOGGERS, "line": RECORD_LOGGERS[:1], "block": ()}[style]

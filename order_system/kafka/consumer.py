@@ -1,27 +1,27 @@
-"""The consumer runner: poll, decode, hand to a handler per status, store the offset, repeat.
+"""The consumer runner: what the Spring tutorial's ``@KafkaListener(topics, groupId)`` does.
 
-What a record is and how it is decoded lives in ``records.py`` (re-exported here); a group
-that reads another topic than ``order-events`` gives the runner its own ``decoder``.
+    runner = ConsumerRunner(settings, "notification-service", {OrderStatus.PAID: on_paid, ...})
 
-One ``ConsumerRunner`` is one Kafka consumer of one group, in its own thread. Delivery is
-at least once: a record's offset is stored only after its handler (or the failure policy)
-finished with it, and stored offsets are committed in the background, on revocation and on
-``stop()``. What to do when a record fails is the failure policy's business (see
-``retry.py``); the runner only promises that no record is skipped without the policy's say.
+One ``ConsumerRunner`` is one Kafka consumer of one group, in its own thread: ``poll()``, decode
+the record (``records.decode``: its JSON as an ``OrderEvent``), hand it to the handler of its
+status (the tutorial's ``switch``), and only then store its offset (``store_offsets``):
+delivery is at least once. Stored offsets are committed in the background, on revocation and
+on ``stop()``.
 
-No record can stop a partition: a record that cannot be decoded is an ``InvalidEvent``,
-dead-lettered at once; anything else unexpected while deciding about a record (outside a
-handler) dead-letters it with reason ``internal-error``. Only a failure to write to the
-dead-letter or retry topic (the broker) makes the runner try the same record again.
+What happens when a record fails is the failure policy's business (``retry.py``: in place, or
+through retry topics and the dead-letter topic, like ``@RetryableTopic``); the runner only
+promises that no record is skipped without the policy's say and that no record can stop a
+partition: a record that cannot be decoded is dead-lettered at once, and anything unexpected
+outside a handler dead-letters the record with reason ``internal-error``. Only a failure to
+write to the dead-letter or retry topic (the broker) makes the runner try the same record again.
+A group that reads another topic gives the runner its own ``decoder`` and ``topics``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -30,97 +30,57 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from ..config import Settings
 from ..domain.errors import InvalidEvent, PublishError
 from ..domain.events import OrderEvent, OrderStatus
-from .records import Decoder, Deferred, Handler, Received, Stopping, decode
+from .record_log import RecordLog
+from .records import Decoder, Deferred, Handler, Received, Stopping, decode, names
 from .retry import FailurePolicy, InPlaceRetry
-from .runner_thread import RunnerHooks, RunnerThread
-from .throttle import KAFKA_ERRORS
+from .runner_thread import RunnerHooks, RunnerThread, run_groups
 
 __all__ = ["AssignCallback", "ConsumerRunner", "Decoder", "Deferred", "Handler", "Received", "Stopping", "decode",
            "run_groups"]
 
 AssignCallback = Callable[[list[tuple[str, int]]], None]
-MAX_FAILURES_KEPT = 1000  # runner.failures keeps the most recent ones; the policy has the rest
-RECORD_LOGS = ("block", "line", "summary")  # how each record is logged; see log_records()
-SUMMARY_EVERY = 10.0  # seconds between two summary lines of a runner
-_record_log = "block"
-
-
-def log_records(style: str) -> None:
-    """How runners log records from now on: ``block`` (the tutorial's block per record, the
-    default), ``line`` (one line per record) or ``summary`` (one line per runner every
-    ``SUMMARY_EVERY`` seconds while records arrive). ``serve`` and ``consume`` choose summary."""
-    global _record_log
-    if style not in RECORD_LOGS:
-        raise ValueError(f"record log style {style!r} is not one of {', '.join(RECORD_LOGS)}")
-    _record_log = style
 
 
 class ConsumerRunner(RunnerThread):
     """One consumer of one group, feeding records to a handler per status in its own thread."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        group_id: str,
-        handlers: Mapping[OrderStatus, Handler],
-        *,
-        topics: Sequence[str] | None = None,
-        name: str | None = None,
-        failure_policy: FailurePolicy | None = None,
-        extra_config: Mapping[str, Any] | None = None,
-        require_key: bool = True,
-        on_assign: AssignCallback | None = None,
-        decoder: Decoder | None = None,
-        hooks: RunnerHooks | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, group_id: str, handlers: Mapping[OrderStatus, Handler], *,
+                 topics: Sequence[str] | None = None, name: str | None = None,
+                 failure_policy: FailurePolicy | None = None, extra_config: Mapping[str, Any] | None = None,
+                 require_key: bool = True, on_assign: AssignCallback | None = None, decoder: Decoder | None = None,
+                 hooks: RunnerHooks | None = None) -> None:
         """``require_key=False`` accepts keyless records (only to demonstrate why keys matter).
-
-        ``on_assign(partitions)`` is called in the runner's thread with each newly assigned
-        batch of ``(topic, partition)``.
-
-        ``decoder(received)`` reads a record as the event to handle (default: ``decode``, an
-        ``order-events`` record); it returns None for a record that is not for this group (counted
-        as skipped) and raises ``InvalidEvent`` for one that can never be read (dead-lettered).
-        A group that reads another topic gives its decoder and ``topics``.
-        """
-        self.settings = settings
-        self.group_id = group_id
-        self.handlers = dict(handlers)
+        ``on_assign(partitions)`` is called in the runner's thread with each newly assigned batch of
+        ``(topic, partition)``. ``decoder(received)`` reads a record as the event to handle (default:
+        ``decode``); it returns None for a record that is not for this group (skipped) and raises
+        ``InvalidEvent`` for one that can never be read (dead-lettered)."""
+        super().__init__(name or group_id, hooks)
+        self.settings, self.group_id, self.handlers = settings, group_id, dict(handlers)
         self.policy = failure_policy or InPlaceRetry()
         self.topics = list(topics or [settings.topic, *self.policy.extra_topics(settings)])
-        super().__init__(name or group_id, hooks)
-        self.require_key = require_key
+        self.require_key, self.on_assign = require_key, on_assign
         self.decoder: Decoder = decoder or self._decode_event
-        self.on_assign = on_assign
         self.log = logging.getLogger(f"order_system.kafka.consumer.{self.name}")
+        self.record_log = RecordLog(self.name, self.log)
         self._config = settings.client_config(**{
-            "group.id": group_id,
-            "client.id": self.name,
+            "group.id": group_id, "client.id": self.name,
             "auto.offset.reset": "earliest",
-            "enable.auto.commit": True,
-            "auto.commit.interval.ms": 1000,
+            "enable.auto.commit": True, "auto.commit.interval.ms": 1000,
             "enable.auto.offset.store": False,  # we store each offset after its record was handled
             "partition.assignment.strategy": "cooperative-sticky",
             "isolation.level": "read_committed",  # (librdkafka's default) an aborted transaction is never seen
             "enable.partition.eof": True,  # see _at_end
             # short timeouts so that a stopped or crashed member's partitions move on quickly
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500,
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
             **(extra_config or {}),
         })
         self.processed = 0  # records finished with: handled, retried or dead-lettered
         self.skipped = 0  # records with no handler for their status, or another group's retries
         self.dead_lettered = 0
         self.stuck = 0  # times a record could not be written to the dead-letter/retry topic (tried again)
-        self.errors: deque[KafkaError] = deque(maxlen=MAX_FAILURES_KEPT)  # the most recent ones
-        # every failed decode or handler attempt, newest last, before the policy disposes of it
-        self.failures: deque[tuple[Received, Exception]] = deque(maxlen=MAX_FAILURES_KEPT)
         self._paused: dict[tuple[str, int], float] = {}
         self._rewound: set[tuple[str, int]] = set()  # partitions sent back to a record not yet finished
         self._consumer: Consumer | None = None
-        self._summary = [time.monotonic(), 0]  # start of the summary's period, records received in it
-
-    # ---- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> ConsumerRunner:
         if self._thread is not None:
@@ -129,22 +89,6 @@ class ConsumerRunner(RunnerThread):
         self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
         return self._launch()
-
-    # ---- counting (called by the failure policy) -------------------------------------------
-
-    def count_dead_letter(self) -> None:
-        """Called by the failure policy once a record is safely in the dead-letter topic."""
-        with self._progress:
-            self.dead_lettered += 1
-        self.hooks.dead_lettered(self.group_id)
-
-    def count_retry(self) -> None:
-        """Called by the failure policy when a failed record will be tried again."""
-        self.hooks.retried(self.group_id)
-
-    def count_handled(self) -> None:
-        """Called by the failure policy when the handler finished a record."""
-        self.hooks.handled(self.group_id)
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -157,13 +101,12 @@ class ConsumerRunner(RunnerThread):
                 message = consumer.poll(0.25)
                 if message is None:
                     continue
-                if message.error() is not None:
-                    if message.error().code() == KafkaError._PARTITION_EOF:
-                        self._at_end(consumer, message)
-                    else:
-                        self._on_error(message.error())
-                    continue
-                self._handle(consumer, message)
+                if message.error() is None:
+                    self._handle(consumer, message)
+                elif message.error().code() == KafkaError._PARTITION_EOF:
+                    self._at_end(consumer, message)
+                else:
+                    self.on_error(message.error())
         finally:
             self._commit(consumer, "on stop")
             consumer.close()
@@ -186,24 +129,56 @@ class ConsumerRunner(RunnerThread):
         except Stopping:
             return  # not stored: the record comes again after the restart
         except PublishError:  # the dead-letter or retry topic did not take the record (broker trouble)
-            self.log.exception("[%s] could not dispose of partition %d offset %d; will retry it",
-                               self.name, received.partition, received.offset)
+            self.log.exception("[%s] could not dispose of partition %d offset %d; will retry it", self.name,
+                               received.partition, received.offset)
             self._rewind(consumer, received)
             self._stop.wait(1.0)
             self.stuck += 1
             return
         self._rewound.discard((received.topic, received.partition))
         try:
-            consumer.store_offsets(message=message)
+            consumer.store_offsets(message=message)  # handled: its offset may be committed now
         except KafkaException as exc:  # the partition was taken away meanwhile: it comes again
-            self.log.warning("[%s] could not store offset %d of partition %d: %s", self.name,
-                             received.offset, received.partition, exc.args[0].str())
+            self.log.warning("[%s] could not store offset %d of partition %d: %s", self.name, received.offset,
+                             received.partition, exc.args[0].str())
         with self._progress:
             if outcome == "skipped":
                 self.skipped += 1
             else:
                 self.processed += 1
             self._progress.notify_all()
+
+    def _process(self, received: Received) -> str:
+        if not self.policy.accepts(self, received):
+            return "skipped"  # e.g. another group's record on a shared retry topic
+        try:
+            event = self.decoder(received)
+        except InvalidEvent as exc:
+            self.record_log.received(received, None, self.processed, self.dead_lettered)
+            self._failed(received, exc)
+            self.policy.reject(self, received, exc)
+            return "dead-lettered"
+        if event is None:
+            return "skipped"  # read, but not for this group (e.g. a verdict that accepted nothing)
+        self.record_log.received(received, event, self.processed, self.dead_lettered)
+        handler = self.handlers.get(event.status)
+        if handler is None:
+            return "skipped"
+
+        def attempt(event: OrderEvent, received: Received) -> str | None:
+            try:
+                return handler(event, received)
+            except Exception as exc:
+                self._failed(received, exc)
+                raise
+
+        self.policy.run(self, received, event, attempt)
+        return "handled"
+
+    def _decode_event(self, received: Received) -> OrderEvent:
+        return decode(received, self.require_key, self.settings.local_timezone)
+
+    # ---- what the loop needs besides the happy path -----------------------------------------
 
     def _at_end(self, consumer: Consumer, message: Message) -> None:
         """The partition is read to its end: store that end offset. Every record before it was
@@ -231,10 +206,18 @@ class ConsumerRunner(RunnerThread):
             self.log.warning("[%s] could not go back to offset %d of partition %d: %s", self.name,
                              received.offset, received.partition, exc.args[0].str())
 
+    def _resume_due(self, consumer: Consumer) -> None:
+        now = time.time()
+        due = [key for key, when in self._paused.items() if when <= now]
+        if due:
+            consumer.resume([TopicPartition(t, p) for t, p in due])
+            for key in due:
+                del self._paused[key]
+
     def _internal_error(self, received: Received, error: Exception) -> str:
         """Dead-letter a record whose disposal failed unexpectedly, rather than retry it forever."""
-        self.log.exception("[%s] unexpected error with partition %d offset %d; dead-lettering it",
-                           self.name, received.partition, received.offset)
+        self.log.exception("[%s] unexpected error with partition %d offset %d; dead-lettering it", self.name,
+                           received.partition, received.offset)
         self._failed(received, error)
         failure = InvalidEvent(f"internal error: {type(error).__name__}: {error}"[:1000], "internal-error")
         try:
@@ -248,88 +231,24 @@ class ConsumerRunner(RunnerThread):
                 raise PublishError(f"could not dead-letter: {type(exc).__name__}: {exc}") from exc
         return "dead-lettered"
 
-    def _process(self, received: Received) -> str:
-        if not self.policy.accepts(self, received):
-            return "skipped"  # e.g. another group's record on a shared retry topic
-        try:
-            event = self.decoder(received)
-        except InvalidEvent as exc:
-            self.log_received(received, None)
-            self._failed(received, exc)
-            self.policy.reject(self, received, exc)
-            return "dead-lettered"
-        if event is None:
-            return "skipped"  # read, but not for this group (e.g. a verdict that accepted nothing)
-        self.log_received(received, event)
-        handler = self.handlers.get(event.status)
-        if handler is None:
-            return "skipped"
-
-        def attempt(event: OrderEvent, received: Received) -> str | None:
-            try:
-                return handler(event, received)
-            except Exception as exc:
-                self._failed(received, exc)
-                raise
-
-        self.policy.run(self, received, event, attempt)
-        return "handled"
-
-    def _decode_event(self, received: Received) -> OrderEvent:
-        return decode(received, self.require_key, self.settings.local_timezone)
-
     def _failed(self, received: Received, error: Exception) -> None:
         with self._progress:
             self.failures.append((received, error))
             self._progress.notify_all()
 
-    def log_received(self, received: Received, event: OrderEvent | None) -> None:
-        status = event.status.value if event else "(undecodable)"
-        if _record_log == "summary":
-            self._summary[1] += 1
-            began, count = self._summary
-            now = time.monotonic()
-            if now - began >= SUMMARY_EVERY:
-                self.log.info("[%s] %d records in %.0f s (%.0f/s); %d processed, %d dead-lettered in all",
-                              self.name, count, now - began, count / (now - began), self.processed,
-                              self.dead_lettered)
-                self._summary[:] = [now, 0]
-            return
-        if _record_log == "line":
-            self.log.info("[%s] received %s partition %d offset %d key %s %s", self.name, received.topic,
-                          received.partition, received.offset,
-                          received.key[:100] if received.key is not None else None, status)
-            return
-        self.log.info(
-            "\n---- %s received ----\n  topic %s, partition %d, offset %d\n  key (order id): %s\n  status: %s\n"
-            "--------------------------",
-            self.name, received.topic, received.partition, received.offset,
-            received.key[:100] if received.key is not None else None, status,
-        )
+    # ---- counting (called by the failure policy) -------------------------------------------
 
-    def log_handled(self, text: str, suffix: str = "") -> None:
-        """The failure policy's line for a handled record: logged in the block style only."""
-        self.log.log(logging.INFO if _record_log == "block" else logging.DEBUG, "%s%s", text, suffix)
+    def count_dead_letter(self) -> None:
+        """Called by the failure policy once a record is safely in the dead-letter topic."""
+        with self._progress:
+            self.dead_lettered += 1
+        self.hooks.dead_lettered(self.group_id)
 
-    def _resume_due(self, consumer: Consumer) -> None:
-        now = time.time()
-        due = [key for key, when in self._paused.items() if when <= now]
-        if due:
-            consumer.resume([TopicPartition(t, p) for t, p in due])
-            for key in due:
-                del self._paused[key]
+    def count_retry(self) -> None:
+        self.hooks.retried(self.group_id)
 
-    def _on_error(self, error: KafkaError) -> None:
-        if error.code() == KafkaError._PARTITION_EOF:
-            return
-        self.errors.append(error)
-        if error.fatal():
-            self.log.error("[%s] fatal error; stopping: %s", self.name, error.str())
-            self._stop.set()
-            return
-        held = KAFKA_ERRORS.admit(self.name)  # a down broker repeats itself: one line per 10 s
-        if held is not None:
-            self.log.warning("[%s] consumer error: %s%s", self.name, error.str(), KAFKA_ERRORS.note(held))
+    def count_handled(self) -> None:
+        self.hooks.handled(self.group_id)
 
     # ---- offsets and rebalances -------------------------------------------------------------
 
@@ -342,7 +261,7 @@ class ConsumerRunner(RunnerThread):
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment |= {(p.topic, p.partition) for p in partitions}
-        self.log.info("[%s] assigned %s", self.name, _names(partitions))
+        self.log.info("[%s] assigned %s", self.name, names(partitions))
         if self.on_assign is not None:
             try:
                 self.on_assign([(p.topic, p.partition) for p in partitions])
@@ -355,11 +274,11 @@ class ConsumerRunner(RunnerThread):
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit(consumer, "on revocation")
         self._forget(partitions)
-        self.log.info("[%s] revoked %s (processed offsets committed)", self.name, _names(partitions))
+        self.log.info("[%s] revoked %s (processed offsets committed)", self.name, names(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._forget(partitions)
-        self.log.warning("[%s] lost %s; uncommitted records will be redelivered", self.name, _names(partitions))
+        self.log.warning("[%s] lost %s; uncommitted records will be redelivered", self.name, names(partitions))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
@@ -368,22 +287,3 @@ class ConsumerRunner(RunnerThread):
             self._rewound.discard((p.topic, p.partition))
         with self._progress:
             self._progress.notify_all()
-
-
-def _names(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "(none)"
-
-
-@contextmanager
-def run_groups(*runners: ConsumerRunner) -> Iterator[tuple[ConsumerRunner, ...]]:
-    """Start every runner; stop them all on exit, even after an error."""
-    started: list[ConsumerRunner] = []
-    try:
-        for runner in runners:
-            started.append(runner.start())
-        yield runners
-    finally:
-        for runner in started:
-            runner._stop.set()  # ask all at once, then wait for each
-        for runner in started:
-            runner.stop()

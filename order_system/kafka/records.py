@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from ..config import Settings
 from ..domain.changelog import Outcome, Verdict
@@ -113,6 +113,12 @@ def _check_key(received: Received, event: OrderEvent) -> None:
                            "key-mismatch")
 
 
+class HandledLine(Protocol):
+    """Where a failure policy logs a handled record (``record_log.RecordLog``)."""
+
+    def handled(self, text: str, suffix: str = "") -> None: ...
+
+
 class Runner(Protocol):
     """What a failure policy uses of the runner that calls it."""
 
@@ -120,6 +126,7 @@ class Runner(Protocol):
     group_id: str
     name: str
     log: logging.Logger
+    record_log: HandledLine
 
     def sleep(self, seconds: float) -> None: ...
 
@@ -150,3 +157,21 @@ def take_batch(consumer: Consumer, limit: int, wait: float) -> list[Message]:
     if not first or limit == 1:
         return first
     return first + consumer.consume(limit - 1, 0)
+
+
+def names(partitions: list[TopicPartition]) -> str:
+    """Partitions as ``topic[0], topic[2]`` for a log line."""
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "(none)"
+
+
+def without_frames(error: Exception) -> Exception:
+    """The exception without its tracebacks (nor those of its cause and context): a kept failure
+    must not keep the frames it was raised through alive, and with them a whole batch."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return error
+

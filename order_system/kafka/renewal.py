@@ -88,6 +88,16 @@ class GuardedProducer:
     def begin_transaction(self) -> None:
         self.client.begin_transaction()  # local: it never waits for a broker
 
+    def produce_waiting(self, topic: str, value: bytes | None, key: bytes | None, partition: int | None,
+                        headers: list[tuple[str, bytes]] | None) -> None:
+        """``produce``, waiting while librdkafka's local queue is full (partition None: the key decides)."""
+        while True:
+            try:
+                self.client.produce(topic, value, key, -1 if partition is None else partition, headers=headers)
+                return
+            except BufferError:
+                self.client.poll(0.05)  # let the queue drain
+
     def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: Any, timeout: float) -> None:
         self._bounded("send_offsets_to_transaction", self.client.send_offsets_to_transaction, offsets, metadata,
                       timeout)
@@ -144,3 +154,18 @@ def committed_through(consumer: Consumer, ends: Mapping[tuple[str, int], int], t
     if len(reached) != 1:
         raise KafkaException(KafkaError(KafkaError._STATE, f"committed offsets {committed} are partly past the batch"))
     return reached.pop()
+
+
+def settle(stall: Stalled, consumer: Consumer, ends: Mapping[tuple[str, int], int], renew_producer: Callable[[], None],
+           log: logging.Logger, name: str) -> bool:
+    """What the runner does after ``stall``: renew its producer (``renew_producer``), which settles
+    the transaction the stalled one left open, and tell whether that transaction committed (its
+    offsets reached ``ends``); only a stalled commit can have."""
+    log.warning("[%s] %s; renewing the transactional producer", name, stall)
+    renew_producer()
+    if stall.call != "commit_transaction":
+        return False
+    committed = committed_through(consumer, ends)
+    log.info("[%s] the stalled commit %s", name, "had committed" if committed else "was aborted")
+    return committed
+

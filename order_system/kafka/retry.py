@@ -97,7 +97,7 @@ class _DeadLettering:
     def _succeeded(self, runner: Runner, result: str | None, attempt: int) -> None:
         runner.count_handled()
         suffix = f" (attempt {attempt})" if attempt > 1 else ""
-        runner.log_handled(result or f"[{runner.name}] handled", suffix)
+        runner.record_log.handled(result or f"[{runner.name}] handled", suffix)
 
 
 class InPlaceRetry(_DeadLettering):

@@ -1,17 +1,25 @@
 """What every runner of the package shares: one loop in its own thread, stopped on request,
-and waits on its progress. ``ConsumerRunner`` (at least once) and ``TransactionalRunner``
-(exactly once) differ only in their loop."""
+waits on its progress, the errors it met, and the hooks it reports to. ``ConsumerRunner`` (at
+least once) and ``TransactionalRunner`` (exactly once) differ only in their loop."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
-from .records import Stopping
+from confluent_kafka import KafkaError, Message
+
+from .records import Received, Stopping
+from .throttle import KAFKA_ERRORS
+
+MAX_FAILURES_KEPT = 1000  # runner.errors and runner.failures keep the most recent ones
 
 R = TypeVar("R", bound="RunnerThread")
 
@@ -36,9 +44,15 @@ QUIET = RunnerHooks()
 class RunnerThread:
     """A loop (``_run``, supplied by the subclass) in a daemon thread."""
 
+    log: logging.Logger
+
     def __init__(self, name: str, hooks: RunnerHooks | None = None) -> None:
         self.name = name
         self.hooks = hooks or QUIET
+        self.errors: deque[KafkaError] = deque(maxlen=MAX_FAILURES_KEPT)  # the most recent ones
+        # every failed decode or handler attempt, newest last (without its frames: see records.without_frames)
+        self.failures: deque[tuple[Received, Exception]] = deque(maxlen=MAX_FAILURES_KEPT)
+        self.fatal: str | None = None  # why the runner stopped by itself
         self.assigned = threading.Event()  # set once the first partitions were assigned
         self._assignment: set[tuple[str, int]] = set()
         self._stop = threading.Event()
@@ -121,3 +135,51 @@ class RunnerThread:
     @property
     def assignment(self) -> list[tuple[str, int]]:
         return sorted(self._assignment)
+
+    # ---- errors -------------------------------------------------------------------------------
+
+    def give_up(self, why: str) -> None:
+        """Stop the runner by itself, saying why (``fatal``)."""
+        self.fatal = why
+        self.log.error("%s", why)
+        self._stop.set()
+
+    def on_error(self, error: KafkaError) -> None:
+        """A consumer error: a fatal one stops the runner; others are logged, at most one line per
+        ``throttle.INTERVAL`` (a down broker repeats itself twenty times a second)."""
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        self.errors.append(error)
+        if error.fatal():
+            self.give_up(f"{self.name}: fatal consumer error: {error.str()}")
+            return
+        held = KAFKA_ERRORS.admit(self.name)
+        if held is not None:
+            self.log.warning("[%s] consumer error: %s%s", self.name, error.str(), KAFKA_ERRORS.note(held))
+
+    def received(self, messages: list[Message]) -> list[Received]:
+        """The records among ``messages``; their errors go to ``on_error``."""
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(Received.from_message(message))
+            else:
+                self.on_error(error)
+        return records
+
+
+@contextmanager
+def run_groups(*runners: R) -> Iterator[tuple[R, ...]]:
+    """Start every runner; stop them all on exit, even after an error."""
+    started: list[RunnerThread] = []
+    try:
+        for runner in runners:
+            started.append(runner.start())
+        yield runners
+    finally:
+        for runner in started:
+            runner._stop.set()  # ask all at once, then wait for each
+        for runner in started:
+            runner.stop()
+

@@ -128,8 +128,11 @@ def test_the_api_answers_through_a_sigkill_of_the(victim: str, cluster: LocalClu
     count = threading.Lock()
     timeline: dict[str, float] = {}
     calls: list[Call] = []
-    began = time.monotonic()
     with api_on(settings, tmp_path) as (client, processor, outbox, runner):
+        # the failover is what is measured, not start-up: a new cluster creates its transaction log
+        # on the processor's first init_transactions, which takes seconds on a busy machine
+        assert runner.wait_until(lambda: len(runner.assignment) == settings.partitions, timeout=120), runner.fatal
+        began = time.monotonic()
 
         def fault() -> None:
             """SIGKILL the victim a quarter into the run; restart it at two thirds."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from order_system.kafka.transactions import _without_frames
+from order_system.kafka.records import without_frames as _without_frames
 
 
 class Batch:

@@ -9,8 +9,9 @@ import pytest
 from order_system.config import Settings
 from order_system.domain.events import OrderEvent
 from order_system.interfaces.cli import build_parser
-from order_system.kafka import consumer
-from order_system.kafka.consumer import ConsumerRunner, Received, log_records
+from order_system.kafka import record_log
+from order_system.kafka.consumer import ConsumerRunner, Received
+from order_system.kafka.record_log import log_records
 
 
 @pytest.fixture
@@ -27,25 +28,25 @@ def test_block_line_and_summary(runner: ConsumerRunner, caplog: pytest.LogCaptur
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     caplog.set_level(logging.DEBUG, logger="order_system.kafka.consumer")
     event = OrderEvent.created("a1b2c3d4", "customer-1")
-    runner.log_received(received(7), event)
-    runner.log_handled("[logs-group] handled")
+    runner.record_log.received(received(7), event, 0, 0)
+    runner.record_log.handled("[logs-group] handled")
     assert "---- logs-group received ----\n  topic order-events, partition 2, offset 7" in caplog.messages[0]
     assert [r.levelno for r in caplog.records] == [logging.INFO, logging.INFO]
 
     caplog.clear()
     log_records("line")
-    runner.log_received(received(8), event)
-    runner.log_handled("[logs-group] handled")
+    runner.record_log.received(received(8), event, 0, 0)
+    runner.record_log.handled("[logs-group] handled")
     assert caplog.messages[0] == "[logs-group] received order-events partition 2 offset 8 key a1b2c3d4 CREATED"
     assert [r.levelno for r in caplog.records] == [logging.INFO, logging.DEBUG]  # one INFO line per record
 
     caplog.clear()
     log_records("summary")
     for offset in range(9, 19):
-        runner.log_received(received(offset), event)
+        runner.record_log.received(received(offset), event, 0, 0)
     assert caplog.messages == []  # within the period: nothing yet
-    monkeypatch.setattr(consumer, "SUMMARY_EVERY", 0.0)
-    runner.log_received(received(19), event)
+    monkeypatch.setattr(record_log, "SUMMARY_EVERY", 0.0)
+    runner.record_log.received(received(19), event, 0, 0)
     assert len(caplog.messages) == 1 and caplog.messages[0].startswith("[logs-group] 11 records in ")
 
     with pytest.raises(ValueError):

@@ -1,0 +1,92 @@
+"""What the transactional runner does when its group gives it partitions or takes them away.
+
+A partition is never processed without its state: before the first record of a newly assigned
+partition, ``StatefulAssignment.assigned`` waits until the partition's committed offsets are
+stable (no transaction with offsets for it still pending), then calls ``on_assign`` (the
+order-processor restores the partition's orders from ``order-state`` there). Both are tried
+again while the broker does not answer (say, a leader moving); the runner stops if it keeps
+failing. A partition revoked or lost is forgotten (``on_revoke``); stopping the runner forgets
+nothing, since what was committed stays readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from confluent_kafka import Consumer, TopicPartition
+
+from .records import names
+
+PREPARE_ATTEMPTS = 5  # tries to read a newly assigned partition's state before the runner gives up
+PartitionsCallback = Callable[[list[tuple[str, int]]], None]
+
+
+class Owner(Protocol):
+    """What the callbacks use of the runner that owns them."""
+
+    name: str
+    log: logging.Logger
+    assigned: threading.Event
+    _assignment: set[tuple[str, int]]
+    _progress: threading.Condition
+    _stop: threading.Event
+
+    def give_up(self, why: str) -> None: ...
+
+
+class StatefulAssignment:
+    """The subscribe callbacks (``assigned``, ``revoked``, ``lost``) of a runner that keeps state."""
+
+    def __init__(self, owner: Owner, on_assign: PartitionsCallback | None, on_revoke: PartitionsCallback | None):
+        self.owner, self.on_assign, self.on_revoke = owner, on_assign, on_revoke
+        self.closing = False  # set when the runner stops: its partitions are given up, nothing forgotten
+
+    def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        owner = self.owner
+        if partitions:
+            self._prepare(consumer, partitions)
+        owner._assignment |= {(p.topic, p.partition) for p in partitions}
+        owner.log.info("[%s] assigned %s", owner.name, names(partitions))
+        owner.assigned.set()
+        with owner._progress:
+            owner._progress.notify_all()
+
+    def _prepare(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        owner = self.owner
+        for attempt in range(1, PREPARE_ATTEMPTS + 1):
+            try:
+                # stable offsets: waits until no transaction with offsets for these partitions
+                # is pending, so the state read next reflects everything those offsets cover
+                consumer.committed(partitions, timeout=15)
+                if self.on_assign is not None:
+                    self.on_assign([(p.topic, p.partition) for p in partitions])
+                return
+            except Exception as exc:  # raised here it would escape from consume()
+                owner.log.warning("[%s] preparing %s failed (attempt %d of %d): %s", owner.name, names(partitions),
+                                  attempt, PREPARE_ATTEMPTS, exc)
+                if owner._stop.wait(2.0 * attempt):  # asked to stop: nothing to report
+                    return
+                if attempt == PREPARE_ATTEMPTS:
+                    owner.give_up(f"{owner.name}: could not prepare {names(partitions)} (restore their state): {exc}")
+                    return
+
+    def revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+        self.owner.log.info("[%s] revoked %s", self.owner.name, names(partitions))
+
+    def lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+        self.owner.log.warning("[%s] lost %s; their uncommitted records come again to their next owner",
+                               self.owner.name, names(partitions))
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        owner = self.owner
+        for p in partitions:
+            owner._assignment.discard((p.topic, p.partition))
+        if self.on_revoke is not None and partitions and not self.closing:
+            self.on_revoke([(p.topic, p.partition) for p in partitions])
+        with owner._progress:
+            owner._progress.notify_all()

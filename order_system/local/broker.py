@@ -10,48 +10,26 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings, default_home
 from ..domain.errors import BrokerError
 from ..kafka.reachability import answers_metadata, is_loopback, parse_bootstrap, port_open, speaks_kafka
+from .maven import (DOCKER_HINT, KAFKA_VERSION, Say, check_tools, cleaner_buffer_bytes, fetch_kafka_jars, heap_bytes,
+                    jars_ready)
 
-__all__ = ["LocalBroker", "answers_metadata", "ensure_broker", "is_loopback", "parse_bootstrap", "port_open",
-           "speaks_kafka"]  # the probes live in kafka/reachability.py; re-exported for the launcher's callers
-from .maven import MavenError, fetch_jars, jars_ready
-
-KAFKA_VERSION = "4.3.1"
-SCALA_VERSION = "2.13"
-# Kafka 4.3 ships slf4j 1.7 and log4j-core 2.25.4: this bridge routes the former to the latter.
-LOG4J_VERSION = "2.25.4"
-DOCKER_HINT = "or, with Docker, run `docker compose up -d` and set KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092"
-
-Say = Callable[[str], None]
+__all__ = ["KAFKA_VERSION", "LocalBroker", "answers_metadata", "cleaner_buffer_bytes", "ensure_broker", "heap_bytes",
+           "is_loopback", "parse_bootstrap", "port_open", "speaks_kafka"]  # the probes live in kafka/reachability.py
 
 
 def _quiet(_: str) -> None:
     pass
-
-
-def java_major_version(java: str) -> int | None:
-    """The major version of ``java``, or None when it cannot be run."""
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
-    if not match:
-        return None
-    major = int(match.group(1))
-    return int(match.group(2)) if major == 1 and match.group(2) else major
 
 
 @dataclass(frozen=True)
@@ -179,31 +157,14 @@ class LocalBroker:
     # ---- set-up -------------------------------------------------------------------
 
     def check_tools(self, need_maven: bool) -> None:
-        java_path = shutil.which(self.java)
-        major = java_major_version(java_path) if java_path else None
-        if major is None:
-            raise BrokerError(f"`{self.java}` (Java 17 or newer) was not found: install OpenJDK 17+, {DOCKER_HINT}")
-        if major < 17:
-            raise BrokerError(f"`{self.java}` is Java {major}; Kafka {self.version} needs 17 or newer: {DOCKER_HINT}")
-        if need_maven and not shutil.which(self.mvn):
-            raise BrokerError(
-                f"`{self.mvn}` (Apache Maven) was not found; it fetches Kafka's jars the first time. "
-                f"Install Maven, {DOCKER_HINT}"
-            )
+        check_tools(self.java, self.mvn, need_maven, f"Kafka {self.version}")
 
     def jars_ready(self) -> bool:
         return jars_ready(self.dist_dir)
 
     def fetch_jars(self, say: Say = _quiet) -> Path:
         """Copy Kafka's runtime jars from Maven Central into the cache (once)."""
-        artifacts = [
-            ("org.apache.kafka", f"kafka_{SCALA_VERSION}", self.version),
-            ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
-        ]
-        try:
-            return fetch_jars(self.dist_dir, artifacts, what=f"Apache Kafka {self.version} jars", mvn=self.mvn, say=say)
-        except MavenError as exc:
-            raise BrokerError(f"{exc}\n{DOCKER_HINT}") from exc
+        return fetch_kafka_jars(self.dist_dir, self.version, self.mvn, say)
 
     def _server_properties(self) -> str:
         return "".join(f"{k}={v}\n" for k, v in self._properties().items())
@@ -393,20 +354,6 @@ class LocalBroker:
             pass
         _reap(pid)
         return f"with SIGKILL after {grace:.0f}s without exiting on SIGTERM"
-
-
-def heap_bytes(heap: str) -> int:
-    """A JVM heap size such as ``512m`` or ``1g`` in bytes."""
-    match = re.fullmatch(r"(\d+)([kmg]?)", heap.strip().lower())
-    if not match:
-        raise BrokerError(f"heap size {heap!r} is not like 512m or 1g")
-    return int(match.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2)]
-
-
-def cleaner_buffer_bytes(heap: str) -> int:
-    """The log cleaner's dedupe buffer for a heap: an eighth of it, at least 8 MB (Kafka's default is
-    128 MB whatever the heap, which killed a 256 MB broker with OutOfMemoryError)."""
-    return max(heap_bytes(heap) // 8, 8 << 20)
 
 
 def _reap(pid: int) -> None:

@@ -1,4 +1,5 @@
-"""Fetch pinned jars from Maven Central with Maven, once, into a folder of their own.
+"""Java and Kafka's jars: check the tools, fetch pinned jars from Maven Central, once, into a
+folder of their own, and size the JVM.
 
 The broker's jars (``broker.py``) and the Spring Kafka interop program's jars
 (``spring_client.py``) both come this way: a throw-away ``pom.xml`` lists the pinned
@@ -8,12 +9,19 @@ into ``<folder>/libs``, and a ``.complete`` marker makes later calls return at o
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..domain.errors import OrderSystemError
+from ..domain.errors import BrokerError, OrderSystemError
+
+KAFKA_VERSION = "4.3.1"
+SCALA_VERSION = "2.13"
+# Kafka 4.3 ships slf4j 1.7 and log4j-core 2.25.4: this bridge routes the former to the latter.
+LOG4J_VERSION = "2.25.4"
+DOCKER_HINT = "or, with Docker, run `docker compose up -d` and set KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092"
 
 Artifact = tuple[str, str, str]  # (groupId, artifactId, version)
 Say = Callable[[str], None]
@@ -74,3 +82,54 @@ def _pom(name: str, artifacts: Sequence[Artifact], managed: Sequence[Artifact]) 
         f"<groupId>order-system</groupId><artifactId>{name}</artifactId><version>1</version>"
         f"<packaging>pom</packaging>{management}<dependencies>{_dependencies(artifacts)}</dependencies></project>\n"
     )
+
+
+def java_major_version(java: str) -> int | None:
+    """The major version of ``java``, or None when it cannot be run."""
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def check_tools(java: str, mvn: str, need_maven: bool, what: str) -> None:
+    """``BrokerError`` saying what to install unless Java 17+ (and, when jars are missing, Maven) is there."""
+    java_path = shutil.which(java)
+    major = java_major_version(java_path) if java_path else None
+    if major is None:
+        raise BrokerError(f"`{java}` (Java 17 or newer) was not found: install OpenJDK 17+, {DOCKER_HINT}")
+    if major < 17:
+        raise BrokerError(f"`{java}` is Java {major}; {what} needs 17 or newer: {DOCKER_HINT}")
+    if need_maven and not shutil.which(mvn):
+        raise BrokerError(f"`{mvn}` (Apache Maven) was not found; it fetches Kafka's jars the first time. "
+                          f"Install Maven, {DOCKER_HINT}")
+
+
+def fetch_kafka_jars(folder: Path, version: str, mvn: str, say: Say) -> Path:
+    """Apache Kafka's runtime jars (and the log4j bridge) into ``folder/libs``, once."""
+    artifacts = [("org.apache.kafka", f"kafka_{SCALA_VERSION}", version),
+                 ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION)]
+    try:
+        return fetch_jars(folder, artifacts, what=f"Apache Kafka {version} jars", mvn=mvn, say=say)
+    except MavenError as exc:
+        raise BrokerError(f"{exc}\n{DOCKER_HINT}") from exc
+
+
+def heap_bytes(heap: str) -> int:
+    """A JVM heap size such as ``512m`` or ``1g`` in bytes."""
+    match = re.fullmatch(r"(\d+)([kmg]?)", heap.strip().lower())
+    if not match:
+        raise BrokerError(f"heap size {heap!r} is not like 512m or 1g")
+    return int(match.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2)]
+
+
+def cleaner_buffer_bytes(heap: str) -> int:
+    """The log cleaner's dedupe buffer for a heap: an eighth of it, at least 8 MB (Kafka's default is
+    128 MB whatever the heap, which killed a 256 MB broker with OutOfMemoryError)."""
+    return max(heap_bytes(heap) // 8, 8 << 20)
+

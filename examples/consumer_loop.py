@@ -1,7 +1,4 @@
-"""The tutorial's @KafkaListener(topics = "order-events", groupId = "order-processor") as a poll loop.
-
-Run: python examples/consumer_loop.py   (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)
-"""
+"""The tutorial's @KafkaListener(topics = "order-events", groupId = "order-processor") as a poll loop."""
 
 import os
 import sys

@@ -1,7 +1,4 @@
-"""The tutorial's OrderProducer: publish an order's events keyed by orderId.
-
-Run: python examples/keyed_producer.py   (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)
-"""
+"""The tutorial's OrderProducer: publish an order's events keyed by orderId."""
 
 import os
 import sys

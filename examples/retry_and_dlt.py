@@ -1,7 +1,4 @@
-"""The tutorial's @RetryableTopic(attempts = "3"): a failing record goes to -retry-0, -retry-1, then -dlt.
-
-Run: python examples/retry_and_dlt.py   (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)
-"""
+"""The tutorial's @RetryableTopic(attempts = "3"): a failing record goes to -retry-0, -retry-1, then -dlt."""
 
 import os
 import sys

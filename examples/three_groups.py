@@ -1,7 +1,4 @@
-"""The tutorial's extension pattern: three consumer groups read one topic, each every event; a fourth joins later.
-
-Run: python examples/three_groups.py   (KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)
-"""
+"""The tutorial's extension pattern: three consumer groups read one topic, each every event; a fourth joins later."""
 
 import os
 import sys

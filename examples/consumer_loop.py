@@ -43,7 +43,7 @@ def handle(event: OrderEvent) -> None:
 config = {
     "bootstrap.servers": BOOTSTRAP,
     "group.id": GROUP,  # groupId = "order-processor"
-    "auto.offset.reset": "earliest",  # a new group starts at the first record (Spring: the same property)
+    "auto.offset.reset": "earliest",  # a new group starts at the first record (Spring: auto-offset-reset)
     "enable.auto.offset.store": False,  # we store an offset ourselves, once its record is handled
 }
 handled, deadline = 0, time.monotonic() + 15  # bounded: N records or T seconds, whichever comes first
@@ -59,7 +59,7 @@ try:
                 continue
             print(f"received partition={msg.partition()} offset={msg.offset()} key={msg.key().decode()}")
             handle(OrderEvent.from_json(msg.value()))
-            consumer.store_offsets(msg)  # only now: a crash before this line means a redelivery (at-least-once)
+            consumer.store_offsets(msg)  # only now (Spring too commits after the listener returned): at-least-once
             handled += 1
         if handled:  # auto-commit sends the stored offsets every 5 s; commit them now too, and look
             consumer.commit(asynchronous=False)

@@ -31,8 +31,12 @@ def on_delivery(err, msg):
           f"partition={msg.partition()} offset={msg.offset()}")
 
 
-# enable.idempotence: a retried send can neither duplicate nor reorder an order's events
-config = {"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "delivery.timeout.ms": 10000}
+config = {
+    "bootstrap.servers": BOOTSTRAP,
+    "enable.idempotence": True,  # a retried send neither duplicates nor reorders (the Java client's default)
+    "partitioner": "murmur2_random",  # hash keys as Java does: an order lands where a Spring producer puts it
+    "delivery.timeout.ms": 10000,  # give up on an event after 10 s (the callback then gets the error)
+}
 try:
     with Producer(config) as producer:  # leaving the block flushes and closes the producer
         for customer in ("customer-123", "customer-456", "customer-789"):

@@ -26,8 +26,9 @@ except KafkaException as exc:
     sys.exit(f"no Kafka broker answers at {BOOTSTRAP} ({exc.args[0].str()}); start one: order-system broker start")
 admin.create_topics([NewTopic(TOPIC, 3, min(3, brokers))])[TOPIC].result(timeout=15)
 
-# One producer for the whole app (Spring: the KafkaTemplate bean); it is thread-safe
-producer = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "delivery.timeout.ms": 10000})
+# One producer for the whole app (Spring: the KafkaTemplate bean); it is thread-safe. As in keyed_producer.py
+producer = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "partitioner": "murmur2_random",
+                     "delivery.timeout.ms": 10000})
 app = FastAPI()
 
 
@@ -38,7 +39,7 @@ class CreateOrder(BaseModel):  # the request body: {"customerId": "customer-123"
 @app.post("/api/orders", status_code=201)
 def create_order(request: CreateOrder) -> dict:  # a plain def: FastAPI runs it in a worker thread, it may block
     event = OrderEvent.created(new_order_id(), request.customer_id)
-    acked: Future = Future()  # completed by the delivery callback (Spring: the CompletableFuture send returns)
+    acked: Future = Future()  # completed by the delivery callback (Spring: the CompletableFuture send() returns)
     producer.produce(TOPIC, key=event.key(), value=event.to_json(), headers=event.headers(),
                      on_delivery=lambda err, msg: acked.set_exception(KafkaException(err)) if err
                      else acked.set_result(msg))

@@ -47,7 +47,9 @@ def listen(group: str) -> list[OrderEvent]:
         consumer.subscribe([TOPIC])
         while len(seen) < len(EVENTS) and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
+            if msg is not None and msg.error():  # an error event, not a record
+                print(f"[{group}] consumer error: {msg.error()}")
+            elif msg is not None:
                 seen.append(OrderEvent.from_json(msg.value()))
     return seen
 

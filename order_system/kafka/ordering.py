@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import wait
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ContextManager, Protocol
@@ -103,6 +104,13 @@ class Chained(Sending):
     def chain(self) -> ChainKey | None:
         return (self.topic, self.key) if self.key is not None else None
 
+    @classmethod
+    def row(cls, row: KeptRow, condition: threading.Condition) -> Chained:
+        """An outbox row on its way again."""
+        record = cls(row.topic, row.key, row.value, row.headers, None, None, None, condition)
+        record.seq = row.seq
+        return record
+
 
 class OrderedProducer(OrderProducer):
     """An ``OrderProducer`` that keeps each key's records in order through any outage and keeps
@@ -118,7 +126,6 @@ class OrderedProducer(OrderProducer):
         self._ready: deque[Chained] = deque()  # next of their chain, left for the callback thread
         self._held = outbox.counts(ANY_CLUSTER)  # key -> rows of it kept; until the cluster is known, any
         self._acked_rows: list[int] = []  # outbox rows acknowledged, not yet deleted
-        self._rows_sent = self._rows_done = self._rows_failed = 0  # the resend's current batch
         self._rows_blocked: set[ChainKey] = set()  # keys whose resent row failed in this resend
         self._cluster: str | None = None
         self._cluster_known = threading.Event()
@@ -146,10 +153,9 @@ class OrderedProducer(OrderProducer):
         with self._lock:
             if self._closed:
                 raise PublishError("the producer is closed")
-            if record.seq is not None and chain in self._rows_blocked:  # an older row of its key failed
-                self._row_done_locked(failed=True)
-                return record
-            if chain is not None and record.seq is None and chain in self._held:
+            if record.seq is not None and chain in self._rows_blocked:
+                kept = True  # an older row of its key failed in this resend: it must not overtake it
+            elif chain is not None and record.seq is None and chain in self._held:
                 kept = self._keep_locked([record], "an earlier record with this key is kept in the outbox")
             else:
                 self._unresolved += 1
@@ -162,7 +168,7 @@ class OrderedProducer(OrderProducer):
                         return record
                     self._chains[chain] = deque()
         if kept is not None:
-            self._resolve_failed([record], "not sent: an earlier event of it waits in the outbox", kept)
+            self._resolve_failed([record], "not sent: an earlier record of its key waits in the outbox", kept)
             return record
         self._dispatch(record)
         self._serve_inline()
@@ -177,17 +183,18 @@ class OrderedProducer(OrderProducer):
         with self._lock:
             self._unresolved -= 1
             following = self._next_locked(record.chain if record.chained else None)
-            if record.seq is not None:
+            if record.seq is not None:  # a resent outbox row: deleted once the resend collects it
                 self._acked_rows.append(record.seq)
                 if record.chain is not None:
                     self._release_locked(record.chain)
-                self._row_done_locked(failed=False)
         if following is not None and not self._dispatch(following, wait=False):
             with self._lock:  # librdkafka's queue is full: the callback thread sends it
                 self._ready.append(following)
                 self._lock.notify_all()
         if record.seq is None:
             self._resolve(record, message.partition(), message.offset())
+        else:
+            record.landed(message.partition(), message.offset())
 
     def _failed(self, record: Sending, reason: str, *, keep: bool) -> None:
         """``record`` and every record waiting behind it fail; the new ones among them are kept
@@ -198,7 +205,6 @@ class OrderedProducer(OrderProducer):
             self._unresolved -= 1 + len(behind)
             kept = keep and self._keep_locked([r for r in [record, *behind] if r.seq is None], reason)
             for row in [r for r in [record, *behind] if r.seq is not None]:  # they stay in the outbox
-                self._row_done_locked(failed=True)
                 if row.chain is not None:
                     self._rows_blocked.add(row.chain)  # later rows of the key must not overtake it
         self._resolve_failed([record], f"was not delivered to {record.topic}: {reason}", kept)
@@ -206,10 +212,10 @@ class OrderedProducer(OrderProducer):
 
     def _resolve_failed(self, records: list[Chained], why: str, kept: bool) -> None:
         for record in records:
-            if record.seq is not None:
-                continue  # a resent row: the resend counts it
             message = f"{record.label} {why}"
-            if kept:
+            if record.seq is not None:
+                message += f"; it stays in the outbox {self.outbox.path}"
+            elif kept:
                 message += f"; kept in the outbox {self.outbox.path}"
             self._fail(record, message)
 
@@ -238,12 +244,6 @@ class OrderedProducer(OrderProducer):
             if record.chain is not None:
                 self._held[record.chain] = self._held.get(record.chain, 0) + 1
         return True
-
-    def _row_done_locked(self, failed: bool) -> None:
-        self._rows_done += 1
-        self._rows_failed += failed
-        if self._rows_done >= self._rows_sent:
-            self._lock.notify_all()
 
     def _release_locked(self, chain: ChainKey) -> None:
         left = self._held.get(chain, 0) - 1
@@ -318,36 +318,18 @@ class OrderedProducer(OrderProducer):
                 self._rows_blocked = set()
             total, sent, after = outbox.count(cluster), 0, 0
             while rows := outbox.pending(cluster, after=after, limit=batch):
-                with self._lock:
-                    self._rows_sent, self._rows_done, self._rows_failed = len(rows), 0, 0
-                for row in rows:
-                    record = Chained(row.topic, row.key, row.value, row.headers, None, None, None, self._futures)
-                    record.seq = row.seq
-                    self._send(record)
-                finished = self._wait_rows(timeout, stop)
-                with self._lock:
-                    failed = self._rows_failed
+                records = [self._send(Chained.row(row, self._futures)) for row in rows]
+                finished = _settled(records, timeout, stop)
                 sent += self._remove_acked()
                 if progress:
                     progress(sent, total)
-                if failed or not finished or (stop is not None and stop.is_set()):
+                if not finished or any(r.exception(0) for r in records):
                     break
                 after = rows[-1].seq
             with self._lock:  # counts from the rows themselves, now that every ack is applied
                 if not self._chains and self._unresolved == 0 and not self._acked_rows:
                     self._held = outbox.counts(cluster)
             return self._report(cluster, sent)
-
-    def _wait_rows(self, timeout: float, stop: threading.Event | None) -> bool:
-        """Wait until every row of the batch was acknowledged or failed; False on timeout or stop."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._rows_done < self._rows_sent:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (stop is not None and stop.is_set()):
-                    return False
-                self._lock.wait(min(remaining, 0.2))
-        return True
 
     def _remove_acked(self) -> int:
         with self._lock:
@@ -360,3 +342,15 @@ class OrderedProducer(OrderProducer):
         per_cluster = self.outbox.clusters()
         others = sum(n for c, n in per_cluster.items() if c not in (cluster, None))
         return Resent(cluster, sent, per_cluster.get(cluster, 0), others, per_cluster.get(None, 0), busy)
+
+
+def _settled(records: list[Chained], timeout: float, stop: threading.Event | None) -> bool:
+    """Wait until every record was acknowledged or failed; False on timeout or ``stop``."""
+    deadline, pending = time.monotonic() + timeout, set(records)
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0 or (stop is not None and stop.is_set()):
+            return False
+        _, pending = wait(pending, min(left, 0.2))
+    return True
+

@@ -35,6 +35,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from ..config import Settings
 from ..domain.errors import PublishError
 from ..domain.events import OrderEvent
+from .futures import LightFuture
 
 log = logging.getLogger("order_system.kafka.producer")
 record_log = logging.getLogger("order_system.kafka.producer.records")  # a line per published record
@@ -57,39 +58,22 @@ class Delivery:
 DeliveryCallback = Callable[["Delivery | None", "Exception | None"], None]
 
 
-class Sending(Future):  # type: ignore[type-arg]
-    """One record on its way to the broker, and the ``Future`` of its ``Delivery``.
-
-    Every ``Future`` has a ``threading.Condition`` of its own; a burst of 100,000 publishes kept
-    100,000 of them (each a lock, a deque and bound methods) alive for the garbage collector to
-    walk again and again. The futures of one producer share one Condition instead, and wait
-    until their own ``done()``: another future's completion wakes every waiter of the Condition.
-    ``concurrent.futures.wait`` and ``as_completed`` work as with any future.
-    """
+class Sending(LightFuture):
+    """One record on its way to the broker, and the ``Future`` of its ``Delivery`` (one object per
+    record; see ``futures.py`` on why the futures of a producer share one Condition)."""
 
     def __init__(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None,
                  event: OrderEvent | None, partition: int | None, on_delivery: DeliveryCallback | None,
                  condition: threading.Condition) -> None:
-        super().__init__()
-        self._condition = condition  # shared: see the class docstring
-        self.set_running_or_notify_cancel()  # a record handed to librdkafka cannot be called back
+        super().__init__(condition)
         self.topic, self.key, self.value, self.headers = topic, key, value, headers
         self.event, self.partition, self.on_delivery = event, partition, on_delivery
         self.owner: OrderProducer | None = None  # set when handed to librdkafka: the record is its own callback
+        self._partition, self._offset = -1, None  # where it landed; result() makes the Delivery when first asked
 
     def __call__(self, error: KafkaError | None, message: Message) -> None:
         assert self.owner is not None
         self.owner._delivered(self, error, message)
-
-    def result(self, timeout: float | None = None) -> Delivery:
-        with self._condition:
-            self._condition.wait_for(self.done, timeout)
-        return super().result(0)  # type: ignore[no-any-return]
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        with self._condition:
-            self._condition.wait_for(self.done, timeout)
-        return super().exception(0)
 
     @property
     def label(self) -> str:
@@ -97,10 +81,17 @@ class Sending(Future):  # type: ignore[type-arg]
 
     def landed(self, partition: int, offset: int | None) -> None:
         """The broker stored the record at ``offset`` of ``partition``: resolve the future."""
-        delivery = Delivery(self.topic, partition, offset, self.key, self.event)
+        self._partition, self._offset = partition, offset
         self.value = self.headers = self.owner = None  # delivered: nothing to keep
-        self.set_result(delivery)
-        _notify(self.on_delivery, delivery, None)
+        self.set_result(None)
+        if self.on_delivery is not None:
+            _notify(self.on_delivery, self.result(0), None)
+
+    def result(self, timeout: float | None = None) -> Delivery:
+        found = super().result(timeout)
+        if found is None and self._partition >= 0:  # made once, when first asked (most never are)
+            found = self._result = Delivery(self.topic, self._partition, self._offset, self.key, self.event)
+        return found  # type: ignore[no-any-return]
 
 
 class OrderProducer:

@@ -129,7 +129,8 @@ class OffsetQueries:
             attempt = min(ATTEMPT_SECONDS, max(0.1, deadline - time.monotonic()))
             admin = self.admin
             try:
-                future = admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=attempt, isolation_level=level)[tp]
+                asked = admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=attempt, isolation_level=level)
+                future = asked[tp]
                 return known(_result(future, attempt + 1).offset, tp)
             except KafkaException as exc:
                 if not transient(exc.args[0]) or time.monotonic() > deadline or self.closed:

@@ -36,7 +36,8 @@ log = logging.getLogger("order_system.kafka.ordering")
 
 ANY_CLUSTER: Any = object()  # an outbox query over every cluster (and rows of no known cluster)
 ChainKey = tuple[str, bytes]  # (topic, key): the records that must stay in order
-Row = tuple[str, "bytes | None", "bytes | None", "list[tuple[str, bytes]] | None", str]  # topic, key, value, headers, error
+# topic, key, value, headers, error
+Row = tuple[str, "bytes | None", "bytes | None", "list[tuple[str, bytes]] | None", str]
 
 
 class KeptRow(Protocol):

@@ -64,7 +64,8 @@ class AnalyticsService:
         with self._lock:
             now = Counter(status.value for status, _ in self._current.values())
             rows = [
-                {"status": s.value, "events": self._events_per_status.get(s.value, 0), "orders_now": now.get(s.value, 0)}
+                {"status": s.value, "events": self._events_per_status.get(s.value, 0),
+                 "orders_now": now.get(s.value, 0)}
                 for s in OrderStatus
             ]
         return pd.DataFrame(rows).set_index("status")

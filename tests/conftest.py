@@ -13,6 +13,7 @@ from order_system.local.broker import LocalBroker, answers_metadata
 from order_system.local.cluster import LocalCluster, cluster_port
 from order_system.config import Settings
 from order_system.kafka.topics import create_topics, delete_topics
+from serving import free_port_pair
 
 
 @pytest.fixture(scope="session")
@@ -36,21 +37,6 @@ def topic_settings(settings: Settings, unique: Callable[[str], str]) -> Iterator
     create_topics(fresh)
     yield fresh
     delete_topics(fresh, list(fresh.all_topics))
-
-
-def free_port_pair() -> int:
-    """A port p such that p and p + 1 (a broker's controller port) are both free."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no two adjacent free ports")
 
 
 @pytest.fixture

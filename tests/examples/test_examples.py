@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -116,9 +116,10 @@ def test_every_example_says_in_one_line_that_no_broker_answers() -> None:
 
 # ---- against the broker: what each one prints ----------------------------------------------------
 
-@pytest.fixture
-def run_example(settings: Settings) -> Iterator[Callable[[str], str]]:
-    """Runs an example to its end and returns its stdout; afterwards, none of its topics or groups is left."""
+@pytest.fixture(scope="module")
+def outputs(settings: Settings) -> Iterator[dict[str, str]]:
+    """Every example run to its end against the broker, side by side (each uses its own topics and
+    groups), as {name: stdout}; afterwards, none of their topics or groups is left."""
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **settings.client_options})
 
     def own() -> set[str]:
@@ -128,19 +129,27 @@ def run_example(settings: Settings) -> Iterator[Callable[[str], str]]:
         return topics | groups
 
     before = own()
-
-    def run(name: str) -> str:
-        process = start(name, settings.bootstrap_servers)
-        try:
-            out, err = process.communicate(timeout=RUN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, err = process.communicate()
-            pytest.fail(f"{name} still ran after {RUN_TIMEOUT} s\nstdout:\n{out}\nstderr:\n{err}")
-        assert process.returncode == 0, f"{name} exited {process.returncode}\nstdout:\n{out}\nstderr:\n{err}"
-        return out
-
-    yield run
+    running = {name: start(name, settings.bootstrap_servers) for name in NAMES}
+    found, problems = {}, []
+    try:
+        for name, process in running.items():
+            try:
+                out, err = process.communicate(timeout=RUN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                out, err = process.communicate()
+                problems.append(f"{name} still ran after {RUN_TIMEOUT} s\nstdout:\n{out}\nstderr:\n{err}")
+                continue
+            if process.returncode != 0:
+                problems.append(f"{name} exited {process.returncode}\nstdout:\n{out}\nstderr:\n{err}")
+            found[name] = out
+    finally:
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert problems == [], "\n\n".join(problems)
+    yield found
     deadline = time.monotonic() + 20  # a deletion the broker acknowledged shows in its metadata soon after
     while (left := own() - before) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -148,8 +157,8 @@ def run_example(settings: Settings) -> Iterator[Callable[[str], str]]:
 
 
 @pytest.mark.broker
-def test_keyed_producer_puts_each_orders_events_on_one_partition_in_order(run_example: Callable[[str], str]) -> None:
-    out = run_example("keyed_producer")
+def test_keyed_producer_puts_each_orders_events_on_one_partition_in_order(outputs: dict[str, str]) -> None:
+    out = outputs["keyed_producer"]
     published = re.findall(r"(?m)^published order=(\w+) status=(\w+) partition=(\d+) offset=(\d+)$", out)
     by_order: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
     for order, status, partition, offset in published:
@@ -164,8 +173,8 @@ def test_keyed_producer_puts_each_orders_events_on_one_partition_in_order(run_ex
 
 
 @pytest.mark.broker
-def test_consumer_loop_dispatches_each_status_and_commits_after_handling(run_example: Callable[[str], str]) -> None:
-    out = run_example("consumer_loop")
+def test_consumer_loop_dispatches_each_status_and_commits_after_handling(outputs: dict[str, str]) -> None:
+    out = outputs["consumer_loop"]
     pairs = re.findall(r"(?m)^received partition=(\d+) offset=(\d+) key=(\w+)\n  \[(\w+)\] (\w+): ", out)
     assert len(pairs) == 6, out
     assert all(key == order for _, _, key, _, order in pairs), out  # each handler ran on the record just received
@@ -181,8 +190,8 @@ def test_consumer_loop_dispatches_each_status_and_commits_after_handling(run_exa
 
 
 @pytest.mark.broker
-def test_three_groups_each_see_every_event_and_a_fourth_changes_nothing(run_example: Callable[[str], str]) -> None:
-    out = run_example("three_groups")
+def test_three_groups_each_see_every_event_and_a_fourth_changes_nothing(outputs: dict[str, str]) -> None:
+    out = outputs["three_groups"]
     produced = re.search(r"(?m)^produced (\d+) events: (.+)$", out)
     assert produced, out
     count, summary = produced.groups()
@@ -196,8 +205,8 @@ def test_three_groups_each_see_every_event_and_a_fourth_changes_nothing(run_exam
 
 
 @pytest.mark.broker
-def test_retry_and_dlt_forwards_three_times_and_keeps_the_origin(run_example: Callable[[str], str]) -> None:
-    out = run_example("retry_and_dlt")
+def test_retry_and_dlt_forwards_three_times_and_keeps_the_origin(outputs: dict[str, str]) -> None:
+    out = outputs["retry_and_dlt"]
     assert re.search(r"(?m)^handled CREATED of order \w+$", out), out
     attempts = re.findall(r"(?m)^attempt (\d) failed at (\S+) partition=(\d+) offset=(\d+): payment gateway timed out "
                           r"-> (\S+)$", out)
@@ -216,8 +225,8 @@ def test_retry_and_dlt_forwards_three_times_and_keeps_the_origin(run_example: Ca
 
 
 @pytest.mark.broker
-def test_exactly_once_reader_sees_each_output_once(run_example: Callable[[str], str]) -> None:
-    out = run_example("exactly_once")
+def test_exactly_once_reader_sees_each_output_once(outputs: dict[str, str]) -> None:
+    out = outputs["exactly_once"]
     assert re.search(r"(?m)^transaction 1: wrote 3 notes; .*: aborted$", out), out
     assert re.search(r"(?m)^transaction 2: wrote 3 notes, committed", out), out
     readers = dict(re.findall(r"(?m)^(read_\w+) reader: (\d+ notes, \d+ distinct)$", out))
@@ -227,8 +236,8 @@ def test_exactly_once_reader_sees_each_output_once(run_example: Callable[[str], 
 
 
 @pytest.mark.broker
-def test_rest_endpoint_answers_once_the_event_is_in_the_topic(run_example: Callable[[str], str]) -> None:
-    out = run_example("rest_endpoint")
+def test_rest_endpoint_answers_once_the_event_is_in_the_topic(outputs: dict[str, str]) -> None:
+    out = outputs["rest_endpoint"]
     reply = re.search(r"(?m)^POST /api/orders -> 201 (\{.*\})$", out)
     assert reply, out
     answer = json.loads(reply[1])

@@ -59,12 +59,12 @@ def frozen_once(broker: LocalBroker, seconds: float) -> Iterator[threading.Event
 
 @pytest.mark.parametrize("call", ["send_offsets_to_transaction", "commit_transaction"])
 def test_a_stalled_transactional_call_is_abandoned_and_every_event_decided_once(
-        running_spare_broker: LocalBroker, monkeypatch: pytest.MonkeyPatch, call: str) -> None:
-    settings = Settings(bootstrap_servers=running_spare_broker.bootstrap, topic=f"stall-{call[:6]}", partitions=3)
+        module_spare_broker: LocalBroker, monkeypatch: pytest.MonkeyPatch, call: str) -> None:
+    settings = Settings(bootstrap_servers=module_spare_broker.bootstrap, topic=f"stall-{call[:6]}", partitions=3)
     create_topics(settings)
     events = plan_lifecycles(40, seed=3)
-    processor = OrderProcessor(instance_id="stall")
-    with frozen_once(running_spare_broker, FROZEN) as freeze:
+    processor = OrderProcessor(instance_id=f"stall-{call[:6]}")
+    with frozen_once(module_spare_broker, FROZEN) as freeze:
         original = getattr(GuardedProducer, call)
 
         def freezing(self: GuardedProducer, *args: object) -> None:
@@ -75,7 +75,7 @@ def test_a_stalled_transactional_call_is_abandoned_and_every_event_decided_once(
 
         monkeypatch.setattr(GuardedProducer, call, freezing)
         runner = TransactionalRunner(
-            settings, "processor-stall", processor.transactional_id,
+            settings, f"processor-stall-{call[:6]}", processor.transactional_id,
             lambda records, sleep: processor.process(records, settings, sleep),
             on_assign=lambda parts: processor.restore(restore_orders(settings, [p for _, p in parts])),
             on_revoke=lambda parts: processor.forget(p for _, p in parts), stall_seconds=STALL)

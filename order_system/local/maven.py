@@ -31,13 +31,17 @@ class MavenError(OrderSystemError):
     """Maven is missing or could not fetch the jars."""
 
 
+def quiet(_: str) -> None:
+    """A ``Say`` that says nothing."""
+
+
 def jars_ready(folder: Path) -> bool:
     """Whether ``folder/libs`` holds a complete earlier fetch."""
     return (folder / "libs" / ".complete").exists()
 
 
 def fetch_jars(folder: Path, artifacts: Sequence[Artifact], *, what: str, mvn: str = "mvn",
-               managed: Sequence[Artifact] = (), say: Say = lambda line: None) -> Path:
+               managed: Sequence[Artifact] = (), say: Say = quiet) -> Path:
     """Copy ``artifacts`` and their runtime dependencies into ``folder/libs`` (once); return it.
 
     ``managed`` pins versions of transitive dependencies (Maven's dependencyManagement).
@@ -108,16 +112,6 @@ def check_tools(java: str, mvn: str, need_maven: bool, what: str) -> None:
     if need_maven and not shutil.which(mvn):
         raise BrokerError(f"`{mvn}` (Apache Maven) was not found; it fetches Kafka's jars the first time. "
                           f"Install Maven, {DOCKER_HINT}")
-
-
-def fetch_kafka_jars(folder: Path, version: str, mvn: str, say: Say) -> Path:
-    """Apache Kafka's runtime jars (and the log4j bridge) into ``folder/libs``, once."""
-    artifacts = [("org.apache.kafka", f"kafka_{SCALA_VERSION}", version),
-                 ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION)]
-    try:
-        return fetch_jars(folder, artifacts, what=f"Apache Kafka {version} jars", mvn=mvn, say=say)
-    except MavenError as exc:
-        raise BrokerError(f"{exc}\n{DOCKER_HINT}") from exc
 
 
 def heap_bytes(heap: str) -> int:

@@ -331,10 +331,7 @@ class LocalBroker:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def _terminate(self, pid: int, grace: float) -> str:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return "(it had already exited)"
+        send_signal(pid, signal.SIGTERM)
         if poll_until(lambda: not self._alive(pid), grace, 0.1):
             return "cleanly (SIGTERM)"
         send_signal(pid, signal.SIGKILL)

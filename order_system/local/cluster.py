@@ -184,17 +184,16 @@ class LocalCluster:
         started = False
         for node in nodes:
             pid = node.running_pid()
-            if pid is not None:
-                launched.append((node, pid))
-                continue
-            for port in (node.port, node.controller_port):
-                if port_open(self.host, port):
-                    raise BrokerError(f"port {port} (node {node.node_id}) is taken by another program; stop it "
-                                      "or choose another port with KAFKA_BOOTSTRAP_SERVERS")
-            pid = node._launch(say)
-            say(f"Starting node {node.node_id} (pid {pid}) at {node.bootstrap}, controller port {node.controller_port}")
+            if pid is None:
+                for port in (node.port, node.controller_port):
+                    if port_open(self.host, port):
+                        raise BrokerError(f"port {port} (node {node.node_id}) is taken by another program; stop it "
+                                          "or choose another port with KAFKA_BOOTSTRAP_SERVERS")
+                pid = node._launch(say)
+                say(f"Starting node {node.node_id} (pid {pid}) at {node.bootstrap}, "
+                    f"controller port {node.controller_port}")
+                started = True
             launched.append((node, pid))
-            started = True
         for node, pid in launched:  # every node has been launched: a quorum needs a majority up at once
             node._wait_ready(pid, timeout)
         say(f"Kafka cluster is ready; bootstrap list: {self.bootstrap}")
@@ -208,7 +207,6 @@ class LocalCluster:
         lines = []
         for node, pid in running:
             how = node._terminate(pid, grace=timeout)  # SIGTERM again is harmless; SIGKILL after the grace
-            how = "cleanly (SIGTERM)" if how == "(it had already exited)" else how
             lines.append(f"node {node.node_id}: stopped (pid {pid}) {how}")
             node.pid_file.unlink(missing_ok=True)
         return "\n".join(lines) or "no node of this cluster is running"

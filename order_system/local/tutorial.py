@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,14 +105,10 @@ def plot_spread(events: pd.DataFrame, table: pd.DataFrame, title: str):  # type:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8))
     events.groupby("partition").size().plot.bar(ax=left, color="#4C72B0", rot=0)
-    left.set_xlabel("partition")
-    left.set_ylabel("events")
-    left.set_title("events per partition")
+    left.set(xlabel="partition", ylabel="events", title="events per partition")
     spread = table["partitions"].map(lambda p: len(set(p))).value_counts().reindex([1, 2, 3], fill_value=0)
     spread.plot.bar(ax=right, color="#DD8452", rot=0)
-    right.set_xlabel("partitions one order's events went to")
-    right.set_ylabel("orders")
-    right.set_title("orders by partitions used")
+    right.set(xlabel="partitions one order's events went to", ylabel="orders", title="orders by partitions used")
     fig.suptitle(title)
     fig.tight_layout()
     plt.close(fig)
@@ -190,15 +187,11 @@ def start_processor(settings: Settings, instance_id: str, log: Path | None = Non
     ``batch_size``: records per transaction (small ones keep a transaction open most of the time)."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "ORDER_SYSTEM_TOPIC": settings.topic,
            "ORDER_SYSTEM_PARTITIONS": str(settings.partitions)}
-    output = log.open("ab") if log is not None else subprocess.DEVNULL
-    try:
+    with log.open("ab") if log is not None else nullcontext(subprocess.DEVNULL) as output:  # the child keeps its copy
         return subprocess.Popen(
             [sys.executable, "-m", "order_system", "consume", "--group", "order-processor",
              "--instance-id", instance_id, *(["--batch-size", str(batch_size)] if batch_size is not None else [])],
             env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    finally:
-        if log is not None:
-            output.close()  # type: ignore[union-attr]
 
 
 def open_transaction(settings: Settings, topic: str) -> bool:

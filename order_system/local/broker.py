@@ -165,7 +165,7 @@ class LocalBroker:
             bootstrap=self.bootstrap,
             reachable=reachable,
             pid=pid if alive else None,
-            stale_pid=pid if pid is not None and not alive else None,
+            stale_pid=None if alive else pid,
             listening=reachable or port_open(self.host, self.port),
         )
 

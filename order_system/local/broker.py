@@ -8,6 +8,7 @@ it runs the official image with the same ports and settings.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -15,21 +16,37 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings, default_home
 from ..domain.errors import BrokerError
 from ..kafka.reachability import answers_metadata, is_loopback, parse_bootstrap, port_open, speaks_kafka
-from .maven import (DOCKER_HINT, KAFKA_VERSION, Say, check_tools, cleaner_buffer_bytes, fetch_kafka_jars, heap_bytes,
-                    jars_ready)
+from .maven import (DOCKER_HINT, KAFKA_VERSION, LOG4J_VERSION, SCALA_VERSION, MavenError, Say, check_tools,
+                    cleaner_buffer_bytes, fetch_jars, heap_bytes, jars_ready, quiet)
 
 __all__ = ["KAFKA_VERSION", "LocalBroker", "answers_metadata", "cleaner_buffer_bytes", "ensure_broker", "heap_bytes",
            "is_loopback", "parse_bootstrap", "port_open", "speaks_kafka"]  # the probes live in kafka/reachability.py
 
+LOG4J_PROPERTIES = (
+    "appender.out.type=Console\nappender.out.name=out\n"
+    "appender.out.layout.type=PatternLayout\n"
+    "appender.out.layout.pattern=[%d] %p %m (%c)%n\n"
+    "rootLogger.level=INFO\nrootLogger.appenderRef.out.ref=out\n"
+    "logger.kafka.name=kafka\nlogger.kafka.level=INFO\n"
+    "logger.org.name=org.apache.kafka\nlogger.org.level=WARN\n"
+    "logger.state.name=state.change.logger\nlogger.state.level=WARN\n"
+)
 
-def _quiet(_: str) -> None:
-    pass
+
+def kafka_uuid() -> str:
+    """A random id in Kafka's text form (URL-safe base64 of 16 bytes), as StorageTool random-uuid prints."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):  # Kafka avoids ids that look like a command-line option
+            return text
 
 
 @dataclass(frozen=True)
@@ -51,17 +68,15 @@ class BrokerStatus:
         return "not-kafka" if self.listening else "stopped"
 
     def describe(self) -> str:
-        if self.pid is not None and self.reachable:
-            return f"running at {self.bootstrap} (started by order-system, pid {self.pid})"
-        if self.pid is not None:
-            return f"process {self.pid} is alive but {self.bootstrap} does not answer as Kafka"
-        if self.reachable:
-            return f"running at {self.bootstrap} (not started by order-system)"
-        if self.listening:
-            return (f"not Kafka: something answers at {self.bootstrap}, but it is not a Kafka broker; stop that "
-                    "program, or point KAFKA_BOOTSTRAP_SERVERS at another port")
         gone = f"; the broker it started (pid {self.stale_pid}) is gone" if self.stale_pid else ""
-        return f"stopped: nothing answers at {self.bootstrap}{gone}"
+        return {
+            "running": f"running at {self.bootstrap} (started by order-system, pid {self.pid})",
+            "starting-or-unresponsive": f"process {self.pid} is alive but {self.bootstrap} does not answer as Kafka",
+            "running-external": f"running at {self.bootstrap} (not started by order-system)",
+            "not-kafka": (f"not Kafka: something answers at {self.bootstrap}, but it is not a Kafka broker; stop that "
+                          "program, or point KAFKA_BOOTSTRAP_SERVERS at another port"),
+            "stopped": f"stopped: nothing answers at {self.bootstrap}{gone}",
+        }[self.state]
 
 
 class LocalBroker:
@@ -123,7 +138,9 @@ class LocalBroker:
             return None
 
     def _alive(self, pid: int) -> bool:
-        """Whether ``pid`` is a live (not zombie) process running our broker configuration."""
+        """Whether ``pid`` is a live (not zombie) process running our broker configuration
+        (our own exited child is reaped first, so it does not linger as a zombie)."""
+        _reap(pid)
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             stat = Path(f"/proc/{pid}/stat").read_text()
@@ -135,6 +152,11 @@ class LocalBroker:
             return "(java)" in stat
         return "kafka.Kafka" in cmdline and str(self.config_file) in cmdline
 
+    def running_pid(self) -> int | None:
+        """The recorded pid while its process is alive."""
+        pid = self.recorded_pid()
+        return pid if pid is not None and self._alive(pid) else None
+
     def status(self) -> BrokerStatus:
         pid = self.recorded_pid()
         alive = pid is not None and self._alive(pid)
@@ -143,7 +165,7 @@ class LocalBroker:
             bootstrap=self.bootstrap,
             reachable=reachable,
             pid=pid if alive else None,
-            stale_pid=pid if pid is not None and not alive else None,
+            stale_pid=None if alive else pid,
             listening=reachable or port_open(self.host, self.port),
         )
 
@@ -156,18 +178,14 @@ class LocalBroker:
 
     # ---- set-up -------------------------------------------------------------------
 
-    def check_tools(self, need_maven: bool) -> None:
-        check_tools(self.java, self.mvn, need_maven, f"Kafka {self.version}")
-
-    def jars_ready(self) -> bool:
-        return jars_ready(self.dist_dir)
-
-    def fetch_jars(self, say: Say = _quiet) -> Path:
-        """Copy Kafka's runtime jars from Maven Central into the cache (once)."""
-        return fetch_kafka_jars(self.dist_dir, self.version, self.mvn, say)
-
-    def _server_properties(self) -> str:
-        return "".join(f"{k}={v}\n" for k, v in self._properties().items())
+    def fetch_jars(self, say: Say = quiet) -> Path:
+        """Copy Kafka's runtime jars (and the log4j bridge) from Maven Central into the cache (once)."""
+        artifacts = [("org.apache.kafka", f"kafka_{SCALA_VERSION}", self.version),
+                     ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION)]
+        try:
+            return fetch_jars(self.dist_dir, artifacts, what=f"Apache Kafka {self.version} jars", mvn=self.mvn, say=say)
+        except MavenError as exc:
+            raise BrokerError(f"{exc}\n{DOCKER_HINT}") from exc
 
     def _properties(self) -> dict[str, str]:
         """The node's server.properties as a dict (a cluster node overrides some of them)."""
@@ -201,16 +219,9 @@ class LocalBroker:
         """How StorageTool sets up the controller quorum: this node alone (a cluster overrides it)."""
         return ["--standalone"]
 
-    def _log4j_properties(self) -> str:
-        return (
-            "appender.out.type=Console\nappender.out.name=out\n"
-            "appender.out.layout.type=PatternLayout\n"
-            "appender.out.layout.pattern=[%d] %p %m (%c)%n\n"
-            "rootLogger.level=INFO\nrootLogger.appenderRef.out.ref=out\n"
-            "logger.kafka.name=kafka\nlogger.kafka.level=INFO\n"
-            "logger.org.name=org.apache.kafka\nlogger.org.level=WARN\n"
-            "logger.state.name=state.change.logger\nlogger.state.level=WARN\n"
-        )
+    def _cluster_id(self) -> str:
+        """The id StorageTool formats the storage with: a new one (a cluster's nodes share theirs)."""
+        return kafka_uuid()
 
     def _java(self, main: str, *args: str, heap: str | None = None) -> list[str]:
         return [
@@ -220,25 +231,17 @@ class LocalBroker:
             "-cp", f"{self.libs_dir}/*", main, *args,
         ]
 
-    def format_storage(self, cluster_id: str | None = None) -> None:
-        """Write the configuration and, the first time, format the KRaft storage.
-
-        ``cluster_id`` is made here when not given (the nodes of a cluster share one).
-        """
+    def format_storage(self) -> None:
+        """Write the configuration and, the first time, format the KRaft storage."""
+        cluster_id = self._cluster_id()  # before the quorum arguments: a cluster records its layout here
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(self._server_properties())
-        self.log4j_file.write_text(self._log4j_properties())
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in self._properties().items()))
+        self.log4j_file.write_text(LOG4J_PROPERTIES)
         if (self.data_dir / "meta.properties").exists():
             return
-        tool = "kafka.tools.StorageTool"
-        if cluster_id is None:
-            cluster = subprocess.run(self._java(tool, "random-uuid", heap="128m"), capture_output=True, text=True)
-            cluster_id = cluster.stdout.strip().splitlines()[-1] if cluster.stdout.strip() else ""
-            if cluster.returncode != 0 or not cluster_id:
-                raise BrokerError(f"could not make a cluster id:\n{cluster.stderr[-2000:]}")
         done = subprocess.run(
-            self._java(tool, "format", *self._quorum_args(), "-t", cluster_id, "-c", str(self.config_file),
-                       "--ignore-formatted", heap="128m"),
+            self._java("kafka.tools.StorageTool", "format", *self._quorum_args(), "-t", cluster_id,
+                       "-c", str(self.config_file), "--ignore-formatted", heap="128m"),
             capture_output=True, text=True,
         )
         if done.returncode != 0:
@@ -246,7 +249,7 @@ class LocalBroker:
 
     # ---- lifecycle ----------------------------------------------------------------
 
-    def start(self, timeout: float = 90.0, say: Say = _quiet) -> str:
+    def start(self, timeout: float = 90.0, say: Say = quiet) -> str:
         """Start the broker and return once it answers a metadata request.
 
         Returns ``"reused"`` when a Kafka broker already answers at the address, else
@@ -260,44 +263,42 @@ class LocalBroker:
                 f"port {self.port} on {self.host} is taken by something that is not a Kafka broker; "
                 "stop that program or point KAFKA_BOOTSTRAP_SERVERS at another port"
             )
-        pid = self.recorded_pid()
-        if pid is not None and self._alive(pid):
+        pid = self.running_pid()
+        if pid is not None:
             say(f"Broker process {pid} is alive but not answering yet; waiting for it.")
         else:
-            self.check_tools(need_maven=not self.jars_ready())
-            self.fetch_jars(say)
-            self.format_storage()
-            pid = self._launch()
+            pid = self._launch(say)
             say(f"Starting Apache Kafka {self.version} (pid {pid}) at {self.bootstrap} ...")
         self._wait_ready(pid, timeout)
         say(f"Kafka is ready at {self.bootstrap}.")
         return "started"
 
-    def _launch(self) -> int:
-        log = open(self.log_file, "ab")
-        try:
-            process = subprocess.Popen(
-                self._java("kafka.Kafka", str(self.config_file)),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.state_dir,
-            )
-        except OSError as exc:
-            raise BrokerError(f"could not run {self.java}: {exc}. {DOCKER_HINT}") from exc
-        finally:
-            log.close()
+    def _launch(self, say: Say) -> int:
+        """Check the tools, fetch the jars and format the storage (each only if needed), start the JVM: its pid."""
+        check_tools(self.java, self.mvn, not jars_ready(self.dist_dir), f"Kafka {self.version}")
+        self.fetch_jars(say)
+        self.format_storage()
+        with open(self.log_file, "ab") as log:
+            try:
+                process = subprocess.Popen(
+                    self._java("kafka.Kafka", str(self.config_file)),
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True, cwd=self.state_dir,
+                )
+            except OSError as exc:
+                raise BrokerError(f"could not run {self.java}: {exc}. {DOCKER_HINT}") from exc
         self.pid_file.write_text(json.dumps({"pid": process.pid, "bootstrap": self.bootstrap, "started": time.time()}))
         return process.pid
 
     def _wait_ready(self, pid: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            _reap(pid)
+        def ready() -> bool:
             if not self._alive(pid):
                 self.pid_file.unlink(missing_ok=True)
                 raise BrokerError(f"the broker process exited during start-up. Last log lines:\n{self.logs(30)}")
-            if speaks_kafka(self.host, self.port, timeout=1.0) and answers_metadata(self.bootstrap, timeout=5.0):
-                return
-            time.sleep(0.2)  # polling a process we just started; no event to wait on
+            return speaks_kafka(self.host, self.port, timeout=1.0) and answers_metadata(self.bootstrap, timeout=5.0)
+
+        if poll_until(ready, timeout, 0.2):
+            return
         self._terminate(pid, grace=10.0)
         raise BrokerError(
             f"the broker did not answer at {self.bootstrap} within {timeout:.0f}s and was stopped. "
@@ -320,39 +321,20 @@ class LocalBroker:
 
     def wait_stopped(self, timeout: float = 30.0) -> bool:
         """Wait until the recorded process is gone and nothing answers at the address."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid = self.recorded_pid()
-            if pid is not None:
-                _reap(pid)
-            if (pid is None or not self._alive(pid)) and not port_open(self.host, self.port):
-                return True
-            time.sleep(0.1)  # a killed process leaves no event to wait on
-        return False
+        return poll_until(lambda: self.running_pid() is None and not port_open(self.host, self.port), timeout, 0.1)
 
     def purge(self) -> None:
         """Delete this broker's configuration, data and log (it must be stopped)."""
-        pid = self.recorded_pid()
-        if pid is not None and self._alive(pid):
+        pid = self.running_pid()
+        if pid is not None:
             raise BrokerError(f"the broker (pid {pid}) is running; stop it before purging {self.state_dir}")
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def _terminate(self, pid: int, grace: float) -> str:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return "(it had already exited)"
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            _reap(pid)
-            if not self._alive(pid):
-                return "cleanly (SIGTERM)"
-            time.sleep(0.1)  # waiting for a process to exit; no portable event for a non-child
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _reap(pid)
+        send_signal(pid, signal.SIGTERM)
+        if poll_until(lambda: not self._alive(pid), grace, 0.1):
+            return "cleanly (SIGTERM)"
+        send_signal(pid, signal.SIGKILL)
         return f"with SIGKILL after {grace:.0f}s without exiting on SIGTERM"
 
 
@@ -362,6 +344,28 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def send_signal(pid: int, signum: int) -> None:
+    """Signal ``pid`` unless it is gone, and reap it if it was our child and has exited."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+
+
+def poll_until(done: Callable[[], bool], timeout: float, interval: float) -> bool:
+    """Call ``done`` every ``interval`` seconds until it returns True (then True) or ``timeout`` passes (False).
+
+    Polling, because a process starting, exiting or being acknowledged gives no event this side can wait on.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        time.sleep(interval)
+    return False
 
 
 def ensure_broker(settings: Settings | None = None, say: Say = print) -> str:

@@ -14,20 +14,21 @@ single node and a cluster cannot share a base port. Files live in ``<home>/clust
 
 from __future__ import annotations
 
-import base64
 import json
 import os
+import shutil
 import signal
 import time
-import uuid
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .broker import LocalBroker, Say, _quiet, _reap, is_loopback, parse_bootstrap, port_open
+from .broker import LocalBroker, Say, kafka_uuid, parse_bootstrap, port_open, quiet, send_signal
 from ..config import Settings, default_home
 from ..domain.errors import BrokerError
+from ..kafka.topics import admin_client
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,14 +57,6 @@ def cluster_port(settings: Settings, env: Mapping[str, str] | None = None) -> in
     return parse_bootstrap(settings.bootstrap_servers)[1] + 100
 
 
-def kafka_uuid() -> str:
-    """A random id in Kafka's text form (URL-safe base64 of 16 bytes), as StorageTool random-uuid prints."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):  # Kafka avoids ids that look like a command-line option
-            return text
-
-
 class ClusterNode(LocalBroker):
     """One node of a ``LocalCluster``: LocalBroker's launcher with the cluster's settings."""
 
@@ -75,10 +68,11 @@ class ClusterNode(LocalBroker):
         self.cluster = cluster
 
     def _properties(self) -> dict[str, str]:
-        props = super()._properties()
-        props.update({
+        controllers = ",".join(f"{self.host}:{node.controller_port}" for node in self.cluster.nodes)
+        return {
+            **super()._properties(),
             "node.id": str(self.node_id),
-            "controller.quorum.bootstrap.servers": self.cluster.controller_addresses(),
+            "controller.quorum.bootstrap.servers": controllers,
             "default.replication.factor": "3",
             "min.insync.replicas": "2",  # also the internal topics' (consumer offsets, share state)
             "offsets.topic.replication.factor": "3",
@@ -87,11 +81,13 @@ class ClusterNode(LocalBroker):
             "share.coordinator.state.topic.replication.factor": "3",
             "share.coordinator.state.topic.min.isr": "2",
             **(FAILOVER_TUNING if self.cluster.tuned else {}),
-        })
-        return props
+        }
 
     def _quorum_args(self) -> list[str]:
         return ["--initial-controllers", self.cluster.initial_controllers()]
+
+    def _cluster_id(self) -> str:
+        return self.cluster._ensure_layout()
 
 
 @dataclass(frozen=True)
@@ -128,11 +124,7 @@ class LocalCluster:
 
     @classmethod
     def for_settings(cls, settings: Settings, **kwargs: Any) -> LocalCluster:
-        host, port = parse_bootstrap(settings.bootstrap_servers)
-        if not is_loopback(host):
-            raise BrokerError(f"KAFKA_BOOTSTRAP_SERVERS points at {settings.bootstrap_servers}, not this machine; "
-                              "order-system only starts clusters on 127.0.0.1")
-        return cls(port=port, **kwargs)
+        return cls(port=LocalBroker.for_settings(settings).port, **kwargs)  # refuses an address off this machine
 
     @property
     def bootstrap(self) -> str:
@@ -141,21 +133,17 @@ class LocalCluster:
 
     def settings(self, base: Settings | None = None) -> Settings:
         """``base`` (or the environment's settings) pointed at this cluster."""
-        from dataclasses import replace
-
         return replace(base or Settings.from_env(), bootstrap_servers=self.bootstrap, bootstrap_from_env=True)
 
     def node(self, node_id: int) -> ClusterNode:
         if not 1 <= node_id <= len(self.nodes):
-            raise BrokerError(f"there is no node {node_id}; the cluster at {self.port} has nodes 1 to {len(self.nodes)}")
+            raise BrokerError(f"there is no node {node_id}; the cluster at {self.port} has nodes 1 to "
+                              f"{len(self.nodes)}")
         return self.nodes[node_id - 1]
 
     def exists(self) -> bool:
         """Whether a cluster was set up at this port (its nodes may be stopped)."""
         return self.layout_file.exists()
-
-    def controller_addresses(self) -> str:
-        return ",".join(f"{self.host}:{node.controller_port}" for node in self.nodes)
 
     def _layout(self) -> dict[str, Any]:
         try:
@@ -180,36 +168,32 @@ class LocalCluster:
 
     # ---- lifecycle ----------------------------------------------------------------
 
-    def start(self, timeout: float = 120.0, say: Say = _quiet) -> str:
+    def start(self, timeout: float = 120.0, say: Say = quiet) -> str:
         """Start every node that is not running and wait until all answer; ``"started"`` or ``"reused"``."""
         return self._start(self.nodes, timeout, say)
 
-    def start_node(self, node_id: int, timeout: float = 120.0, say: Say = _quiet) -> str:
+    def start_node(self, node_id: int, timeout: float = 120.0, say: Say = quiet) -> str:
         return self._start([self.node(node_id)], timeout, say)
 
     def _start(self, nodes: list[ClusterNode], timeout: float, say: Say) -> str:
         single = LocalBroker(home=self.home, host=self.host, port=self.port)
-        if single.status().pid is not None:
+        if single.running_pid() is not None:
             raise BrokerError(f"a single broker started by order-system runs at {single.bootstrap}; stop it first "
                               f"(`order-system broker stop`) or start the cluster at another port")
         launched: list[tuple[ClusterNode, int]] = []
         started = False
         for node in nodes:
-            pid = node.status().pid
-            if pid is not None:
-                launched.append((node, pid))
-                continue
-            for port in (node.port, node.controller_port):
-                if port_open(self.host, port):
-                    raise BrokerError(f"port {port} (node {node.node_id}) is taken by another program; stop it "
-                                      "or choose another port with KAFKA_BOOTSTRAP_SERVERS")
-            node.check_tools(need_maven=not node.jars_ready())
-            node.fetch_jars(say)
-            node.format_storage(self._ensure_layout())
-            pid = node._launch()
-            say(f"Starting node {node.node_id} (pid {pid}) at {node.bootstrap}, controller port {node.controller_port}")
+            pid = node.running_pid()
+            if pid is None:
+                for port in (node.port, node.controller_port):
+                    if port_open(self.host, port):
+                        raise BrokerError(f"port {port} (node {node.node_id}) is taken by another program; stop it "
+                                          "or choose another port with KAFKA_BOOTSTRAP_SERVERS")
+                pid = node._launch(say)
+                say(f"Starting node {node.node_id} (pid {pid}) at {node.bootstrap}, "
+                    f"controller port {node.controller_port}")
+                started = True
             launched.append((node, pid))
-            started = True
         for node, pid in launched:  # every node has been launched: a quorum needs a majority up at once
             node._wait_ready(pid, timeout)
         say(f"Kafka cluster is ready; bootstrap list: {self.bootstrap}")
@@ -217,13 +201,12 @@ class LocalCluster:
 
     def stop(self, timeout: float = 60.0) -> str:
         """Stop every node (SIGTERM to all at once, so the quorum stays up while they shut down)."""
-        running = [(node, pid) for node in self.nodes if (pid := node.status().pid) is not None]
+        running = [(node, pid) for node in self.nodes if (pid := node.running_pid()) is not None]
         for _, pid in running:
-            _signal(pid, signal.SIGTERM)
+            send_signal(pid, signal.SIGTERM)
         lines = []
         for node, pid in running:
             how = node._terminate(pid, grace=timeout)  # SIGTERM again is harmless; SIGKILL after the grace
-            how = "cleanly (SIGTERM)" if how == "(it had already exited)" else how
             lines.append(f"node {node.node_id}: stopped (pid {pid}) {how}")
             node.pid_file.unlink(missing_ok=True)
         return "\n".join(lines) or "no node of this cluster is running"
@@ -234,10 +217,10 @@ class LocalCluster:
     def kill_node(self, node_id: int) -> str:
         """SIGKILL one node, as a crash would: no controlled shutdown, no leader hand-over."""
         node = self.node(node_id)
-        pid = node.status().pid
+        pid = node.running_pid()
         if pid is None:
             return f"node {node_id} is not running"
-        _signal(pid, signal.SIGKILL)
+        send_signal(pid, signal.SIGKILL)
         node.wait_stopped(timeout=30)
         return f"node {node_id}: killed (SIGKILL to pid {pid})"
 
@@ -245,8 +228,6 @@ class LocalCluster:
         """Delete the cluster's files (every node must be stopped)."""
         for node in self.nodes:
             node.purge()
-        import shutil
-
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # ---- inspection ---------------------------------------------------------------
@@ -265,43 +246,23 @@ class LocalCluster:
         return self.node(node_id).logs(lines)
 
 
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-    _reap(pid)
-
-
-def _metadata(bootstrap: str, topic: str | None = None, timeout: float = 5.0) -> Any:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    return admin.list_topics(topic, timeout=timeout) if topic else admin.list_topics(timeout=timeout)
-
-
 def leader_counts(bootstrap: str, timeout: float = 3.0) -> dict[int, int] | None:
     """How many partitions (internal topics included) each broker leads; None when no node answers."""
+    from confluent_kafka.admin import AdminClient
+
     try:
-        metadata = _metadata(bootstrap, timeout=timeout)
+        metadata = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=timeout)
     except Exception:
         return None
-    counts: dict[int, int] = {}
-    for topic in metadata.topics.values():
-        for partition in topic.partitions.values():
-            if partition.leader >= 0:
-                counts[partition.leader] = counts.get(partition.leader, 0) + 1
-    return counts
+    return dict(Counter(p.leader for t in metadata.topics.values() for p in t.partitions.values() if p.leader >= 0))
 
 
 def partition_table(settings: Settings, topic: str | None = None, timeout: float = 5.0) -> pd.DataFrame:
     """A table of the topic's partitions: leader, replicas and in-sync replicas, as the brokers see them."""
     import pandas as pd
 
-    from confluent_kafka.admin import AdminClient
-
     name = topic or settings.topic
-    metadata = AdminClient(settings.client_config()).list_topics(name, timeout=timeout)
+    metadata = admin_client(settings).list_topics(name, timeout=timeout)
     found = metadata.topics.get(name)
     if found is None or found.error is not None:
         raise BrokerError(f"topic {name!r} is not known to the cluster at {settings.bootstrap_servers}")
@@ -346,9 +307,7 @@ def coordinator_partition(settings: Settings, internal_topic: str, key: str) -> 
     """The partition of ``__transaction_state`` (key: a transactional id) or ``__consumer_offsets``
     (key: a group id) that holds ``key``, as the brokers choose it: the key's Java hash (sign bit
     cleared) modulo the topic's partition count. Its leader is the key's coordinator."""
-    from confluent_kafka.admin import AdminClient
-
-    topic = AdminClient(settings.client_config()).list_topics(internal_topic, timeout=10).topics.get(internal_topic)
+    topic = admin_client(settings).list_topics(internal_topic, timeout=10).topics.get(internal_topic)
     if topic is None or topic.error is not None or not topic.partitions:
         raise BrokerError(f"{internal_topic} does not exist yet at {settings.bootstrap_servers}")
     return (java_string_hash(key) & 0x7FFFFFFF) % len(topic.partitions)

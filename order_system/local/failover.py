@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from .broker import poll_until
 from ..config import Settings
 from ..domain.events import OrderEvent
 from ..services.processor import OrderProcessor
@@ -55,24 +56,15 @@ class SteadyPublisher:
                 self.failed[str(event.event_id)] = str(error)
 
     def wait_acked(self, count: int, timeout: float = 120.0) -> None:
-        """Wait until ``count`` events were acknowledged."""
-        deadline = time.monotonic() + timeout
-        while len(self.acked) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(self.acked)} of {count} events acknowledged in {timeout:.0f}s")
-            time.sleep(0.05)  # acknowledgements arrive on librdkafka's thread; polling their count
+        """Wait until ``count`` events were acknowledged (on librdkafka's thread: their count is polled)."""
+        if not poll_until(lambda: len(self.acked) >= count, timeout, 0.05):
+            raise TimeoutError(f"only {len(self.acked)} of {count} events acknowledged in {timeout:.0f}s")
 
     def join(self, timeout: float = 120.0) -> None:
         """Wait until every event was published and answered (acknowledged or failed)."""
         self._thread.join(timeout)
-        self.wait_answered(timeout)
-
-    def wait_answered(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.acked) + len(self.failed) < len(self.events):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the publisher's events were not all answered")
-            time.sleep(0.05)  # as in wait_acked
+        if not poll_until(lambda: len(self.acked) + len(self.failed) >= len(self.events), timeout, 0.05):
+            raise TimeoutError("the publisher's events were not all answered")
 
     def per_second(self) -> pd.Series:
         """Acknowledged events per second since the start."""
@@ -83,16 +75,10 @@ class SteadyPublisher:
 
 def arrival_table(publisher: SteadyPublisher, processor: OrderProcessor) -> pd.DataFrame:
     """Acknowledged events against what the order-processor applied: nothing acknowledged is missing."""
-    applied = set()
-    orders = {event.order_id for event in publisher.events}
-    final = 0
-    for order_id in orders:
-        order = processor.get(order_id)
-        if order is None:
-            continue
-        applied.update(str(e.event_id) for e in order.history)
-        planned = [e for e in publisher.events if e.order_id == order_id]
-        final += order.status == planned[-1].status
+    last = {event.order_id: event.status for event in publisher.events}  # each order's events in version order
+    orders = {order_id: processor.get(order_id) for order_id in last}
+    applied = {str(e.event_id) for order in orders.values() if order is not None for e in order.history}
+    final = sum(order is not None and order.status == last[order_id] for order_id, order in orders.items())
     acked = set(publisher.acked)
     return pd.DataFrame({"count": {
         "events published": len(publisher.events),

@@ -31,13 +31,17 @@ class MavenError(OrderSystemError):
     """Maven is missing or could not fetch the jars."""
 
 
+def quiet(_: str) -> None:
+    """A ``Say`` that says nothing."""
+
+
 def jars_ready(folder: Path) -> bool:
     """Whether ``folder/libs`` holds a complete earlier fetch."""
     return (folder / "libs" / ".complete").exists()
 
 
 def fetch_jars(folder: Path, artifacts: Sequence[Artifact], *, what: str, mvn: str = "mvn",
-               managed: Sequence[Artifact] = (), say: Say = lambda line: None) -> Path:
+               managed: Sequence[Artifact] = (), say: Say = quiet) -> Path:
     """Copy ``artifacts`` and their runtime dependencies into ``folder/libs`` (once); return it.
 
     ``managed`` pins versions of transitive dependencies (Maven's dependencyManagement).
@@ -84,40 +88,23 @@ def _pom(name: str, artifacts: Sequence[Artifact], managed: Sequence[Artifact]) 
     )
 
 
-def java_major_version(java: str) -> int | None:
-    """The major version of ``java``, or None when it cannot be run."""
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
-    if not match:
-        return None
-    major = int(match.group(1))
-    return int(match.group(2)) if major == 1 and match.group(2) else major
-
-
 def check_tools(java: str, mvn: str, need_maven: bool, what: str) -> None:
     """``BrokerError`` saying what to install unless Java 17+ (and, when jars are missing, Maven) is there."""
-    java_path = shutil.which(java)
-    major = java_major_version(java_path) if java_path else None
-    if major is None:
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+        match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    except (OSError, subprocess.SubprocessError):  # not found, not runnable, or hanging
+        match = None
+    if match is None:
         raise BrokerError(f"`{java}` (Java 17 or newer) was not found: install OpenJDK 17+, {DOCKER_HINT}")
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # Java 8 and older say "1.8"
+        major = int(match.group(2))
     if major < 17:
         raise BrokerError(f"`{java}` is Java {major}; {what} needs 17 or newer: {DOCKER_HINT}")
     if need_maven and not shutil.which(mvn):
         raise BrokerError(f"`{mvn}` (Apache Maven) was not found; it fetches Kafka's jars the first time. "
                           f"Install Maven, {DOCKER_HINT}")
-
-
-def fetch_kafka_jars(folder: Path, version: str, mvn: str, say: Say) -> Path:
-    """Apache Kafka's runtime jars (and the log4j bridge) into ``folder/libs``, once."""
-    artifacts = [("org.apache.kafka", f"kafka_{SCALA_VERSION}", version),
-                 ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION)]
-    try:
-        return fetch_jars(folder, artifacts, what=f"Apache Kafka {version} jars", mvn=mvn, say=say)
-    except MavenError as exc:
-        raise BrokerError(f"{exc}\n{DOCKER_HINT}") from exc
 
 
 def heap_bytes(heap: str) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 from .broker import KAFKA_VERSION, LocalBroker
 from ..config import Settings, default_home
 from ..domain.errors import OrderSystemError
-from .maven import Say, fetch_jars
+from .maven import Say, fetch_jars, quiet
 
 SPRING_KAFKA_VERSION = "4.1.2"
 JACKSON_VERSION = "3.3.0"  # every Jackson 3 artifact (tools.jackson.*)
@@ -46,10 +46,6 @@ MANAGED = [
 
 class JavaClientError(OrderSystemError):
     """The Spring Kafka interop program could not be fetched, compiled or run."""
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 class SpringClient:
@@ -81,7 +77,7 @@ class SpringClient:
         """Whether the jars are fetched and this source is compiled (no network or javac needed)."""
         return (self.classes_dir / ".complete").exists()
 
-    def prepare(self, say: Say = _quiet) -> Path:
+    def prepare(self, say: Say = quiet) -> Path:
         """Fetch the jars (once) and compile the program (once per source); return the classes folder."""
         if self.ready():
             return self.classes_dir
@@ -128,9 +124,9 @@ class SpringClient:
         self.prepare()
         try:
             done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
+        except subprocess.TimeoutExpired as exc:  # its captured output is bytes even with text=True
             raise JavaClientError(f"{' '.join(command[-6:])} did not finish within {timeout:.0f}s; "
-                                  f"stderr:\n{_text(exc.stderr)[-3000:]}") from exc
+                                  f"stderr:\n{(exc.stderr or b'').decode(errors='replace')[-3000:]}") from exc
         if done.returncode != 0:
             raise JavaClientError(f"{' '.join(command[-6:])} exited with {done.returncode}:\n{done.stderr[-3000:]}")
         return done.stdout
@@ -172,9 +168,3 @@ class SpringClient:
         one row per record: partition, offset, key, typeId header and the event as Java read it."""
         return self.run("listen", settings.bootstrap_servers, topic or settings.topic, group_id, str(count),
                         str(int(timeout * 1000)), type_, timeout=timeout + 60)
-
-
-def _text(data: str | bytes | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data

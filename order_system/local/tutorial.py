@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,30 +105,11 @@ def plot_spread(events: pd.DataFrame, table: pd.DataFrame, title: str):  # type:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8))
     events.groupby("partition").size().plot.bar(ax=left, color="#4C72B0", rot=0)
-    left.set_xlabel("partition")
-    left.set_ylabel("events")
-    left.set_title("events per partition")
+    left.set(xlabel="partition", ylabel="events", title="events per partition")
     spread = table["partitions"].map(lambda p: len(set(p))).value_counts().reindex([1, 2, 3], fill_value=0)
     spread.plot.bar(ax=right, color="#DD8452", rot=0)
-    right.set_xlabel("partitions one order's events went to")
-    right.set_ylabel("orders")
-    right.set_title("orders by partitions used")
+    right.set(xlabel="partitions one order's events went to", ylabel="orders", title="orders by partitions used")
     fig.suptitle(title)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
-
-
-def plot_events_per_partition(frame: pd.DataFrame, title: str = "Events per partition"):  # type: ignore[no-untyped-def]
-    """A bar chart of how many records each partition holds (from ``read_events``)."""
-    import matplotlib.pyplot as plt
-
-    counts = frame.groupby("partition").size()
-    fig, ax = plt.subplots(figsize=(5, 2.6))
-    counts.plot.bar(ax=ax, color="#4C72B0", rot=0)
-    ax.set_xlabel("partition")
-    ax.set_ylabel("events")
-    ax.set_title(title)
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -198,7 +180,6 @@ def changelog_frame(settings: Settings, isolation: str = "read_committed") -> pd
     return pd.DataFrame(rows, columns=["partition", "key", "status", "version", "events"])
 
 
-
 def start_processor(settings: Settings, instance_id: str, log: Path | None = None,
                     batch_size: int | None = None) -> subprocess.Popen[bytes]:
     """The order-processor as its own process, as it runs in production: ``order-system consume
@@ -206,21 +187,16 @@ def start_processor(settings: Settings, instance_id: str, log: Path | None = Non
     ``batch_size``: records per transaction (small ones keep a transaction open most of the time)."""
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "ORDER_SYSTEM_TOPIC": settings.topic,
            "ORDER_SYSTEM_PARTITIONS": str(settings.partitions)}
-    output = log.open("ab") if log is not None else subprocess.DEVNULL
-    try:
+    with log.open("ab") if log is not None else nullcontext(subprocess.DEVNULL) as output:  # the child keeps its copy
         return subprocess.Popen(
-            [sys.executable, "-m", "order_system", "consume", "--group", "order-processor", "--instance-id", instance_id,
-             *(["--batch-size", str(batch_size)] if batch_size is not None else [])],
+            [sys.executable, "-m", "order_system", "consume", "--group", "order-processor",
+             "--instance-id", instance_id, *(["--batch-size", str(batch_size)] if batch_size is not None else [])],
             env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    finally:
-        if log is not None:
-            output.close()  # type: ignore[union-attr]
 
 
 def open_transaction(settings: Settings, topic: str) -> bool:
     """Whether a transaction is open on ``topic`` (some partition's last stable offset is below its end)."""
     return any(stable < high for stable, high in end_offsets(settings, topic).values())
-
 
 
 def freeze_mid_transaction(process: subprocess.Popen[bytes], settings: Settings, topic: str,
@@ -235,23 +211,24 @@ def freeze_mid_transaction(process: subprocess.Popen[bytes], settings: Settings,
     """
     deadline = time.monotonic() + timeout
 
-    def check(freeze: bool) -> bool:
+    def ends(freeze: bool = False) -> list[tuple[int, int]]:
+        """(last stable offset, end offset) per partition, once the process is checked (and frozen)."""
         if process.poll() is not None:
             raise RuntimeError(f"the process exited (code {process.returncode}) before it was caught mid-batch")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the process had no transaction open on {topic} whenever it was frozen ({timeout:.0f}s)")
+            raise TimeoutError(f"the process had no transaction open on {topic} whenever it was frozen "
+                               f"({timeout:.0f}s)")
         if freeze:
             process.send_signal(signal.SIGSTOP)
             time.sleep(0.03)  # requests it sent just before still reach the broker (a commit may land)
-        ends = end_offsets(settings, topic).values()
-        return sum(stable for stable, _ in ends) >= committed_before and any(stable < high for stable, high in ends)
+        return list(end_offsets(settings, topic).values())
 
-    while not check(freeze=False) and sum(stable for stable, _ in end_offsets(settings, topic).values()) < committed_before:
+    while sum(stable for stable, _ in ends()) < committed_before:
         time.sleep(0.01)  # not yet worth freezing: earlier batches are still being committed
     while True:
-        if check(freeze=True):
+        if any(stable < high for stable, high in ends(freeze=True)):
             time.sleep(0.2)
-            if check(freeze=False):  # still open: nothing was on its way to close it
+            if any(stable < high for stable, high in ends()):  # still open: nothing was on its way to close it
                 return
         process.send_signal(signal.SIGCONT)
         time.sleep(0.02)  # let it run a little before freezing it again

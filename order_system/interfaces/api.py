@@ -32,7 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..domain.errors import NotYourOrder, UnknownOrder
 from ..domain.events import OrderStatus
 from ..services.commands import OrderCommands
-from .http import ApiError, BodyLimit, LogRequests, error_responses, install_error_handlers
+from .http import ApiError, BodyLimit, error_responses, install_error_handlers
 from .schemas import (ACTIONS, CUSTOMER_RULES, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, MAX_OFFSET, RETRY_AFTER_SECONDS,
                       Action, ActionAccepted, CreateOrder, Health, IdempotencyKeyHeader, OrderAccepted, OrderIdPath,
                       OrderPage, OrderResponse, OrderSummary)
@@ -86,14 +86,14 @@ def create_app(
     """
     app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka", lifespan=_lifespan)
     app.add_middleware(BodyLimit)
-    app.add_middleware(LogRequests)
     install_error_handlers(app)
     commands = OrderCommands(producer, view, publish_timeout, view_timeout, verdict_timeout)
     app.state.commands = commands
     guarded = [Depends(_authenticate(tokens))]  # sets request.state.customer; declared only when on
     auth_errors: tuple[int, ...] = (401,) if tokens is not None else ()
 
-    @app.post("/api/orders", status_code=201, dependencies=guarded, responses=error_responses(*auth_errors, 400, 403, 413, 422, 503))
+    @app.post("/api/orders", status_code=201, dependencies=guarded,
+              responses=error_responses(*auth_errors, 400, 403, 413, 422, 503))
     def create_order(body: CreateOrder, customer: Annotated[str | None, Depends(_caller)],
                      idempotency_key: IdempotencyKeyHeader = None) -> OrderAccepted:
         if customer is not None and body.customer_id != customer:
@@ -122,13 +122,14 @@ def create_app(
                               message=f"{action.value} accepted", partition=delivery.partition,
                               offset=delivery.offset)
 
-    @app.get("/api/orders/{order_id}", dependencies=guarded, responses=error_responses(*auth_errors, 400, 404, 422, 503))
+    @app.get("/api/orders/{order_id}", dependencies=guarded,
+             responses=error_responses(*auth_errors, 400, 404, 422, 503))
     def get_order(order_id: OrderIdPath, customer: Annotated[str | None, Depends(_caller)]) -> OrderResponse:
         order = commands.read(order_id)  # whatever was committed before this request, on any instance
         if customer is not None and order.customer_id != customer:
             raise UnknownOrder(order_id)
         return OrderResponse(order_id=order.order_id, customer_id=order.customer_id, status=order.status,
-                         version=order.version, history=[e.to_dict() for e in order.history])
+                             version=order.version, history=[e.to_dict() for e in order.history])
 
     @app.get("/api/orders", dependencies=guarded, responses=error_responses(*auth_errors, 400, 403, 422, 503))
     def list_orders(
@@ -151,7 +152,8 @@ def create_app(
                                version=r["version"], updated_at=r["updated_at"]) for r in rows]
         return OrderPage(orders=orders, limit=limit, offset=offset, count=len(orders))
 
-    @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "The broker does not answer"}})
+    @app.get("/health", response_model=Health,
+             responses={503: {"model": Health, "description": "The broker does not answer"}})
     def health() -> JSONResponse:
         from ..kafka.lag import consumer_lag
         from ..kafka.reachability import answers_metadata

@@ -2,9 +2,9 @@
 
 The counters live in one process-wide registry (``bootstrap.REGISTRY``) and are moved by the
 hooks ``bootstrap`` gives every runner: records handled, retried and dead-lettered per group;
-``HttpMetrics`` times every
-request per route template (``/api/orders/{order_id}``, never the raw path, so the number of
-series stays bounded whatever clients send). Lag and the outbox size are read when scraped.
+``HttpMetrics`` times every request per route template (``/api/orders/{order_id}``, never the
+raw path, so the number of series stays bounded whatever clients send). Lag and the outbox size
+are read when scraped.
 
 ``registry_for(settings, groups, outbox)`` is what one endpoint shows: the shared counters plus
 its own lag and outbox gauges. ``serve`` adds ``/metrics`` to the API (``HttpMetrics``);
@@ -24,6 +24,7 @@ import pandas as pd
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.responses import Response
 
 from ..bootstrap import DEAD_LETTERED, HANDLED, REGISTRY, RETRIED
 
@@ -126,7 +127,7 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         if scope["path"] == METRICS_PATH and scope["method"] in ("GET", "HEAD"):
-            await self._expose(scope, send)
+            await self._expose(scope, receive, send)
             return
         began = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
@@ -144,15 +145,12 @@ class HttpMetrics:
             HTTP_SECONDS.labels(_method(scope), _route(scope), str(status)).observe(seconds)
             request_log.info("%s %s -> %d in %.1f ms", scope["method"], scope["path"], status, seconds * 1000)
 
-    async def _expose(self, scope: dict[str, Any], send: Any) -> None:
+    async def _expose(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         from anyio import to_thread
 
         began = time.perf_counter()
         body = await to_thread.run_sync(generate_latest, self.registry)  # may ask the broker for lag
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        await Response(body, media_type=CONTENT_TYPE_LATEST)(scope, receive, send)  # uvicorn drops a HEAD's body
         HTTP_SECONDS.labels(scope["method"], METRICS_PATH, "200").observe(time.perf_counter() - began)
 
 

@@ -6,16 +6,12 @@ runs uvicorn, like the tutorial's single Spring Boot application. The routes are
 goes to ``services/commands.py`` (read-your-writes, the processor's verdict, conflicts between
 instances), a read to the view of ``order-state``, so any instance answers any order.
 
-Every error body is ``{"error": "...", ...}`` (``http.py``). Codes: 400 unreadable request, 401
-missing or unknown bearer token (authentication on), 403 a customerId that is not the caller's
-own (or, authentication off, not the order's), 404 unknown order or path (authentication on,
-also another customer's order, so existence does not leak), 405 method not allowed (with
-``Allow``), 409 a transition the state machine forbids, or a command the order-processor
-rejected (another instance's command for the order won), 413 a body over ``MAX_BODY_BYTES``, 422
-bad input, an out-of-range number, or an ``Idempotency-Key`` used before for another step of the
-order, 503 (with ``Retry-After``) broker unreachable (the event is kept in the outbox and sent
-later), or a bounded wait for the view or the processor's verdict ran out. A command repeated
-with the same ``Idempotency-Key`` answers its real outcome and happens at most once.
+Every error body is ``{"error": "...", ...}``; ``http.error_responses`` says what each status
+means, and each route declares its own in the OpenAPI. With authentication on, another
+customer's order is a 404, so its existence does not leak. A 503 (with ``Retry-After``) is a
+broker out of reach (the event is kept in the outbox and sent later) or a bounded wait that ran
+out. A command repeated with the same ``Idempotency-Key`` answers its real outcome and happens
+at most once.
 """
 
 from __future__ import annotations

@@ -152,13 +152,10 @@ def _dlt(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "list":
         frame = read_dead_letters(settings)
-        if frame.empty:
-            print(f"{settings.dead_letter_topic} is empty")
-            return 0
         columns = ["partition", "offset", "key", "group", "reason", "attempts", "original-partition",
                    "original-offset", "error-message"]
         with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-            print(frame[columns].to_string(index=False))
+            print(f"{settings.dead_letter_topic} is empty" if frame.empty else frame[columns].to_string(index=False))
         return 0
     if not args.records and not args.all:
         return _refuse("name records as PARTITION:OFFSET (see `order-system dlt list`), or pass --all")

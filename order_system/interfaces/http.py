@@ -79,6 +79,7 @@ class BodyLimit:
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.limit = app, limit
+        self.refuse = error_response(413, f"the request body is larger than {limit} bytes", {"Connection": "close"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +90,7 @@ class BodyLimit:
             if not length.isdigit():
                 await error_response(400, "Content-Length is not a number")(scope, receive, send)
             elif int(length) > self.limit:
-                await self._refuse(scope, receive, send)
+                await self.refuse(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
@@ -102,7 +103,7 @@ class BodyLimit:
                 break
             size += len(message.get("body", b""))
             if size > self.limit:
-                await self._refuse(scope, receive, send)
+                await self.refuse(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -111,10 +112,6 @@ class BodyLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"the request body is larger than {self.limit} bytes", {"Connection": "close"})
-        await response(scope, receive, send)
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> str:

@@ -75,11 +75,9 @@ def create_app(
     view_timeout: float = VIEW_BOUND,
     verdict_timeout: float = VERDICT_BOUND,
 ) -> FastAPI:
-    """The FastAPI application, built from the collaborators it is given.
-
-    With ``tokens`` every order route needs ``Authorization: Bearer <token>``, and a caller
-    sees and acts only on the orders of the customer its token stands for.
-    """
+    """The application (see the module doc). With ``tokens`` every order route needs
+    ``Authorization: Bearer <token>``, and a caller sees and acts only on the orders of the
+    customer its token stands for."""
     app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka", lifespan=_lifespan)
     app.add_middleware(BodyLimit)
     install_error_handlers(app)

@@ -6,16 +6,12 @@ runs uvicorn, like the tutorial's single Spring Boot application. The routes are
 goes to ``services/commands.py`` (read-your-writes, the processor's verdict, conflicts between
 instances), a read to the view of ``order-state``, so any instance answers any order.
 
-Every error body is ``{"error": "...", ...}`` (``http.py``). Codes: 400 unreadable request, 401
-missing or unknown bearer token (authentication on), 403 a customerId that is not the caller's
-own (or, authentication off, not the order's), 404 unknown order or path (authentication on,
-also another customer's order, so existence does not leak), 405 method not allowed (with
-``Allow``), 409 a transition the state machine forbids, or a command the order-processor
-rejected (another instance's command for the order won), 413 a body over ``MAX_BODY_BYTES``, 422
-bad input, an out-of-range number, or an ``Idempotency-Key`` used before for another step of the
-order, 503 (with ``Retry-After``) broker unreachable (the event is kept in the outbox and sent
-later), or a bounded wait for the view or the processor's verdict ran out. A command repeated
-with the same ``Idempotency-Key`` answers its real outcome and happens at most once.
+Every error body is ``{"error": "...", ...}``; ``http.error_responses`` says what each status
+means, and each route declares its own in the OpenAPI. With authentication on, another
+customer's order is a 404, so its existence does not leak. A 503 (with ``Retry-After``) is a
+broker out of reach (the event is kept in the outbox and sent later) or a bounded wait that ran
+out. A command repeated with the same ``Idempotency-Key`` answers its real outcome and happens
+at most once.
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..domain.errors import NotYourOrder, UnknownOrder
 from ..domain.events import OrderStatus
 from ..services.commands import OrderCommands
-from .http import ApiError, BodyLimit, LogRequests, error_responses, install_error_handlers
+from .http import ApiError, BodyLimit, error_responses, install_error_handlers
 from .schemas import (ACTIONS, CUSTOMER_RULES, MAX_IDEMPOTENCY_KEY, MAX_LIMIT, MAX_OFFSET, RETRY_AFTER_SECONDS,
                       Action, ActionAccepted, CreateOrder, Health, IdempotencyKeyHeader, OrderAccepted, OrderIdPath,
                       OrderPage, OrderResponse, OrderSummary)
@@ -79,21 +75,19 @@ def create_app(
     view_timeout: float = VIEW_BOUND,
     verdict_timeout: float = VERDICT_BOUND,
 ) -> FastAPI:
-    """The FastAPI application, built from the collaborators it is given.
-
-    With ``tokens`` every order route needs ``Authorization: Bearer <token>``, and a caller
-    sees and acts only on the orders of the customer its token stands for.
-    """
+    """The application (see the module doc). With ``tokens`` every order route needs
+    ``Authorization: Bearer <token>``, and a caller sees and acts only on the orders of the
+    customer its token stands for."""
     app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka", lifespan=_lifespan)
     app.add_middleware(BodyLimit)
-    app.add_middleware(LogRequests)
     install_error_handlers(app)
     commands = OrderCommands(producer, view, publish_timeout, view_timeout, verdict_timeout)
     app.state.commands = commands
     guarded = [Depends(_authenticate(tokens))]  # sets request.state.customer; declared only when on
     auth_errors: tuple[int, ...] = (401,) if tokens is not None else ()
 
-    @app.post("/api/orders", status_code=201, dependencies=guarded, responses=error_responses(*auth_errors, 400, 403, 413, 422, 503))
+    @app.post("/api/orders", status_code=201, dependencies=guarded,
+              responses=error_responses(*auth_errors, 400, 403, 413, 422, 503))
     def create_order(body: CreateOrder, customer: Annotated[str | None, Depends(_caller)],
                      idempotency_key: IdempotencyKeyHeader = None) -> OrderAccepted:
         if customer is not None and body.customer_id != customer:
@@ -122,13 +116,14 @@ def create_app(
                               message=f"{action.value} accepted", partition=delivery.partition,
                               offset=delivery.offset)
 
-    @app.get("/api/orders/{order_id}", dependencies=guarded, responses=error_responses(*auth_errors, 400, 404, 422, 503))
+    @app.get("/api/orders/{order_id}", dependencies=guarded,
+             responses=error_responses(*auth_errors, 400, 404, 422, 503))
     def get_order(order_id: OrderIdPath, customer: Annotated[str | None, Depends(_caller)]) -> OrderResponse:
         order = commands.read(order_id)  # whatever was committed before this request, on any instance
         if customer is not None and order.customer_id != customer:
             raise UnknownOrder(order_id)
         return OrderResponse(order_id=order.order_id, customer_id=order.customer_id, status=order.status,
-                         version=order.version, history=[e.to_dict() for e in order.history])
+                             version=order.version, history=[e.to_dict() for e in order.history])
 
     @app.get("/api/orders", dependencies=guarded, responses=error_responses(*auth_errors, 400, 403, 422, 503))
     def list_orders(
@@ -151,7 +146,8 @@ def create_app(
                                version=r["version"], updated_at=r["updated_at"]) for r in rows]
         return OrderPage(orders=orders, limit=limit, offset=offset, count=len(orders))
 
-    @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "The broker does not answer"}})
+    @app.get("/health", response_model=Health,
+             responses={503: {"model": Health, "description": "The broker does not answer"}})
     def health() -> JSONResponse:
         from ..kafka.lag import consumer_lag
         from ..kafka.reachability import answers_metadata

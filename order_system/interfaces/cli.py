@@ -7,7 +7,9 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from typing import TextIO
 
 from ..config import Settings
 from ..domain.errors import OrderSystemError
@@ -17,33 +19,23 @@ from ..local.broker import LocalBroker, ensure_broker
 GROUPS = ("order-processor", "notification-service", "analytics-service")
 
 
+def _refuse(message: str, code: int = 2) -> int:
+    """Say why on stderr and return the exit code (2: the command line asks for something impossible)."""
+    print(message, file=sys.stderr)
+    return code
+
+
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
     from ..local.cluster import LocalCluster
 
-    wants_cluster = (args.nodes or 0) > 1 or (args.nodes is None and (args.node is not None or _cluster_here(settings)))
-    cluster = LocalCluster.for_settings(settings, nodes=args.nodes or 3) if wants_cluster else None
-    if cluster is None:
-        if args.node is not None or args.action == "kill":
-            print(f"no cluster was set up at {settings.bootstrap_servers}; start one with `broker start --nodes 3`",
-                  file=sys.stderr)
-            return 2
+    node = args.node
+    wants_cluster = (args.nodes or 0) > 1 or (args.nodes is None and (node is not None or _cluster_here(settings)))
+    if not wants_cluster:
+        if node is not None or args.action == "kill":
+            return _refuse(f"no cluster was set up at {settings.bootstrap_servers}; "
+                           "start one with `broker start --nodes 3`")
         return _single_broker(args, settings)
-    if args.action == "start":
-        if args.node is not None:
-            cluster.start_node(args.node, say=print)
-        else:
-            cluster.start(say=print)
-        print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap}")
-        return 0
-    if args.action == "stop":
-        print(cluster.stop_node(args.node) if args.node is not None else cluster.stop())
-        return 0
-    if args.action == "kill":
-        if args.node is None:
-            print("say which node to kill: `broker kill --node N`", file=sys.stderr)
-            return 2
-        print(cluster.kill_node(args.node))
-        return 0
+    cluster = LocalCluster.for_settings(settings, nodes=args.nodes or 3)
     if args.action == "status":
         import pandas as pd
 
@@ -51,7 +43,20 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
         print(pd.DataFrame([n.row() for n in nodes]).to_string(index=False))
         print(f"bootstrap list: {cluster.bootstrap}")
         return 0 if all(n.alive for n in nodes) else 3
-    print(cluster.logs(args.node or 1, args.lines))
+    if args.action == "start":
+        if node is None:
+            cluster.start(say=print)
+        else:
+            cluster.start_node(node, say=print)
+        print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap}")
+    elif args.action == "stop":
+        print(cluster.stop() if node is None else cluster.stop_node(node))
+    elif args.action == "kill":
+        if node is None:
+            return _refuse("say which node to kill: `broker kill --node N`")
+        print(cluster.kill_node(node))
+    else:
+        print(cluster.logs(node or 1, args.lines))
     return 0
 
 
@@ -68,14 +73,11 @@ def _single_broker(args: argparse.Namespace, settings: Settings) -> int:
         ensure_broker(settings, say=print)
         return 0
     broker = LocalBroker.for_settings(settings)
-    if args.action == "stop":
-        print(broker.stop())
-        return 0
     if args.action == "status":
         status = broker.status()
         print(status.describe())
         return 0 if status.reachable else 3
-    print(broker.logs(args.lines))
+    print(broker.stop() if args.action == "stop" else broker.logs(args.lines))
     return 0
 
 
@@ -98,13 +100,11 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     try:
         groups = standard_groups(args.state_dir, instance_id=args.instance_id)
     except ValueError as exc:  # an unusable instance id
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(f"error: {exc}")
     group = {g.group_id: g for g in groups}[args.group]
     options = {"batch_size": args.batch_size} if args.batch_size is not None else {}
     if options and args.group != "order-processor":
-        print("error: --batch-size applies to the order-processor only", file=sys.stderr)
-        return 2
+        return _refuse("error: --batch-size applies to the order-processor only")
     runner = runner_for(group, settings, **options)
     if args.metrics_port is not None:
         from .metrics import registry_for, serve_metrics
@@ -119,8 +119,7 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     while not stop.wait(0.5):
         if not runner.running:
             why = getattr(runner, "fatal", None) or list(runner.errors)[-1:] or "see the log"
-            print(f"{args.group} stopped on its own: {why}", file=sys.stderr)
-            return 1
+            return _refuse(f"{args.group} stopped on its own: {why}", 1)
     runner.stop()
     print(f"{args.group} stopped after {runner.processed} records; offsets committed", flush=True)
     return 0
@@ -130,9 +129,8 @@ def _produce_demo(args: argparse.Namespace, settings: Settings) -> int:
     from collections import Counter
 
     from ..kafka.producer import OrderProducer
-    from ..local.demo import publish_lifecycles
-    from .progress import ProgressBar
     from ..kafka.topics import create_topics
+    from ..local.demo import publish_lifecycles
 
     create_topics(settings)
     extra = {"sticky.partitioning.linger.ms": 0} if args.unkeyed else {}
@@ -154,22 +152,17 @@ def _dlt(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "list":
         frame = read_dead_letters(settings)
-        if frame.empty:
-            print(f"{settings.dead_letter_topic} is empty")
-            return 0
         columns = ["partition", "offset", "key", "group", "reason", "attempts", "original-partition",
                    "original-offset", "error-message"]
         with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-            print(frame[columns].to_string(index=False))
+            print(f"{settings.dead_letter_topic} is empty" if frame.empty else frame[columns].to_string(index=False))
         return 0
     if not args.records and not args.all:
-        print("name records as PARTITION:OFFSET (see `order-system dlt list`), or pass --all", file=sys.stderr)
-        return 2
+        return _refuse("name records as PARTITION:OFFSET (see `order-system dlt list`), or pass --all")
     try:
         pairs = [tuple(int(x) for x in item.split(":")) for item in args.records] if args.records else None
     except ValueError:
-        print(f"records must look like 0:17 (partition:offset), got {args.records}", file=sys.stderr)
-        return 2
+        return _refuse(f"records must look like 0:17 (partition:offset), got {args.records}")
     count = replay(settings, pairs)  # type: ignore[arg-type]
     print(f"republished {count} record(s) to {settings.topic}")
     return 0
@@ -178,7 +171,6 @@ def _dlt(args: argparse.Namespace, settings: Settings) -> int:
 def _outbox(args: argparse.Namespace, settings: Settings) -> int:
     from ..kafka.ordering import OrderedProducer
     from ..state.outbox import Outbox
-    from .progress import ProgressBar
 
     outbox = Outbox(args.path)
     if args.action == "list":
@@ -192,9 +184,8 @@ def _outbox(args: argparse.Namespace, settings: Settings) -> int:
         print(f"nothing to resend: {outbox.path} is empty")
         return 0
     if not answers_metadata(settings.bootstrap_servers, client_options=dict(settings.client_options)):
-        print(f"the broker at {settings.bootstrap_servers} does not answer; {len(outbox)} record(s) stay kept",
-              file=sys.stderr)
-        return 1
+        return _refuse(f"the broker at {settings.bootstrap_servers} does not answer; "
+                       f"{len(outbox)} record(s) stay kept", 1)
     with OrderedProducer(settings, outbox) as producer:
         report = producer.resend_kept(adopt_unknown=args.adopt, progress=ProgressBar("resending"))
     print(report.describe())
@@ -248,6 +239,28 @@ LOG_RECORDS_HELP = ("summary (default): a line per group every 10 s; line: a lin
                     "block: the tutorial's block per record, and every published record and request")
 
 
+class ProgressBar:
+    """A one-line progress bar on stderr, with no dependency: call ``bar(done, total)`` as work advances."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
+        self.label, self.stream, self.width = label, stream or sys.stderr, width
+        self.began = time.monotonic()
+        self._last = -1.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return  # redraw at most ten times a second
+        self._last = now
+        filled = self.width * done // max(total, 1)
+        rate = done / max(now - self.began, 1e-9)
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
+                          f"({rate:,.0f}/s)")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="order-system", description="An event-driven order system on Apache Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -273,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "transactional id is order-processor-<id> (default: ORDER_SYSTEM_INSTANCE_ID or the host name)")
     p.add_argument("--batch-size", type=_batch_size, default=None,
                    help=f"order-processor: records per transaction, 1 to {MAX_BATCH} (default 500)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (off by default)")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus metrics on this port at /metrics (off by default)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="the address --metrics-port listens on")
     p.add_argument("--log-records", choices=("summary", "line", "block"), default="summary", help=LOG_RECORDS_HELP)
     p.set_defaults(run=_consume, needs_kafka=True)
@@ -327,7 +341,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -128,8 +128,10 @@ class OrderDashboard:
         if self.stopped or not order_id:
             self._say("The dashboard is stopped" if self.stopped else "Create an order first", error=True)
             return
+        order = self.view.get(order_id)
+        customer = order.customer_id if order else self.customer.value
         try:
-            event, delivery = self.commands.advance(order_id, self.customer_value(order_id), ACTIONS[name])
+            event, delivery = self.commands.advance(order_id, customer, ACTIONS[name])
         except OrderSystemError as exc:
             self._refresh()
             self._say(str(exc), error=True)
@@ -137,10 +139,6 @@ class OrderDashboard:
         self._refresh()
         self._say(f"{name}: order {order_id} is now {event.status.value} (v{event.version}, "
                   f"partition {delivery.partition}, offset {delivery.offset})")
-
-    def customer_value(self, order_id: str) -> str:
-        order = self.view.get(order_id)
-        return order.customer_id if order else self.customer.value
 
     def stop(self) -> None:
         """Stop once: call ``on_stop``, disable every button, say so. Safe to call again."""
@@ -206,13 +204,9 @@ class OrderDashboard:
 
     def frame(self) -> pd.DataFrame:
         """The orders this dashboard created, as the order-processor sees them."""
-        rows = []
-        for order_id in self.order.options:
-            order = self.view.get(order_id)
-            if order is not None:
-                rows.append({"order_id": order_id, "customer": order.customer_id, "status": order.status.value,
-                             "version": order.version,
-                             "history": " → ".join(e.status.value for e in order.history)})
+        orders = (self.view.get(order_id) for order_id in self.order.options)
+        rows = [(o.order_id, o.customer_id, o.status.value, o.version, " → ".join(e.status.value for e in o.history))
+                for o in orders if o is not None]
         return pd.DataFrame(rows, columns=["order_id", "customer", "status", "version", "history"])
 
     def enabled(self) -> dict[str, bool]:

@@ -1,16 +1,15 @@
-"""HTTP plumbing of the REST API: the error shape, and two small ASGI middlewares.
+"""HTTP plumbing of the REST API: the error shape, and a small ASGI middleware.
 
 Every error body is ``{"error": "...", ...}``: ``ApiError`` for the routes' own refusals, and
 ``install_error_handlers`` maps the package's exceptions (``STATUS_OF``), request validation
 (422 naming each field), FastAPI's routing errors (404, 405 with ``Allow``) and anything else
 (500, logged) to that shape. ``BodyLimit`` refuses a body over ``MAX_BODY_BYTES`` with 413
-before reading it in full; ``LogRequests`` logs a line per request when its logger is on.
+before reading it in full (``metrics.HttpMetrics`` times and logs every request).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,7 +24,6 @@ from ..domain.errors import (CommandRejected, IdempotencyKeyReused, InvalidTrans
 from .schemas import MAX_BODY_BYTES, NOT_BLANK, RETRY_AFTER_SECONDS, ErrorBody
 
 log = logging.getLogger("order_system.interfaces.api")
-request_log = logging.getLogger("order_system.interfaces.api.requests")  # a line per request
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -38,10 +36,12 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
                503: "The broker is unreachable (the event is kept), or the view or the order-processor did "
                     "not catch up in time (see Retry-After); repeat with the same Idempotency-Key to learn "
                     "the outcome"}
-    retry_after = {"Retry-After": {"description": "Seconds to wait before trying again",
-                                   "schema": {"type": "integer"}}}
-    return {code: {"model": ErrorBody, "description": meaning[code], **({"headers": retry_after} if code == 503 else {})}
-            for code in codes}
+    responses: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody, "description": meaning[code]}
+                                                  for code in codes}
+    if 503 in responses:
+        responses[503]["headers"] = {"Retry-After": {"description": "Seconds to wait before trying again",
+                                                     "schema": {"type": "integer"}}}
+    return responses
 
 
 class ApiError(Exception):
@@ -59,39 +59,15 @@ STATUS_OF: dict[type[Exception], int] = {
 
 
 def _problem(error: Any) -> str:
-    """pydantic's message, plainer where it would quote a regular expression."""
+    """``field: message`` with pydantic's message, plainer where it would quote a regular expression."""
+    where = ".".join(str(p) for p in error["loc"] if p != "body") or "body"
     if error["type"] == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NOT_BLANK:
-        return "must not be blank"
-    return str(error["msg"])
+        return f"{where}: must not be blank"
+    return f"{where}: {error['msg']}"
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None, **details: Any) -> JSONResponse:
     return JSONResponse({"error": message, **details}, status_code=status, headers=headers)
-
-
-class LogRequests:
-    """A line per request on ``request_log``; plain ASGI, and nothing at all when that logger is
-    quiet (Starlette's ``@app.middleware`` costs a task and a stream per request even then)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not request_log.isEnabledFor(logging.INFO):
-            await self.app(scope, receive, send)
-            return
-        began, status = time.perf_counter(), [500]
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            request_log.info("%s %s -> %d in %.1f ms", scope["method"], scope["path"], status[0],
-                             (time.perf_counter() - began) * 1000)
 
 
 class BodyLimit:
@@ -103,6 +79,7 @@ class BodyLimit:
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.limit = app, limit
+        self.refuse = error_response(413, f"the request body is larger than {limit} bytes", {"Connection": "close"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,7 +90,7 @@ class BodyLimit:
             if not length.isdigit():
                 await error_response(400, "Content-Length is not a number")(scope, receive, send)
             elif int(length) > self.limit:
-                await self._refuse(scope, receive, send)
+                await self.refuse(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
@@ -126,7 +103,7 @@ class BodyLimit:
                 break
             size += len(message.get("body", b""))
             if size > self.limit:
-                await self._refuse(scope, receive, send)
+                await self.refuse(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -135,10 +112,6 @@ class BodyLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"the request body is larger than {self.limit} bytes", {"Connection": "close"})
-        await response(scope, receive, send)
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> str:
@@ -174,7 +147,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {_problem(e)}" for e in exc.errors()]
+        problems = [_problem(e) for e in exc.errors()]
         return error_response(422, "; ".join(problems), problems=problems)
 
     @app.exception_handler(HTTPException)

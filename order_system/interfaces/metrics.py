@@ -2,9 +2,9 @@
 
 The counters live in one process-wide registry (``bootstrap.REGISTRY``) and are moved by the
 hooks ``bootstrap`` gives every runner: records handled, retried and dead-lettered per group;
-``HttpMetrics`` times every
-request per route template (``/api/orders/{order_id}``, never the raw path, so the number of
-series stays bounded whatever clients send). Lag and the outbox size are read when scraped.
+``HttpMetrics`` times every request per route template (``/api/orders/{order_id}``, never the
+raw path, so the number of series stays bounded whatever clients send). Lag and the outbox size
+are read when scraped.
 
 ``registry_for(settings, groups, outbox)`` is what one endpoint shows: the shared counters plus
 its own lag and outbox gauges. ``serve`` adds ``/metrics`` to the API (``HttpMetrics``);
@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.responses import Response
 
 from ..bootstrap import DEAD_LETTERED, HANDLED, REGISTRY, RETRIED
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from ..state.outbox import Outbox
 
 log = logging.getLogger("order_system.interfaces.metrics")
+request_log = logging.getLogger("order_system.interfaces.api.requests")  # a line per request
 
 HTTP_SECONDS = Histogram("order_system_http_request_duration_seconds",
                          "REST API requests by method, route template and status; _count is the request count",
@@ -44,13 +46,6 @@ METRICS_PATH = "/metrics"
 
 
 # ---- gauges read when scraped ------------------------------------------------------------------
-
-
-class _Shared:
-    """Forwards the process-wide counters into an endpoint's own registry."""
-
-    def collect(self) -> Iterator[Metric]:
-        yield from REGISTRY.collect()
 
 
 class LagCollector:
@@ -71,8 +66,7 @@ class LagCollector:
         self._rows: list[dict[str, Any]] | None = None
         self._warned_at = float("-inf")
 
-    def rows(self) -> list[dict[str, Any]] | None:
-        """The latest lag rows (group, topic, partition, lag), or None when the broker did not answer."""
+    def collect(self) -> Iterator[Metric]:
         from ..kafka.lag import consumer_lag
 
         with self._lock:
@@ -86,10 +80,7 @@ class LagCollector:
                         self._warned_at = time.monotonic()
                         log.warning("could not read consumer lag from %s: %s", self.settings.bootstrap_servers, exc)
                 self._read_at = time.monotonic()
-            return self._rows
-
-    def collect(self) -> Iterator[Metric]:
-        rows = self.rows()
+            rows = self._rows
         yield GaugeMetricFamily("order_system_consumer_lag_available",
                                 "1 when the lag below could be read from the broker", value=int(rows is not None))
         lag = GaugeMetricFamily("order_system_consumer_lag",
@@ -100,30 +91,20 @@ class LagCollector:
         yield lag
 
 
-class OutboxCollector:
-    """``order_system_outbox_records``: events kept because the broker did not acknowledge them."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-
-    def collect(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily("order_system_outbox_records",
-                                "Events waiting in the outbox to be sent again", value=len(self.outbox))
-
-
 def registry_for(settings: Settings | None = None, groups: Iterable[str] = (),
                  outbox: Outbox | None = None) -> CollectorRegistry:
     """What one endpoint shows: the shared counters, the lag of ``groups``, the outbox size."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Shared())
+    registry.register(REGISTRY)  # a registry is a collector too: the process-wide counters, forwarded
     groups = list(groups)
     for group in groups:  # shown as 0 from the start, not only after the first record
         for counter in (HANDLED, RETRIED, DEAD_LETTERED):
             counter.labels(group)
     if settings is not None and groups:
         registry.register(LagCollector(settings, groups))
-    if outbox is not None:
-        registry.register(OutboxCollector(outbox))
+    if outbox is not None:  # events kept because the broker did not acknowledge them
+        Gauge("order_system_outbox_records", "Events waiting in the outbox to be sent again",
+              registry=registry).set_function(lambda: len(outbox))
     return registry
 
 
@@ -131,7 +112,8 @@ def registry_for(settings: Settings | None = None, groups: Iterable[str] = (),
 
 
 class HttpMetrics:
-    """ASGI middleware: answers ``GET /metrics`` itself and times every other request.
+    """ASGI middleware: answers ``GET /metrics`` itself, times every other request and logs a line
+    per request on ``request_log`` when that logger is on.
 
     Added last in ``create_app``, it sits outside the routes (so ``/metrics`` is not in the
     OpenAPI schema) and outside any authentication added before it.
@@ -145,7 +127,7 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         if scope["path"] == METRICS_PATH and scope["method"] in ("GET", "HEAD"):
-            await self._expose(scope, send)
+            await self._expose(scope, receive, send)
             return
         began = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
@@ -159,17 +141,16 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            HTTP_SECONDS.labels(_method(scope), _route(scope), str(status)).observe(time.perf_counter() - began)
+            seconds = time.perf_counter() - began
+            HTTP_SECONDS.labels(_method(scope), _route(scope), str(status)).observe(seconds)
+            request_log.info("%s %s -> %d in %.1f ms", scope["method"], scope["path"], status, seconds * 1000)
 
-    async def _expose(self, scope: dict[str, Any], send: Any) -> None:
+    async def _expose(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         from anyio import to_thread
 
         began = time.perf_counter()
         body = await to_thread.run_sync(generate_latest, self.registry)  # may ask the broker for lag
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        await Response(body, media_type=CONTENT_TYPE_LATEST)(scope, receive, send)  # uvicorn drops a HEAD's body
         HTTP_SECONDS.labels(scope["method"], METRICS_PATH, "200").observe(time.perf_counter() - began)
 
 

@@ -87,5 +87,5 @@ def _uvicorn_server(app: FastAPI, host: str, port: int) -> Any:
                 if self._captured_signals:
                     log.info("stop signal %s received; stopping", signal.Signals(self._captured_signals[0]).name)
 
-    return Server(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,  # LogRequests does
+    return Server(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,  # HttpMetrics logs
                                  timeout_graceful_shutdown=int(GRACE_SECONDS)))

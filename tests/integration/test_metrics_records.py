@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from order_system.bootstrap import COUNTS
 from order_system.config import Settings
 from order_system.kafka.consumer import ConsumerRunner, run_groups
 from order_system.domain.events import OrderEvent, OrderStatus
@@ -43,7 +44,7 @@ def test_handled_retried_dead_lettered_and_lag_follow_real_records(topic_setting
         assert value(before, "order_system_records_handled_total", group=group) == 0
 
         runner = ConsumerRunner(topic_settings, group, {s: handle for s in OrderStatus},
-                                failure_policy=InPlaceRetry(attempts=3, backoff=0.05))
+                                failure_policy=InPlaceRetry(attempts=3, backoff=0.05), hooks=COUNTS)
         with run_groups(runner):
             after = wait_for_metrics(url, lambda f: (
                 value(f, "order_system_records_handled_total", group=group) == len(events)

@@ -31,8 +31,8 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from ..config import Settings
 from ..domain.errors import TopicError
-from .changelog_reader import read_to_end
-from .topics import admin_client
+from .reader import read_to_end
+from .topics import admin_client, partition_count
 
 QUICK_COMPACTION: Mapping[str, str] = {
     "cleanup.policy": "compact",
@@ -71,7 +71,8 @@ def compact_quickly(settings: Settings, topic: str, overrides: Mapping[str, str]
                     timeout: float = 30.0) -> None:
     """Set ``overrides`` on an existing topic (its other settings stay) and wait until the broker shows them."""
     admin = admin_client(settings)
-    entries = [ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET) for name, value in overrides.items()]
+    entries = [ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+               for name, value in overrides.items()]
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
     try:
         for future in admin.incremental_alter_configs([resource], request_timeout=timeout).values():
@@ -101,7 +102,7 @@ def topic_config(settings: Settings, topic: str, timeout: float = 30.0) -> dict[
 
 def read_log(settings: Settings, topic: str, isolation: str = "read_committed", timeout: float = 30.0) -> list[Message]:
     """Every record of ``topic`` a reader with this ``isolation.level`` sees, from the first offset
-    to the end, in partition and offset order (``changelog_reader.read_to_end``, as a list).
+    to the end, in partition and offset order (``reader.read_to_end``, as a list).
 
     A read_committed reader ends at the last stable offset and skips aborted records; a
     read_uncommitted one ends at the high watermark and sees them too.
@@ -166,7 +167,7 @@ def close_active_segments(settings: Settings, topic: str, timeout: float = 30.0)
     offset the record got: every record below it sits in a closed segment (if the write
     closed one).
     """
-    partitions = _partitions(settings, topic, timeout)
+    partitions = range(partition_count(settings, topic, timeout))
     offsets = write_aborted(settings, topic, [(CLOSER_KEY, None, p) for p in partitions],
                             f"order-system-close-segments-{topic}"[:200], timeout)
     missing = [p for p in partitions if p not in offsets]
@@ -207,9 +208,3 @@ def wait_for_compaction(settings: Settings, topic: str, timeout: float = 60.0, c
             closing_writes, last_close = closing_writes + 1, time.monotonic()
         time.sleep(0.25)  # the cleaner tells clients nothing: reading the topic again is the only way to see it
 
-
-def _partitions(settings: Settings, topic: str, timeout: float) -> list[int]:
-    found = admin_client(settings).list_topics(topic, timeout=timeout).topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        raise TopicError(f"topic {topic!r} does not exist")
-    return sorted(found.partitions)

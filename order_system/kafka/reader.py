@@ -73,10 +73,10 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
         if missing:
             raise TopicError(f"topic {topic!r} has no partitions {missing}; it must have as many partitions as the "
                              "events topic (see `order-system topics create`)")
+        # every partition is read until its EOF (an empty one reports it at once); settled, only those
+        # holding records, each until its position passed its high watermark
         ends = _high_watermarks(settings, topic, partitions, min(timeout, 30)) if settle else {}
-        waiting = {p for p in partitions if (ends[p][1] > ends[p][0] if settle else not _empty(consumer, topic, p))}
-        if not waiting:
-            return
+        waiting = set(ends) if settle else set(partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in waiting])
         deadline = time.monotonic() + timeout
         settled_by = time.monotonic() + min(timeout, SETTLE_SECONDS)
@@ -84,11 +84,11 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
         while waiting:
             if settle:  # a read_committed position moves past the markers: it reaches the high watermark
                 positions = consumer.position([TopicPartition(topic, p) for p in waiting])
-                waiting.difference_update(tp.partition for tp in positions if tp.offset >= ends[tp.partition][1])
+                waiting.difference_update(tp.partition for tp in positions if tp.offset >= ends[tp.partition])
                 if waiting and at_end >= waiting and time.monotonic() > settled_by:
                     log.warning("%s partitions %s: transactions below the high watermark %s still open after %.0fs "
                                 "(positions %s); reading to the last stable offset", topic, sorted(waiting),
-                                {p: ends[p][1] for p in waiting}, SETTLE_SECONDS,
+                                {p: ends[p] for p in waiting}, SETTLE_SECONDS,
                                 {tp.partition: tp.offset for tp in positions if tp.partition in waiting})
                     return
                 if not waiting:
@@ -120,24 +120,13 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
         consumer.close()
 
 
-def _high_watermarks(settings: Settings, topic: str, partitions: Iterable[int],
-                     timeout: float) -> dict[int, tuple[int, int]]:
-    """Each partition's (low, high) watermarks, records of open transactions counted: asked
-    through a read_uncommitted handle, as a read_committed one answers the last stable offset."""
+def _high_watermarks(settings: Settings, topic: str, partitions: Iterable[int], timeout: float) -> dict[int, int]:
+    """The high watermark of each partition that holds records, records of open transactions counted:
+    asked through a read_uncommitted handle, as a read_committed one answers the last stable offset."""
     consumer = Consumer(settings.client_config(**{"group.id": f"order-system-marks-{uuid.uuid4().hex[:8]}",
                                                   "isolation.level": "read_uncommitted"}))
     try:
-        return {p: watermarks(consumer, TopicPartition(topic, p), timeout) for p in partitions}
+        marks = {p: watermarks(consumer, TopicPartition(topic, p), timeout) for p in partitions}
     finally:
         consumer.close()
-
-
-def _empty(consumer: Consumer, topic: str, partition: int) -> bool:
-    """Whether the partition holds nothing committed: for a read_committed consumer librdkafka's
-    watermark query (ListOffsets) answers the last stable offset as the high mark. When the
-    query fails, the partition is read (its EOF ends it)."""
-    try:
-        low, high = watermarks(consumer, TopicPartition(topic, partition), 10)
-    except KafkaException:
-        return False
-    return high <= low
+    return {p: high for p, (low, high) in marks.items() if high > low}

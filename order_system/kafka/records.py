@@ -59,6 +59,11 @@ class Received:
         value = self.headers.get(name)
         return value.decode(errors="replace") if value is not None else None
 
+    def place(self) -> dict[str, str]:
+        """Where this record is, as the ``original-*`` headers of its copies (retries, dead letters) say it."""
+        return {"original-topic": self.topic, "original-partition": str(self.partition),
+                "original-offset": str(self.offset), "original-timestamp-ms": str(self.timestamp_ms)}
+
 
 Handler = Callable[[OrderEvent, Received], "str | None"]
 # A record as the event its group acts on; None: not for this group (counted as skipped).

@@ -35,18 +35,11 @@ from .records import Deferred, Handler, Received, Runner
 
 log = logging.getLogger("order_system.kafka.retry")
 
-# Headers a retry-topic record carries (besides the original record's own headers).
+# Headers a retry-topic record carries besides the original record's own: where it was first
+# written (``Received.place``), the error that sent it there (error-class, error-message), and these.
 RETRY_GROUP = "retry-group"
 RETRY_ATTEMPT = "retry-attempt"  # the attempt this record is waiting for: 2, 3 ...
 RETRY_DUE = "retry-due-ms"  # epoch milliseconds before which the record must not be retried
-ORIGINAL_TOPIC = "original-topic"
-ORIGINAL_PARTITION = "original-partition"
-ORIGINAL_OFFSET = "original-offset"
-ORIGINAL_TIMESTAMP = "original-timestamp-ms"
-ERROR_CLASS = "error-class"
-ERROR_MESSAGE = "error-message"
-
-
 MAX_DEFERRED_KEPT = 10_000  # records remembered as put off (see RetryTopics._due)
 
 
@@ -188,21 +181,17 @@ class RetryTopics(_DeadLettering):
     def _forward(self, runner: Runner, received: Received, error: Exception, attempt: int) -> None:
         topic = runner.settings.retry_topics[attempt - 1]
         delay = self.delays[attempt - 1]
-        headers = {k: v for k, v in received.headers.items()}
-        origin = {ORIGINAL_TOPIC: received.topic.encode(), ORIGINAL_PARTITION: str(received.partition).encode(),
-                  ORIGINAL_OFFSET: str(received.offset).encode(),
-                  ORIGINAL_TIMESTAMP: str(received.timestamp_ms).encode()}
+        here = {name: value.encode() for name, value in received.place().items()}
         if received.topic in (runner.settings.topic, *runner.settings.retry_topics):
-            for name, value in origin.items():  # a replayed event or a retry keeps where it was first written
-                headers.setdefault(name, value)
+            headers = {**here, **received.headers}  # a replayed event or a retry keeps where it was first written
         else:  # another input (order-verdicts): its record may carry its input's headers; it came from here
-            headers.update(origin)
+            headers = {**received.headers, **here}
         headers.update({
             RETRY_GROUP: runner.group_id.encode(),
             RETRY_ATTEMPT: str(attempt + 1).encode(),
             RETRY_DUE: str(int((time.time() + delay) * 1000)).encode(),
-            ERROR_CLASS: type(error).__name__.encode(),
-            ERROR_MESSAGE: str(error).encode()[:1000],
+            "error-class": type(error).__name__.encode(),
+            "error-message": str(error).encode()[:1000],
         })
         self._dead_letters(runner).forward(topic, received, list(headers.items()))
         runner.count_retry()

@@ -164,10 +164,10 @@ def test_without_its_state_topic_the_processor_stops_and_says_what_to_do(setting
                                                                         monkeypatch) -> None:
     from confluent_kafka.admin import NewTopic
 
-    from order_system.kafka import transactions
+    from order_system.kafka import assignment
     from order_system.kafka.topics import admin_client
 
-    monkeypatch.setattr(transactions, "PREPARE_ATTEMPTS", 1)
+    monkeypatch.setattr(assignment, "PREPARE_ATTEMPTS", 1)
     own = settings.with_topic(unique("stateless-events"))  # created the old way: no order-state
     admin = admin_client(own)
     admin.create_topics([NewTopic(own.topic, 3, 1)])[own.topic].result(30)

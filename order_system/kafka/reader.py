@@ -29,7 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from ..config import Settings
 from ..domain.errors import TopicError
-from .offsets import watermarks
+from .offsets import end_offsets
 
 log = logging.getLogger("order_system.kafka.reader")
 SETTLE_SECONDS = 20.0  # a settled read waits this long for open transactions, then reads to the LSO
@@ -63,7 +63,11 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
         "fetch.max.bytes": 16 * 1024 * 1024,
         "fetch.wait.max.ms": 50}))  # the broker answers an empty fetch (at the end) at once, not after 500 ms
     try:
+        known_by = time.monotonic() + 1.0  # a broker learns of a topic created a moment ago some 50 ms later
         found = consumer.list_topics(topic, timeout=min(timeout, 30)).topics.get(topic)
+        while (found is None or found.error is not None) and time.monotonic() < known_by:
+            time.sleep(0.05)
+            found = consumer.list_topics(topic, timeout=min(timeout, 30)).topics.get(topic)
         if found is None or found.error is not None:
             if not strict:
                 return
@@ -73,9 +77,10 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
         if missing:
             raise TopicError(f"topic {topic!r} has no partitions {missing}; it must have as many partitions as the "
                              "events topic (see `order-system topics create`)")
-        # every partition is read until its EOF (an empty one reports it at once); settled, only those
-        # holding records, each until its position passed its high watermark
-        ends = _high_watermarks(settings, topic, partitions, min(timeout, 30)) if settle else {}
+        # every partition is read until its EOF (an empty one reports it at once); settled, each one
+        # ever written until its position passed its high watermark (records of open transactions counted)
+        ends = {p: high for p, (_, high) in end_offsets(settings, topic, min(timeout, 30)).items()
+                if p in partitions and high > 0} if settle else {}
         waiting = set(ends) if settle else set(partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in waiting])
         deadline = time.monotonic() + timeout
@@ -119,14 +124,3 @@ def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None
     finally:
         consumer.close()
 
-
-def _high_watermarks(settings: Settings, topic: str, partitions: Iterable[int], timeout: float) -> dict[int, int]:
-    """The high watermark of each partition that holds records, records of open transactions counted:
-    asked through a read_uncommitted handle, as a read_committed one answers the last stable offset."""
-    consumer = Consumer(settings.client_config(**{"group.id": f"order-system-marks-{uuid.uuid4().hex[:8]}",
-                                                  "isolation.level": "read_uncommitted"}))
-    try:
-        marks = {p: watermarks(consumer, TopicPartition(topic, p), timeout) for p in partitions}
-    finally:
-        consumer.close()
-    return {p: high for p, (low, high) in marks.items() if high > low}

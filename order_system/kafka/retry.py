@@ -22,7 +22,6 @@ is never put off for longer than the longest retry delay, whatever its headers s
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -32,8 +31,6 @@ from .dead_letters import DeadLetters
 from ..domain.errors import InvalidEvent, InvalidTransition
 from ..domain.events import OrderEvent
 from .records import Deferred, Handler, Received, Runner
-
-log = logging.getLogger("order_system.kafka.retry")
 
 # Headers a retry-topic record carries besides the original record's own: where it was first
 # written (``Received.place``), the error that sent it there (error-class, error-message), and these.
@@ -56,11 +53,8 @@ class FailurePolicy(Protocol):
     """How a runner handles records: the happy path, failures and poison."""
 
     def extra_topics(self, settings: Settings) -> Sequence[str]: ...
-
     def accepts(self, runner: Runner, received: Received) -> bool: ...
-
     def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None: ...
-
     def reject(self, runner: Runner, received: Received, error: Exception, attempts: int = 1) -> None: ...
 
 
@@ -148,28 +142,22 @@ class RetryTopics(_DeadLettering):
         group = received.header(RETRY_GROUP)
         return group is None or group == runner.group_id
 
-    def _attempt(self, runner: Runner, received: Received) -> int:
-        """The attempt a record stands for: 1 on the main topic, its header (bounded) on a retry topic."""
-        if received.topic not in runner.settings.retry_topics:
-            return 1
-        return _bounded(received.header(RETRY_ATTEMPT), 2, self.attempts, default=self.attempts)
-
-    def _due(self, runner: Runner, received: Received) -> float:
+    def _due(self, received: Received) -> float:
         """When a retry record may run: its header, but never later than the longest delay after
         it was first put off here (a forged or skewed header cannot hold the partition)."""
-        if received.topic not in runner.settings.retry_topics:
-            return 0.0
         if len(self._put_off) > MAX_DEFERRED_KEPT:
             self._put_off.clear()
         first = self._put_off.setdefault((received.topic, received.partition, received.offset), time.time())
         return min(_bounded(received.header(RETRY_DUE), 0, 2**53, default=0) / 1000, first + max(self.delays))
 
     def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None:
-        attempt = self._attempt(runner, received)
-        due = self._due(runner, received)
-        if due > time.time():
-            raise Deferred(due)
-        self._put_off.pop((received.topic, received.partition, received.offset), None)
+        attempt = 1  # on the main topic; on a retry topic, as its header says (bounded)
+        if received.topic in runner.settings.retry_topics:
+            attempt = _bounded(received.header(RETRY_ATTEMPT), 2, self.attempts, default=self.attempts)
+            due = self._due(received)
+            if due > time.time():
+                raise Deferred(due)
+            self._put_off.pop((received.topic, received.partition, received.offset), None)
         try:
             self._succeeded(runner, handler(event, received), attempt)
         except Exception as exc:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
@@ -85,19 +86,14 @@ def _zone(name: str) -> ZoneInfo:
 def _zoned(value: Any, zone: ZoneInfo) -> Any:
     """``value`` as an ISO timestamp with a zone when it is a zone-less one; else unchanged (the
     model then reports what is wrong with it)."""
-    if isinstance(value, list) and 3 <= len(value) <= 7 and all(type(v) is int for v in value):
-        fields = list(value) + [0] * (7 - len(value))
-        try:
+    with suppress(ValueError, OverflowError):
+        if isinstance(value, list) and 3 <= len(value) <= 7 and all(type(v) is int for v in value):
+            fields = list(value) + [0] * (7 - len(value))
             return datetime(*fields[:6], fields[6] // 1000, tzinfo=zone).isoformat()  # Jackson 2 writes nanoseconds
-        except (ValueError, OverflowError):
-            return value
-    if not isinstance(value, str) or len(value) > _MAX_TIMESTAMP_CHARS or "T" not in value:
-        return value
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    return parsed.replace(tzinfo=zone).isoformat() if parsed.tzinfo is None else value
+        if isinstance(value, str) and len(value) <= _MAX_TIMESTAMP_CHARS and "T" in value:
+            parsed = datetime.fromisoformat(value)
+            return parsed.replace(tzinfo=zone).isoformat() if parsed.tzinfo is None else value
+    return value
 
 
 def _provisional(status: Any) -> int:

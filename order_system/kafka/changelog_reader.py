@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 
 import pandas as pd
 from confluent_kafka import Message
@@ -70,13 +71,11 @@ def read_effects(settings: Settings, timeout: float = 60.0, isolation: str = "re
     (``isolation="read_uncommitted"``: also those of open and aborted transactions)."""
     rows = []
     for message in read_to_end(settings, settings.effects_topic, None, timeout, isolation):
-        try:
+        with suppress(InvalidEvent):  # not an effect: left out
             fields = parse_value(message.value())
-        except InvalidEvent:
-            continue
-        rows.append({"partition": message.partition(), "offset": message.offset(),
-                     "event_id": fields.get("eventId"), "order_id": fields.get("orderId"),
-                     "version": fields.get("version"), "kind": fields.get("kind"), "detail": fields.get("detail")})
+            rows.append({"partition": message.partition(), "offset": message.offset(),
+                         "event_id": fields.get("eventId"), "order_id": fields.get("orderId"),
+                         "version": fields.get("version"), "kind": fields.get("kind"), "detail": fields.get("detail")})
     columns = ["partition", "offset", "event_id", "order_id", "version", "kind", "detail"]
     return pd.DataFrame(rows, columns=columns).sort_values(["partition", "offset"], ignore_index=True)
 

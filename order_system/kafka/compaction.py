@@ -72,8 +72,7 @@ def compact_quickly(settings: Settings, topic: str, overrides: Mapping[str, str]
                for name, value in overrides.items()]
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
     try:
-        for future in admin.incremental_alter_configs([resource], request_timeout=timeout).values():
-            future.result(timeout=timeout)
+        admin.incremental_alter_configs([resource], request_timeout=timeout)[resource].result(timeout=timeout)
     except KafkaException as exc:
         raise TopicError(f"could not change the settings of topic {topic!r}: {exc.args[0].str()}") from exc
     deadline = time.monotonic() + timeout

@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -78,11 +77,6 @@ def _number(text: str, digits: int) -> bool:
     return 0 < len(text) <= digits and text.isascii() and text.isdecimal()
 
 
-@lru_cache(maxsize=32)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
 def _zoned(value: Any, zone: ZoneInfo) -> Any:
     """``value`` as an ISO timestamp with a zone when it is a zone-less one; else unchanged (the
     model then reports what is wrong with it)."""
@@ -110,7 +104,7 @@ def read_event(received: ConsumedRecord, zone: str = "UTC") -> OrderEvent:
         return event
     parsed = parse_value(received.value)
     if "timestamp" in parsed:
-        parsed["timestamp"] = _zoned(parsed["timestamp"], _zone(zone))
+        parsed["timestamp"] = _zoned(parsed["timestamp"], ZoneInfo(zone))  # ZoneInfo caches its zones
     if "eventId" not in parsed:
         parsed["eventId"] = str(derived_event_id(*origin(received)))
     if "version" not in parsed:

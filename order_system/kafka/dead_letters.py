@@ -139,9 +139,6 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
     """Republish chosen dead-letter records, key and value unchanged, to the topic they came from
     (``replay_topic``: the main topic, or the verdicts topic for a verdict notification-service gave up on).
 
-    Where the record was first written goes along in ``original-*`` headers (from the dead letter's
-    ``dlt-original-*`` unless the record carries its own from a retry topic or an earlier replay).
-
     ``select`` is a predicate over rows of ``read_dead_letters`` or a set of (partition,
     offset) pairs; ``None`` replays all. Returns how many were republished.
     """

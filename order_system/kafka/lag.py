@@ -66,9 +66,8 @@ class LagWatch:
     ``groups`` maps group ids to something with a ``processed`` count (a ``ConsumerRunner``)
     to record the events each group has handled so far, or lists group ids only. Samples are
     taken every ``interval`` seconds for at most ``max_seconds`` (a bounded schedule), with one
-    admin client: one request for the end offsets and one per group for its committed offsets.
-    Lag is what Kafka sees: end offset minus the group's last committed offset, on the topic the
-    group reads (``Settings.input_topic``, from ``topic`` when given as the main topic).
+    admin client: one request for the end offsets and one per group for its committed offsets
+    (on the topic it reads, as ``consumer_lag`` measures).
     """
 
     def __init__(self, settings: Settings, groups: Mapping[str, object] | Iterable[str], *, topic: str | None = None,

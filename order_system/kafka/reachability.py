@@ -40,11 +40,8 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
 
 
 def speaks_kafka(host: str, port: int, timeout: float = 3.0) -> bool:
-    """Whether host:port answers a Kafka ApiVersions request (v0) with a matching reply.
-
-    This tells a Kafka broker from any other program on the port without a Kafka client,
-    so it answers in milliseconds either way.
-    """
+    """Whether host:port answers a Kafka ApiVersions request (v0) with a matching reply: this tells a
+    Kafka broker from any other program on the port without a Kafka client, in milliseconds either way."""
     correlation_id = 0x0C0FFEE
     client_id = b"order-system-probe"
     body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id

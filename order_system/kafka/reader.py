@@ -47,14 +47,11 @@ def read_records(settings: Settings, topic: str, timeout: float = 10.0, limit: i
 def read_to_end(settings: Settings, topic: str, partitions: Iterable[int] | None = None, timeout: float = 30.0,
                 isolation: str = "read_committed", settle: bool = False, strict: bool = True) -> Iterator[Message]:
     """Every record of ``topic`` (or of ``partitions`` of it) from the beginning to each partition's
-    end, as a consumer with this ``isolation.level`` reads them (see the module docstring).
-
-    ``settle``: read up to each partition's high watermark at the call, waiting (up to
-    ``SETTLE_SECONDS``) for transactions still open below it to be decided; past that, it says so
-    in the log and ends at the last stable offset. Raises ``TopicError`` when the topic is missing
-    or the end is not reached within ``timeout`` seconds; ``strict=False``: a missing topic has no
-    records, and the read ends at the timeout.
-    """
+    end, as a consumer with this ``isolation.level`` reads them; ``settle`` as the module docstring
+    says, waiting at most ``SETTLE_SECONDS`` for open transactions (then it says so in the log and
+    ends at the last stable offset). Raises ``TopicError`` when the topic is missing or the end is not
+    reached within ``timeout`` seconds; ``strict=False``: a missing topic has no records, and the read
+    ends at the timeout."""
     if isolation not in ("read_committed", "read_uncommitted"):
         raise ValueError(f"isolation is read_committed or read_uncommitted, not {isolation!r}")
     consumer = Consumer(settings.client_config(**{

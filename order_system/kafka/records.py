@@ -65,10 +65,8 @@ Decoder = Callable[[Received], "OrderEvent | None"]
 
 def decode(received: Received, require_key: bool = True, zone: str = "UTC") -> OrderEvent:
     """The record's event; ``InvalidEvent`` (with a ``reason``) when it can never be one, whatever
-    went wrong (an error nobody foresaw is reason ``undecodable``).
-
-    The Spring tutorial's events are read too (``zone``: of their zone-less timestamps).
-    """
+    went wrong (an error nobody foresaw is reason ``undecodable``). The Spring tutorial's events are
+    read too (``zone``: of their zone-less timestamps)."""
     if received.raw_key is None and require_key:
         raise InvalidEvent("record has no key; events must be keyed by order id", "missing-key")
     try:

@@ -97,10 +97,6 @@ class InPlaceRetry(_DeadLettering):
         self.attempts, self.backoff, self.factor = attempts, backoff, factor
         self.dead_letters = dead_letters
 
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return self.backoff * self.factor ** (attempt - 1)
-
     def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None:
         for attempt in range(1, self.attempts + 1):
             try:
@@ -110,10 +106,11 @@ class InPlaceRetry(_DeadLettering):
                 if never_succeeds(exc) or attempt == self.attempts:
                     self.reject(runner, received, exc, attempts=attempt)
                     return
+                delay = self.backoff * self.factor ** (attempt - 1)
                 runner.count_retry()
                 runner.log.warning("[%s] attempt %d of %d failed for order %s: %s; retrying in %.2fs",
-                                   runner.name, attempt, self.attempts, event.order_id, exc, self.delay(attempt))
-                runner.sleep(self.delay(attempt))
+                                   runner.name, attempt, self.attempts, event.order_id, exc, delay)
+                runner.sleep(delay)
 
 
 class RetryTopics(_DeadLettering):
@@ -123,12 +120,9 @@ class RetryTopics(_DeadLettering):
         if not delays:
             raise ValueError("give at least one retry delay")
         self.delays = tuple(delays)
+        self.attempts = len(self.delays) + 1
         self.dead_letters = dead_letters
         self._put_off: dict[tuple[str, int, int], float] = {}  # record -> when it was first put off
-
-    @property
-    def attempts(self) -> int:
-        return len(self.delays) + 1
 
     def extra_topics(self, settings: Settings) -> Sequence[str]:
         topics = settings.retry_topics

@@ -11,11 +11,8 @@ removes the older ones in the background. Three things decide when:
 * an idle cleaner looks for work every ``log.cleaner.backoff.ms`` (a broker setting: Kafka's
   default 15 s; the local broker of this package uses 1 s).
 
-``QUICK_COMPACTION`` tunes a topic so the cleaner gets to it within seconds,
-``close_active_segments`` closes the segments being written without adding anything a
-read_committed reader sees (``write_aborted``: a transaction that is aborted), and
-``wait_for_compaction`` waits until the superseded records are really gone. ``read_log``
-reads a topic as a read_committed or a read_uncommitted consumer sees it.
+``QUICK_COMPACTION`` tunes a topic so the cleaner gets to it within seconds;
+``wait_for_compaction`` waits until the superseded records are really gone.
 """
 
 from __future__ import annotations
@@ -31,8 +28,8 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from ..config import Settings
 from ..domain.errors import TopicError
-from .changelog_reader import read_to_end
-from .topics import admin_client
+from .reader import read_to_end
+from .topics import admin_client, partition_count
 
 QUICK_COMPACTION: Mapping[str, str] = {
     "cleanup.policy": "compact",
@@ -71,11 +68,11 @@ def compact_quickly(settings: Settings, topic: str, overrides: Mapping[str, str]
                     timeout: float = 30.0) -> None:
     """Set ``overrides`` on an existing topic (its other settings stay) and wait until the broker shows them."""
     admin = admin_client(settings)
-    entries = [ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET) for name, value in overrides.items()]
+    entries = [ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+               for name, value in overrides.items()]
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
     try:
-        for future in admin.incremental_alter_configs([resource], request_timeout=timeout).values():
-            future.result(timeout=timeout)
+        admin.incremental_alter_configs([resource], request_timeout=timeout)[resource].result(timeout=timeout)
     except KafkaException as exc:
         raise TopicError(f"could not change the settings of topic {topic!r}: {exc.args[0].str()}") from exc
     deadline = time.monotonic() + timeout
@@ -101,11 +98,7 @@ def topic_config(settings: Settings, topic: str, timeout: float = 30.0) -> dict[
 
 def read_log(settings: Settings, topic: str, isolation: str = "read_committed", timeout: float = 30.0) -> list[Message]:
     """Every record of ``topic`` a reader with this ``isolation.level`` sees, from the first offset
-    to the end, in partition and offset order (``changelog_reader.read_to_end``, as a list).
-
-    A read_committed reader ends at the last stable offset and skips aborted records; a
-    read_uncommitted one ends at the high watermark and sees them too.
-    """
+    to the end, in partition and offset order (``reader.read_to_end`` says where each level ends)."""
     return sorted(read_to_end(settings, topic, None, timeout, isolation), key=lambda m: (m.partition(), m.offset()))
 
 
@@ -158,15 +151,11 @@ def write_aborted(settings: Settings, topic: str, records: Iterable[tuple[bytes 
 
 
 def close_active_segments(settings: Settings, topic: str, timeout: float = 30.0) -> dict[int, int]:
-    """Write one record to each partition of ``topic`` in a transaction that is aborted (``write_aborted``).
-
-    A write closes the segment being written once ``segment.ms`` has passed since its first
-    record, so everything before it becomes cleanable; aborted, the record is invisible to
-    read_committed readers, and the cleaner removes it later. Returns, per partition, the
-    offset the record got: every record below it sits in a closed segment (if the write
-    closed one).
-    """
-    partitions = _partitions(settings, topic, timeout)
+    """Close the segments being written: one record to each partition of ``topic``, in a transaction
+    that is aborted (``write_aborted``: read_committed readers never see it, the cleaner removes it).
+    Returns, per partition, the offset it got: every record below it sits in a closed segment if
+    ``segment.ms`` had passed since the segment's first record (else the write closed nothing)."""
+    partitions = range(partition_count(settings, topic, timeout))
     offsets = write_aborted(settings, topic, [(CLOSER_KEY, None, p) for p in partitions],
                             f"order-system-close-segments-{topic}"[:200], timeout)
     missing = [p for p in partitions if p not in offsets]
@@ -207,9 +196,3 @@ def wait_for_compaction(settings: Settings, topic: str, timeout: float = 60.0, c
             closing_writes, last_close = closing_writes + 1, time.monotonic()
         time.sleep(0.25)  # the cleaner tells clients nothing: reading the topic again is the only way to see it
 
-
-def _partitions(settings: Settings, topic: str, timeout: float) -> list[int]:
-    found = admin_client(settings).list_topics(topic, timeout=timeout).topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        raise TopicError(f"topic {topic!r} does not exist")
-    return sorted(found.partitions)

@@ -25,12 +25,12 @@ from .records import Received
 DLT_PREFIX = "dlt-"
 DLT_HEADERS = ("original-topic", "original-partition", "original-offset", "original-timestamp-ms", "group",
                "reason", "error-class", "error-message", "attempts", "transition-from", "transition-to")
+_ORIGIN_HEADERS = DLT_HEADERS[:4]  # where the record was first written
 MAX_KEY_KEPT = 1024  # bytes of key a cut dead-letter record keeps
 
 
 class _TooLarge(PublishError):
     """The broker (or the client) refused a record for its size."""
-_ORIGIN_HEADERS = ("original-topic", "original-partition", "original-offset", "original-timestamp-ms")
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,7 @@ def dead_letter(settings: Settings, received: Received, error: Exception, *, gro
                 reason: str) -> DeadLetter:
     """The dead-letter record for ``received``: its key and value unchanged, its own headers, and
     ``dlt-`` headers saying where it came from, which group gave up, why and after how many attempts."""
-    origin = {
-        "original-topic": received.topic, "original-partition": str(received.partition),
-        "original-offset": str(received.offset), "original-timestamp-ms": str(received.timestamp_ms),
-    }
+    origin = received.place()
     if received.topic in settings.retry_topics:  # where it came from before the retries
         origin = {name: received.header(name) or here for name, here in origin.items()}
     ours = {**origin, "group": group, "reason": reason, "error-class": type(error).__name__,
@@ -92,26 +89,25 @@ class DeadLetters:
     def send(self, received: Received, error: Exception, *, group: str, attempts: int, reason: str) -> None:
         letter = dead_letter(self.settings, received, error, group=group, attempts=attempts, reason=reason)
         try:
-            self._produce(letter.topic, letter.key, letter.value, letter.headers)
+            self._produce(letter)
         except _TooLarge:
-            letter = cut(letter)
-            self._produce(letter.topic, letter.key, letter.value, letter.headers)
+            self._produce(cut(letter))
 
     def forward(self, topic: str, received: Received, headers: list[tuple[str, bytes]]) -> None:
         """Copy ``received`` (same key and value) to a retry topic with ``headers``."""
-        self._produce(topic, received.raw_key, received.value, headers)
+        self._produce(DeadLetter(topic, received.raw_key, received.value, headers))
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+    def _produce(self, letter: DeadLetter) -> None:
         errors: list[KafkaError] = []
         try:
-            self._producer.produce(topic, key=key, value=value, headers=headers,
+            self._producer.produce(letter.topic, key=letter.key, value=letter.value, headers=letter.headers,
                                    on_delivery=lambda err, msg: err is not None and errors.append(err))
         except KafkaException as exc:  # refused by the client itself, e.g. for its size
             errors.append(exc.args[0])
         if self._producer.flush(self.timeout) or errors:
             too_large = any(e.code() == KafkaError.MSG_SIZE_TOO_LARGE for e in errors)
             raise (_TooLarge if too_large else PublishError)(
-                f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
+                f"could not write to {letter.topic}: {errors[0].str() if errors else 'timed out'}")
 
 
 def _row(message: Message) -> dict[str, object]:
@@ -143,32 +139,29 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
     """Republish chosen dead-letter records, key and value unchanged, to the topic they came from
     (``replay_topic``: the main topic, or the verdicts topic for a verdict notification-service gave up on).
 
-    Where the record was first written goes along in ``original-*`` headers (from the dead letter's
-    ``dlt-original-*`` unless the record carries its own from a retry topic or an earlier replay).
-
     ``select`` is a predicate over rows of ``read_dead_letters`` or a set of (partition,
     offset) pairs; ``None`` replays all. Returns how many were republished.
     """
-    wanted = None if select is None or callable(select) else set(select)
+    pairs = None if select is None or callable(select) else set(select)
     producer = Producer(settings.producer_config(**{"enable.idempotence": True, "acks": "all"}))
     count = 0
     errors: list[str] = []
     for message in read_records(settings, settings.dead_letter_topic, timeout, 100_000):
         row = pd.Series(_row(message))
-        chosen = (message.partition(), message.offset()) in wanted if wanted is not None else (
-            select is None or select(row))  # type: ignore[operator]
-        if not chosen:
+        if pairs is not None and (message.partition(), message.offset()) not in pairs:
+            continue
+        if callable(select) and not select(row):
             continue
         # where the record was first written travels on, so a replayed event keeps its identity:
         # its own original-* headers (from a retry topic or an earlier replay), else the dead letter's
-        kept = [(k, v) for k, v in (message.headers() or []) if not k.startswith(DLT_PREFIX)]
-        names = {k for k, _ in kept}
-        kept += [(k[len(DLT_PREFIX):], v) for k, v in (message.headers() or [])
-                 if k.startswith(DLT_PREFIX) and k[len(DLT_PREFIX):] in _ORIGIN_HEADERS
-                 and k[len(DLT_PREFIX):] not in names]
-        kept.append(("replayed-from", f"{settings.dead_letter_topic}/{message.partition()}/{message.offset()}".encode()))
-        producer.produce(replay_topic(settings, row["original-topic"]), key=message.key(), value=message.value(), headers=kept,
-                         on_delivery=lambda err, msg: err is not None and errors.append(err.str()))
+        headers = message.headers() or []
+        kept = [(k, v) for k, v in headers if not k.startswith(DLT_PREFIX)]
+        own = {k for k, _ in kept}
+        kept += [(k.removeprefix(DLT_PREFIX), v) for k, v in headers
+                 if k.startswith(DLT_PREFIX) and k.removeprefix(DLT_PREFIX) in set(_ORIGIN_HEADERS) - own]
+        kept.append(("replayed-from", f"{message.topic()}/{message.partition()}/{message.offset()}".encode()))
+        producer.produce(replay_topic(settings, row["original-topic"]), key=message.key(), value=message.value(),
+                         headers=kept, on_delivery=lambda err, msg: err is not None and errors.append(err.str()))
         count += 1
     if producer.flush(timeout) or errors:
         raise PublishError(f"replay failed: {errors[0] if errors else 'timed out'}")

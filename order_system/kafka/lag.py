@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TypeVar
+from contextlib import suppress
 
 import pandas as pd
-from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaException,
-                             TopicPartition)
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from ..config import Settings
@@ -17,7 +16,7 @@ from ..domain.errors import TopicError
 from .offsets import known, retrying, watermarks
 
 COLUMNS = ["group", "topic", "partition", "committed", "end_offset", "lag"]
-T = TypeVar("T")
+WATCH_COLUMNS = ["seconds", "group", "lag", "handled"]
 
 
 def consumer_lag(settings: Settings, group_ids: Iterable[str], topic: str | None = None,
@@ -61,26 +60,19 @@ def wait_for_zero_lag(settings: Settings, group_ids: Iterable[str], timeout: flo
         time.sleep(0.2)  # committed offsets change on the broker; there is nothing local to wait on
 
 
-# ---- lag over time -----------------------------------------------------------------------------
-
-WATCH_COLUMNS = ["seconds", "group", "lag", "handled"]
-
-
 class LagWatch:
     """Samples each group's total lag on a schedule, in a thread, to chart it over time.
 
     ``groups`` maps group ids to something with a ``processed`` count (a ``ConsumerRunner``)
     to record the events each group has handled so far, or lists group ids only. Samples are
     taken every ``interval`` seconds for at most ``max_seconds`` (a bounded schedule), with one
-    admin client: one request for the end offsets and one per group for its committed offsets.
-    Lag is what Kafka sees: end offset minus the group's last committed offset, on the topic the
-    group reads (``Settings.input_topic``, from ``topic`` when given as the main topic).
+    admin client: one request for the end offsets and one per group for its committed offsets
+    (on the topic it reads, as ``consumer_lag`` measures).
     """
 
     def __init__(self, settings: Settings, groups: Mapping[str, object] | Iterable[str], *, topic: str | None = None,
                  interval: float = 0.2, max_seconds: float = 120.0, timeout: float = 10.0) -> None:
         self.settings = settings if topic is None else settings.with_topic(topic)
-        self.topic = self.settings.topic
         self.counters = dict(groups) if isinstance(groups, Mapping) else {g: None for g in groups}
         self.reads = {group: self.settings.input_topic(group) for group in self.counters}
         self.interval, self.max_seconds, self.timeout = interval, max_seconds, timeout
@@ -111,10 +103,8 @@ class LagWatch:
         if self._thread is not None:
             self._thread.join(self.timeout * 2)
             self._thread = None
-            try:
+            with suppress(KafkaException):  # the samples taken so far still stand
                 self._sample()
-            except KafkaException:  # the samples taken so far still stand
-                pass
         return self.frame()
 
     def __enter__(self) -> LagWatch:
@@ -159,13 +149,9 @@ class LagWatch:
             return max((int(row["lag"]) for row in self.rows), default=0)  # type: ignore[call-overload]
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            if time.monotonic() - self._began > self.max_seconds:
-                return
-            try:
+        while not self._stop.wait(self.interval) and time.monotonic() - self._began <= self.max_seconds:
+            with suppress(Exception):  # a failed sample leaves a gap in the chart; the next one may work
                 self._sample()
-            except Exception:  # a failed sample leaves a gap in the chart; the next one may work
-                continue
 
     def _sample(self) -> None:
         began = time.monotonic()
@@ -180,9 +166,8 @@ class LagWatch:
         for group, future in groups_f.items():
             committed = {(tp.topic, tp.partition): tp.offset for tp in future.result(self.timeout).topic_partitions}
             lag = sum(end - max(committed.get(key, 0), 0) for key, end in ends.items() if key[0] == self.reads[group])
-            counter = self.counters[group]
             rows.append({"seconds": seconds, "group": group, "lag": lag,
-                         "handled": getattr(counter, "processed", None)})
+                         "handled": getattr(self.counters[group], "processed", None)})
         with self._changed:
             self.rows.extend(rows)
             self._latest_began = began

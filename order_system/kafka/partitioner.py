@@ -15,23 +15,14 @@ MASK = 0xFFFFFFFF
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 hash of ``data``, as Java's signed 32-bit ``Utils.murmur2`` returns it."""
-    length = len(data)
-    h = (SEED ^ length) & MASK
-    whole = length - length % 4
+    h = (SEED ^ len(data)) & MASK
+    whole = len(data) - len(data) % 4
     for i in range(0, whole, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
-        k = (k * M) & MASK
+        k = (int.from_bytes(data[i:i + 4], "little") * M) & MASK
         k ^= k >> 24
-        k = (k * M) & MASK
-        h = ((h * M) & MASK) ^ k
-    tail = length % 4
-    if tail:
-        if tail == 3:
-            h ^= data[whole + 2] << 16
-        if tail >= 2:
-            h ^= data[whole + 1] << 8
-        h ^= data[whole]
-        h = (h * M) & MASK
+        h = ((h * M) & MASK) ^ ((k * M) & MASK)
+    if whole < len(data):  # the last 1-3 bytes, little-endian, as Java's switch falls through them
+        h = ((h ^ int.from_bytes(data[whole:], "little")) * M) & MASK
     h ^= h >> 13
     h = (h * M) & MASK
     h ^= h >> 15

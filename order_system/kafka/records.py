@@ -1,12 +1,7 @@
-"""What the consumer runner and its failure policies share: a consumed record and how it is read.
-
-- ``Received``: one consumed record, detached from the client;
-- ``decode``: an ``order-events`` record as an ``OrderEvent`` (``InvalidEvent`` when it can
-  never be one); ``decode_accepted``: an ``order-verdicts`` record as the event it accepted,
-  or None for a duplicate or rejected one;
-- ``Handler`` and ``Decoder``: what a group hands the runner;
-- ``Runner``: what a failure policy may use of the runner that calls it;
-- ``Deferred`` and ``Stopping``: the two signals a policy raises to the runner.
+"""What the consumer runner and its failure policies share: a consumed record (``Received``), how
+it is read (``decode``, ``decode_accepted``), what a group hands the runner (``Handler``,
+``Decoder``), what a policy may use of the runner (``Runner``) and the two signals a policy
+raises to it (``Deferred``, ``Stopping``).
 
 It sits below ``consumer``, ``retry`` and ``dead_letters``, so those import it and not
 each other in a circle.
@@ -48,16 +43,18 @@ class Received:
             headers = dict(message.headers() or [])
         except Exception:  # a header name that is not UTF-8: the record is kept, its headers not
             headers = {}
-        return cls(
-            topic=message.topic(), partition=message.partition(), offset=message.offset(),
-            key=raw_key.decode(errors="replace") if raw_key is not None else None,
-            timestamp_ms=message.timestamp()[1], headers=headers,
-            value=message.value(), raw_key=raw_key,
-        )
+        return cls(topic=message.topic(), partition=message.partition(), offset=message.offset(),
+                   key=raw_key.decode(errors="replace") if raw_key is not None else None,
+                   timestamp_ms=message.timestamp()[1], headers=headers, value=message.value(), raw_key=raw_key)
 
     def header(self, name: str) -> str | None:
         value = self.headers.get(name)
         return value.decode(errors="replace") if value is not None else None
+
+    def place(self) -> dict[str, str]:
+        """Where this record is, as the ``original-*`` headers of its copies (retries, dead letters) say it."""
+        return {"original-topic": self.topic, "original-partition": str(self.partition),
+                "original-offset": str(self.offset), "original-timestamp-ms": str(self.timestamp_ms)}
 
 
 Handler = Callable[[OrderEvent, Received], "str | None"]
@@ -68,10 +65,8 @@ Decoder = Callable[[Received], "OrderEvent | None"]
 
 def decode(received: Received, require_key: bool = True, zone: str = "UTC") -> OrderEvent:
     """The record's event; ``InvalidEvent`` (with a ``reason``) when it can never be one, whatever
-    went wrong (an error nobody foresaw is reason ``undecodable``).
-
-    The Spring tutorial's events are read too (``zone``: of their zone-less timestamps).
-    """
+    went wrong (an error nobody foresaw is reason ``undecodable``). The Spring tutorial's events are
+    read too (``zone``: of their zone-less timestamps)."""
     if received.raw_key is None and require_key:
         raise InvalidEvent("record has no key; events must be keyed by order id", "missing-key")
     try:
@@ -129,11 +124,8 @@ class Runner(Protocol):
     record_log: HandledLine
 
     def sleep(self, seconds: float) -> None: ...
-
     def count_dead_letter(self) -> None: ...
-
     def count_retry(self) -> None: ...
-
     def count_handled(self) -> None: ...
 
 

@@ -22,7 +22,6 @@ is never put off for longer than the longest retry delay, whatever its headers s
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -33,20 +32,11 @@ from ..domain.errors import InvalidEvent, InvalidTransition
 from ..domain.events import OrderEvent
 from .records import Deferred, Handler, Received, Runner
 
-log = logging.getLogger("order_system.kafka.retry")
-
-# Headers a retry-topic record carries (besides the original record's own headers).
+# Headers a retry-topic record carries besides the original record's own: where it was first
+# written (``Received.place``), the error that sent it there (error-class, error-message), and these.
 RETRY_GROUP = "retry-group"
 RETRY_ATTEMPT = "retry-attempt"  # the attempt this record is waiting for: 2, 3 ...
 RETRY_DUE = "retry-due-ms"  # epoch milliseconds before which the record must not be retried
-ORIGINAL_TOPIC = "original-topic"
-ORIGINAL_PARTITION = "original-partition"
-ORIGINAL_OFFSET = "original-offset"
-ORIGINAL_TIMESTAMP = "original-timestamp-ms"
-ERROR_CLASS = "error-class"
-ERROR_MESSAGE = "error-message"
-
-
 MAX_DEFERRED_KEPT = 10_000  # records remembered as put off (see RetryTopics._due)
 
 
@@ -63,11 +53,8 @@ class FailurePolicy(Protocol):
     """How a runner handles records: the happy path, failures and poison."""
 
     def extra_topics(self, settings: Settings) -> Sequence[str]: ...
-
     def accepts(self, runner: Runner, received: Received) -> bool: ...
-
     def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None: ...
-
     def reject(self, runner: Runner, received: Received, error: Exception, attempts: int = 1) -> None: ...
 
 
@@ -110,10 +97,6 @@ class InPlaceRetry(_DeadLettering):
         self.attempts, self.backoff, self.factor = attempts, backoff, factor
         self.dead_letters = dead_letters
 
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return self.backoff * self.factor ** (attempt - 1)
-
     def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None:
         for attempt in range(1, self.attempts + 1):
             try:
@@ -123,10 +106,11 @@ class InPlaceRetry(_DeadLettering):
                 if never_succeeds(exc) or attempt == self.attempts:
                     self.reject(runner, received, exc, attempts=attempt)
                     return
+                delay = self.backoff * self.factor ** (attempt - 1)
                 runner.count_retry()
                 runner.log.warning("[%s] attempt %d of %d failed for order %s: %s; retrying in %.2fs",
-                                   runner.name, attempt, self.attempts, event.order_id, exc, self.delay(attempt))
-                runner.sleep(self.delay(attempt))
+                                   runner.name, attempt, self.attempts, event.order_id, exc, delay)
+                runner.sleep(delay)
 
 
 class RetryTopics(_DeadLettering):
@@ -136,12 +120,9 @@ class RetryTopics(_DeadLettering):
         if not delays:
             raise ValueError("give at least one retry delay")
         self.delays = tuple(delays)
+        self.attempts = len(self.delays) + 1
         self.dead_letters = dead_letters
         self._put_off: dict[tuple[str, int, int], float] = {}  # record -> when it was first put off
-
-    @property
-    def attempts(self) -> int:
-        return len(self.delays) + 1
 
     def extra_topics(self, settings: Settings) -> Sequence[str]:
         topics = settings.retry_topics
@@ -155,28 +136,22 @@ class RetryTopics(_DeadLettering):
         group = received.header(RETRY_GROUP)
         return group is None or group == runner.group_id
 
-    def _attempt(self, runner: Runner, received: Received) -> int:
-        """The attempt a record stands for: 1 on the main topic, its header (bounded) on a retry topic."""
-        if received.topic not in runner.settings.retry_topics:
-            return 1
-        return _bounded(received.header(RETRY_ATTEMPT), 2, self.attempts, default=self.attempts)
-
-    def _due(self, runner: Runner, received: Received) -> float:
+    def _due(self, received: Received) -> float:
         """When a retry record may run: its header, but never later than the longest delay after
         it was first put off here (a forged or skewed header cannot hold the partition)."""
-        if received.topic not in runner.settings.retry_topics:
-            return 0.0
         if len(self._put_off) > MAX_DEFERRED_KEPT:
             self._put_off.clear()
         first = self._put_off.setdefault((received.topic, received.partition, received.offset), time.time())
         return min(_bounded(received.header(RETRY_DUE), 0, 2**53, default=0) / 1000, first + max(self.delays))
 
     def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None:
-        attempt = self._attempt(runner, received)
-        due = self._due(runner, received)
-        if due > time.time():
-            raise Deferred(due)
-        self._put_off.pop((received.topic, received.partition, received.offset), None)
+        attempt = 1  # on the main topic; on a retry topic, as its header says (bounded)
+        if received.topic in runner.settings.retry_topics:
+            attempt = _bounded(received.header(RETRY_ATTEMPT), 2, self.attempts, default=self.attempts)
+            due = self._due(received)
+            if due > time.time():
+                raise Deferred(due)
+            self._put_off.pop((received.topic, received.partition, received.offset), None)
         try:
             self._succeeded(runner, handler(event, received), attempt)
         except Exception as exc:
@@ -188,21 +163,17 @@ class RetryTopics(_DeadLettering):
     def _forward(self, runner: Runner, received: Received, error: Exception, attempt: int) -> None:
         topic = runner.settings.retry_topics[attempt - 1]
         delay = self.delays[attempt - 1]
-        headers = {k: v for k, v in received.headers.items()}
-        origin = {ORIGINAL_TOPIC: received.topic.encode(), ORIGINAL_PARTITION: str(received.partition).encode(),
-                  ORIGINAL_OFFSET: str(received.offset).encode(),
-                  ORIGINAL_TIMESTAMP: str(received.timestamp_ms).encode()}
+        here = {name: value.encode() for name, value in received.place().items()}
         if received.topic in (runner.settings.topic, *runner.settings.retry_topics):
-            for name, value in origin.items():  # a replayed event or a retry keeps where it was first written
-                headers.setdefault(name, value)
+            headers = {**here, **received.headers}  # a replayed event or a retry keeps where it was first written
         else:  # another input (order-verdicts): its record may carry its input's headers; it came from here
-            headers.update(origin)
+            headers = {**received.headers, **here}
         headers.update({
             RETRY_GROUP: runner.group_id.encode(),
             RETRY_ATTEMPT: str(attempt + 1).encode(),
             RETRY_DUE: str(int((time.time() + delay) * 1000)).encode(),
-            ERROR_CLASS: type(error).__name__.encode(),
-            ERROR_MESSAGE: str(error).encode()[:1000],
+            "error-class": type(error).__name__.encode(),
+            "error-message": str(error).encode()[:1000],
         })
         self._dead_letters(runner).forward(topic, received, list(headers.items()))
         runner.count_retry()

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -77,27 +77,17 @@ def _number(text: str, digits: int) -> bool:
     return 0 < len(text) <= digits and text.isascii() and text.isdecimal()
 
 
-@lru_cache(maxsize=32)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
 def _zoned(value: Any, zone: ZoneInfo) -> Any:
     """``value`` as an ISO timestamp with a zone when it is a zone-less one; else unchanged (the
     model then reports what is wrong with it)."""
-    if isinstance(value, list) and 3 <= len(value) <= 7 and all(type(v) is int for v in value):
-        fields = list(value) + [0] * (7 - len(value))
-        try:
+    with suppress(ValueError, OverflowError):
+        if isinstance(value, list) and 3 <= len(value) <= 7 and all(type(v) is int for v in value):
+            fields = list(value) + [0] * (7 - len(value))
             return datetime(*fields[:6], fields[6] // 1000, tzinfo=zone).isoformat()  # Jackson 2 writes nanoseconds
-        except (ValueError, OverflowError):
-            return value
-    if not isinstance(value, str) or len(value) > _MAX_TIMESTAMP_CHARS or "T" not in value:
-        return value
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    return parsed.replace(tzinfo=zone).isoformat() if parsed.tzinfo is None else value
+        if isinstance(value, str) and len(value) <= _MAX_TIMESTAMP_CHARS and "T" in value:
+            parsed = datetime.fromisoformat(value)
+            return parsed.replace(tzinfo=zone).isoformat() if parsed.tzinfo is None else value
+    return value
 
 
 def _provisional(status: Any) -> int:
@@ -114,7 +104,7 @@ def read_event(received: ConsumedRecord, zone: str = "UTC") -> OrderEvent:
         return event
     parsed = parse_value(received.value)
     if "timestamp" in parsed:
-        parsed["timestamp"] = _zoned(parsed["timestamp"], _zone(zone))
+        parsed["timestamp"] = _zoned(parsed["timestamp"], ZoneInfo(zone))  # ZoneInfo caches its zones
     if "eventId" not in parsed:
         parsed["eventId"] = str(derived_event_id(*origin(received)))
     if "version" not in parsed:

@@ -3,8 +3,8 @@
 With the broker down, librdkafka reports every failed reconnect (about twenty a second per
 client). ``ErrorThrottle`` lets one line per client through every ``interval`` seconds and
 says how many it held back. ``KAFKA_ERRORS`` is the one shared instance: a logging filter on
-the ``order_system.kafka`` logger (librdkafka's own lines) and the gate the consumer's error
-handler asks before logging.
+the ``order_system.kafka`` logger (``Settings.client_config`` sends librdkafka's own lines there)
+and the gate the consumer's error handler asks before logging.
 """
 
 from __future__ import annotations
@@ -63,6 +63,4 @@ def client_of(record: logging.LogRecord) -> str:
 
 
 KAFKA_ERRORS = ErrorThrottle()
-# librdkafka's own lines (Settings.client_config sends them to this logger): with the broker down,
-# one line per client per 10 s, not twenty a second
 logging.getLogger("order_system.kafka").addFilter(KAFKA_ERRORS)

@@ -30,8 +30,7 @@ class Replication:
 
     def describe(self) -> str:
         isr = f"min.insync.replicas={self.min_insync}" if self.min_insync else "the broker's min.insync.replicas"
-        why = (f"{self.brokers} broker(s) answer" if self.chosen
-               else "ORDER_SYSTEM_REPLICATION_FACTOR is set")
+        why = f"{self.brokers} broker(s) answer" if self.chosen else "ORDER_SYSTEM_REPLICATION_FACTOR is set"
         return f"replication factor {self.factor}, {isr} ({why})"
 
     def topic_config(self) -> dict[str, str]:
@@ -63,11 +62,9 @@ def create_topics(settings: Settings, timeout: float = 30.0, replication: Replic
     """
     admin = admin_client(settings)
     replication = replication or choose_replication(settings, admin, timeout)
-    wanted = [
-        NewTopic(name, num_partitions=settings.partitions, replication_factor=replication.factor,
-                 config={**replication.topic_config(), **topic_config(settings, name)})
-        for name in settings.all_topics
-    ]
+    wanted = [NewTopic(name, num_partitions=settings.partitions, replication_factor=replication.factor,
+                       config={**replication.topic_config(), **topic_config(settings, name)})
+              for name in settings.all_topics]
     futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
     outcome: dict[str, str] = {}
     for name, future in futures.items():
@@ -122,8 +119,8 @@ def _check_replicas(metadata: Any, settings: Settings, replication: Replication,
         return
     brokers = sorted(metadata.brokers)
     plan = {"version": 1, "partitions": [
-        {"topic": name, "partition": p.id,
-         "replicas": (list(p.replicas) + [b for b in _rotate(brokers, p.id) if b not in p.replicas])[:replication.factor]}
+        {"topic": name, "partition": p.id, "replicas": (
+            list(p.replicas) + [b for b in _rotate(brokers, p.id) if b not in p.replicas])[:replication.factor]}
         for name, topic in thin.items() for p in sorted(topic.partitions.values(), key=lambda p: p.id)]}
     found = ", ".join(f"{name!r} ({min(len(p.replicas) for p in t.partitions.values())} replica(s))"
                       for name, t in thin.items())
@@ -179,8 +176,8 @@ def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -
 
 
 def partition_count(settings: Settings, topic: str | None = None, timeout: float = 10.0) -> int:
-    metadata = admin_client(settings).list_topics(topic or settings.topic, timeout=timeout)
-    found = metadata.topics.get(topic or settings.topic)
+    topic = topic or settings.topic
+    found = admin_client(settings).list_topics(topic, timeout=timeout).topics.get(topic)
     if found is None or found.error is not None:
-        raise TopicError(f"topic {topic or settings.topic!r} does not exist; run `order-system topics create`")
+        raise TopicError(f"topic {topic!r} does not exist; run `order-system topics create`")
     return len(found.partitions)

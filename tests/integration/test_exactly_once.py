@@ -164,7 +164,7 @@ def test_without_its_state_topic_the_processor_stops_and_says_what_to_do(setting
                                                                         monkeypatch) -> None:
     from confluent_kafka.admin import NewTopic
 
-    from order_system.kafka import transactions
+    from order_system.kafka import assignment
     from order_system.kafka.topics import admin_client
 
     monkeypatch.setattr(assignment, "PREPARE_ATTEMPTS", 1)
@@ -195,7 +195,7 @@ def test_a_restore_waits_for_a_transaction_still_open_on_the_changelog(topic_set
     producer.produce(topic_settings.state_topic, key=order_id.encode(), value=order_to_json(state), partition=partition)
     assert producer.flush(30) == 0  # written and acknowledged, not committed
 
-    with caplog.at_level(logging.WARNING, logger="order_system.kafka.changelog_reader"):
+    with caplog.at_level(logging.WARNING, logger="order_system.kafka.reader"):
         restored = restore_orders(topic_settings, [partition], timeout=3)  # settles for at most 3 s
     assert order_id not in restored[partition]  # not committed: not state
     assert any("still open" in r.getMessage() and topic_settings.state_topic in r.getMessage()

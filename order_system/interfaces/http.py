@@ -29,10 +29,11 @@ log = logging.getLogger("order_system.interfaces.api")
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     meaning = {400: "The request could not be read", 401: "Missing or unknown bearer token",
                403: "The customerId is not the caller's (or the order's)", 404: "No such order",
-               409: "The state machine forbids this transition, or the order-processor rejected the command "
-                    "(another command for the order won)",
+               409: "The state machine forbids this transition, the order-processor rejected the command "
+                    "(another command for the order won), or the Idempotency-Key already made another step "
+                    "of this order",
                413: f"The request body is larger than {MAX_BODY_BYTES} bytes",
-               422: "Invalid input, or an Idempotency-Key already used for another step of this order",
+               422: "Invalid input",
                503: "The broker is unreachable (the event is kept), or the view or the order-processor did "
                     "not catch up in time (see Retry-After); repeat with the same Idempotency-Key to learn "
                     "the outcome"}
@@ -54,7 +55,7 @@ class ApiError(Exception):
 
 STATUS_OF: dict[type[Exception], int] = {
     UnknownOrder: 404, NotYourOrder: 403, InvalidTransition: 409, CommandRejected: 409, StillProcessing: 503,
-    PublishError: 503, IdempotencyKeyReused: 422,
+    PublishError: 503, IdempotencyKeyReused: 409,
 }
 
 

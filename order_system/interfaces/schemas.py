@@ -41,11 +41,14 @@ NOT_BLANK = r"\S"
 CUSTOMER_RULES: dict[str, Any] = {"min_length": 1, "max_length": 64, "pattern": NOT_BLANK}
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64, description="The order's id")]
 MAX_IDEMPOTENCY_KEY = 128
+# 1 to 128 visible ASCII characters but the double quote, optionally in double quotes (an sf-string)
+IDEMPOTENCY_KEY = r'^("[!#-~]{1,128}"|[!#-~]{1,128})$'
 IdempotencyKeyHeader = Annotated[str | None, Header(
-    alias="Idempotency-Key", max_length=MAX_IDEMPOTENCY_KEY + 2,
+    alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY,
     description="Names this command (the IETF httpapi draft's header): repeat the request with the same key "
                 "after a 503, a timeout or a lost connection, and it answers the command's real outcome; the "
-                "command happens at most once. 1 to 128 printable ASCII characters, optionally in double quotes.")]
+                "command happens at most once. 1 to 128 visible ASCII characters but the double quote, optionally in "
+                "double quotes.")]
 
 
 class _Camel(BaseModel):

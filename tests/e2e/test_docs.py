@@ -71,7 +71,7 @@ def test_idempotency_keys_against_order_system_serve(tmp_path: Path, free_port: 
     lines = done.stdout.strip().splitlines()
     order_id = lines[-1].split("=", 1)[1]
     answers = [(json.loads(line.rsplit(" -> ", 1)[0]), int(line.rsplit(" -> ", 1)[1])) for line in lines[:-1]]
-    assert [code for _, code in answers] == [201, 202, 202, 422], done.stdout
+    assert [code for _, code in answers] == [201, 202, 202, 409], done.stdout
     created, paid, repeated, reused = (body for body, _ in answers)
     assert created["orderId"] == order_id  # the same key made the same order
     assert paid["version"] == repeated["version"] == 2 and repeated["offset"] is None  # paid once

@@ -397,7 +397,8 @@ def http_rows(settings: Settings, seconds: float, work: Path) -> list[Row]:
         trivial.stop()
     serve = Server([sys.executable, "-m", "order_system", "serve", "--port"], env, work / "serve.log")
     try:
-        created = [httpx.post(serve.url + "/api/orders", json={"customerId": "customer-1"}, timeout=30).json()["orderId"]
+        created = [httpx.post(serve.url + "/api/orders", json={"customerId": "customer-1"},
+                              timeout=30).json()["orderId"]
                    for _ in range(100)]
         deadline = time.monotonic() + 60
         while httpx.get(f"{serve.url}/api/orders/{created[-1]}", timeout=30).status_code != 200:
@@ -408,7 +409,8 @@ def http_rows(settings: Settings, seconds: float, work: Path) -> list[Row]:
         log_lines = len(serve.log.read_text(errors="replace").splitlines())
     finally:
         serve.stop()
-    return [Row("POST /api/orders", "trivial FastAPI endpoint, same body, same uvicorn", post, "req/s", True, post_note),
+    return [Row("POST /api/orders", "trivial FastAPI endpoint, same body, same uvicorn", post, "req/s", True,
+                post_note),
             Row("POST /api/orders", "order-system serve (three groups running)", ours_post, "req/s", False,
                 ours_post_note + f"; serve logged {log_lines} lines"),
             Row("GET /api/orders/{id}", "trivial FastAPI endpoint, same uvicorn", get, "req/s", True, get_note),
@@ -463,8 +465,8 @@ def measure(args: argparse.Namespace) -> list[Row]:
 
     events = plan_lifecycles(args.events // 4, seed=1, cancel_every=0)
     size = round(statistics.mean(len(e.to_json()) for e in events[:1000]))
-    sections = set(args.only.split(",")) if args.only else {"produce", "consume", "http", "commands", "latency", "memory",
-                                                              "poison"}
+    sections = set(args.only.split(",")) if args.only else {"produce", "consume", "http", "commands", "latency",
+                                                              "memory", "poison"}
     rows: list[Row] = []
 
     def add(row: Row) -> None:
@@ -617,7 +619,8 @@ def print_table(rows: list[Row], title: str) -> None:
 def write_csv(rows: list[Row], path: Path, stamp: str, command: str) -> None:
     with path.open("w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["section", "path", "value", "unit", "baseline", "ratio", "note", "measured_at", "machine", "command"])
+        out.writerow(["section", "path", "value", "unit", "baseline", "ratio", "note", "measured_at", "machine",
+                      "command"])
         for row in rows:
             out.writerow([row.section, row.path, f"{row.value:.3f}", row.unit, row.baseline,
                           "" if row.ratio is None else f"{row.ratio:.4f}", row.note, stamp, machine(), command])
@@ -679,7 +682,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, help="sustained load per latency row (default 60)")
     parser.add_argument("--rates", help="publish rates of the latency rows, comma-separated (default 1000,10000)")
     parser.add_argument("--repeat", type=int, help="runs of the short produce rows, best kept (default 3; quick 1)")
-    parser.add_argument("--only", help="sections to run: produce,consume,http,commands,latency,memory,poison (default all)")
+    parser.add_argument("--only",
+                        help="sections to run: produce,consume,http,commands,latency,memory,poison (default all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="where CSV and PNG go")
     parser.add_argument("--from-csv", type=Path, help="print and redraw an earlier run's CSV instead of measuring")
     args = parser.parse_args(argv)

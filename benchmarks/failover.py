@@ -19,7 +19,8 @@ import uuid
 
 from confluent_kafka import Producer
 
-from order_system.local.cluster import FAILOVER_TUNING, LocalCluster, cluster_port, leader_of, wait_for, wait_for_new_leader, wait_isr_whole
+from order_system.local.cluster import (FAILOVER_TUNING, LocalCluster, cluster_port, leader_of, wait_for,
+                                        wait_for_new_leader, wait_isr_whole)
 from order_system.config import Settings
 from order_system.kafka.topics import create_topics, delete_topics
 

@@ -260,7 +260,8 @@ def memory_rows(sizes: Iterable[int], fresh: Callable[[str], Settings]) -> Itera
         runs.append(m)
         base = residue(runs[0])
         drift = residue(m) / base - 1
-        print(f"    {events:>9,} events in {m['seconds']:.0f}s: RSS {m['rss'] / mb:,.1f} MB (peak {m['rss_peak'] / mb:,.1f},"
+        print(f"    {events:>9,} events in {m['seconds']:.0f}s: RSS {m['rss'] / mb:,.1f} MB"
+              f" (peak {m['rss_peak'] / mb:,.1f},"
               f" at start {m['rss_start'] / mb:,.1f}); processor {m['processor_orders']:,} orders"
               f" {m['processor_bytes'] / mb:,.1f} MB ({per_order(m, 'processor'):,.0f} B/order); view"
               f" {m['view_orders']:,} orders {m['view_bytes'] / mb:,.1f} MB ({per_order(m, 'view'):,.0f} B/order);"
@@ -269,7 +270,8 @@ def memory_rows(sizes: Iterable[int], fresh: Callable[[str], Settings]) -> Itera
               f" and free memory {settled(m) / mb:,.1f} MB ({settled(m) / settled(runs[0]) - 1:+.1%})", flush=True)
         note = (f"RSS {m['rss'] / mb:,.1f} MB, peak {m['rss_peak'] / mb:,.1f}; {m['processor_orders']:,} orders:"
                 f" processor {m['processor_bytes'] / mb:,.1f} MB + view {m['view_bytes'] / mb:,.1f} MB;"
-                f" of the residue, the processor's kept effects ({m['effects_kept']:,}) {m['effects_bytes'] / mb:,.1f} MB"
+                f" of the residue, the processor's kept effects ({m['effects_kept']:,})"
+                f" {m['effects_bytes'] / mb:,.1f} MB"
                 f" and malloc's free memory {m['rss_free'] / mb:,.1f} MB; the rest {settled(m) / mb:,.1f} MB")
         if len(runs) > 1:
             note += (f"; residue {drift:+.1%} vs the smallest run ({'within' if abs(drift) <= FLAT else 'NOT within'}"
@@ -287,7 +289,8 @@ def memory_rows(sizes: Iterable[int], fresh: Callable[[str], Settings]) -> Itera
         print(f"    residue {'FLAT' if flat else 'NOT FLAT'} within +-10 %: "
               f"{', '.join(f'{d:+.1%}' for d in drifts)} vs {small['events']:,} events; RSS grew"
               f" {grown:,.0f} B per order, the two states say {stated:,.0f} ({grown / stated:.2f}x)", flush=True)
-        cross = f"; RSS grew {grown:,.0f} B per order between the smallest and largest run ({grown / stated:.2f}x the states')"
+        cross = (f"; RSS grew {grown:,.0f} B per order between the smallest and largest run"
+                 f" ({grown / stated:.2f}x the states')")
     else:
         cross = ""
     yield ("memory per order", "order-processor state per order", per_order(big, "processor"), "B", True,

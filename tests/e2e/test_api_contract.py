@@ -56,7 +56,8 @@ def test_a_chunked_body_over_the_limit_is_413(api: Api) -> None:
         answer = api.client.post("/api/orders", content=chunks(), headers={"content-type": "application/json"})
     except httpx.TransportError:  # the server may close before the client finished sending
         pytest.fail("the server closed the connection without a 413")
-    assert answer.status_code == 413 and answer.json() == {"error": f"the request body is larger than {MAX_BODY_BYTES} bytes"}
+    assert answer.status_code == 413 and answer.json() == {
+        "error": f"the request body is larger than {MAX_BODY_BYTES} bytes"}
     small = api.client.post("/api/orders", content=iter([b'{"customerId":', b' "chunky"}']),
                             headers={"content-type": "application/json"})
     assert small.status_code == 201, small.text  # a small chunked body is handed on intact
@@ -74,7 +75,8 @@ def test_out_of_range_numbers_are_422(api: Api, params: dict[str, str], field: s
 
 def test_every_error_body_is_error_shaped(api: Api) -> None:
     answers = {
-        400: api.client.post("/api/orders", content=b'{"customerId": "\xff"}', headers={"content-type": "application/json"}),
+        400: api.client.post("/api/orders", content=b'{"customerId": "\xff"}',
+                             headers={"content-type": "application/json"}),
         404: api.client.get("/no/such/path"),
         405: api.client.delete("/api/orders"),
         422: api.client.get("/api/orders", params={"status": "LOST"}),

@@ -184,7 +184,8 @@ def test_an_unexpected_error_outside_the_handlers_dead_letters_the_record(topic_
 def test_an_unexpected_error_in_a_failure_policy_dead_letters_the_record(topic_settings: Settings) -> None:
     _publish_boom_then_late(topic_settings)
     seen: list[str] = []
-    runner = ConsumerRunner(topic_settings, "broken-policy", {OrderStatus.CREATED: lambda e, r: seen.append(e.order_id)},
+    runner = ConsumerRunner(topic_settings, "broken-policy",
+                            {OrderStatus.CREATED: lambda e, r: seen.append(e.order_id)},
                             failure_policy=BrokenPolicy(delays=(0.1,)))
     with run_groups(runner):
         assert runner.wait_until(lambda: runner.processed == 2, timeout=60)

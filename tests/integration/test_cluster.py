@@ -55,7 +55,8 @@ class Call:
 
 
 @contextmanager
-def api_on(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, OrderProcessor, Outbox, TransactionalRunner]]:
+def api_on(settings: Settings,
+           tmp_path: Path) -> Iterator[tuple[httpx.Client, OrderProcessor, Outbox, TransactionalRunner]]:
     """The API over real HTTP with its order-processor, wired as `order-system serve` wires it
     (``bootstrap.api_backend``, and create_app's defaults: serve's bounds)."""
     processor = OrderProcessor(instance_id="test-cluster")
@@ -179,7 +180,8 @@ def test_the_api_answers_through_a_sigkill_of_the(victim: str, cluster: LocalClu
         # a 503 only for an event not acknowledged within the publish bound, with Retry-After
         refused = [c for c in calls if c.status not in (201, 202)
                    and not (c.status == 503 and c.retry_after and "did not acknowledge" in c.error)]
-        assert not refused, f"{len(refused)} answers other than 2xx or a publish-bound 503, e.g. {refused[:5]}; {summary}"
+        assert not refused, (f"{len(refused)} answers other than 2xx or a publish-bound 503, e.g. {refused[:5]};"
+                             f" {summary}")
         assert worst.took <= election + AFTER_ELECTION, f"{worst} took longer than the election + 10 s; {summary}"
         accepted = [c for c in calls if c.status in (201, 202)]
         by_order: dict[str, list[Call]] = defaultdict(list)
@@ -223,7 +225,8 @@ def behind(processor: OrderProcessor, runner: TransactionalRunner, by_order: dic
 
 
 def _status(action: str) -> str:
-    return {"create": "CREATED", "pay": "PAID", "ship": "SHIPPED", "deliver": "DELIVERED", "cancel": "CANCELLED"}[action]
+    return {"create": "CREATED", "pay": "PAID", "ship": "SHIPPED", "deliver": "DELIVERED",
+            "cancel": "CANCELLED"}[action]
 
 
 def test_two_of_three_down_fails_within_the_bound_keeps_the_event_and_applies_it_once(
@@ -278,7 +281,8 @@ def test_cli_status_kill_and_start_one_node(cluster: LocalCluster, monkeypatch: 
     assert main(["broker", "kill", "--node", "3"]) == 0
     assert "node 3: killed (SIGKILL to pid" in capsys.readouterr().out
     assert main(["broker", "status"]) == 3
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()}
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
+            if line.strip()[:1].isdigit()}
     assert rows["3"][1] == "-" and rows["3"][5] == "no" and rows["1"][5] == rows["2"][5] == "yes"
     assert main(["broker", "start", "--node", "3"]) == 0
     assert f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap}" in capsys.readouterr().out

@@ -53,7 +53,8 @@ def test_a_handler_failing_twice_then_succeeding_is_processed_once(topic_setting
     flaky = Flaky(failures=2)
     event = OrderEvent.created("flaky001", "c-1")
     publish(topic_settings, (event.key(), event.to_json()))
-    runner = ConsumerRunner(topic_settings, f"flaky-{style}", {OrderStatus.CREATED: flaky}, failure_policy=STYLES[style]())
+    runner = ConsumerRunner(topic_settings, f"flaky-{style}", {OrderStatus.CREATED: flaky},
+                            failure_policy=STYLES[style]())
     with run_groups(runner):
         assert runner.wait_until(lambda: flaky.succeeded == ["flaky001"], timeout=60)
     calls = flaky.calls["flaky001"]
@@ -64,7 +65,8 @@ def test_a_handler_failing_twice_then_succeeding_is_processed_once(topic_setting
 
 
 @pytest.mark.parametrize("style", STYLES)
-def test_a_handler_that_always_fails_is_dead_lettered_after_exactly_3_attempts(topic_settings: Settings, style: str) -> None:
+def test_a_handler_that_always_fails_is_dead_lettered_after_exactly_3_attempts(topic_settings: Settings,
+                                                                                style: str) -> None:
     always = Flaky(failures=10**6)
     good = OrderEvent.created("good0001", "c-1")
     bad = OrderEvent.created("bad00001", "c-2")
@@ -85,7 +87,8 @@ def test_a_handler_that_always_fails_is_dead_lettered_after_exactly_3_attempts(t
     dead = read_dead_letters(topic_settings)
     assert len(dead) == 1
     row = dead.iloc[0]
-    assert (row["key"], row["attempts"], row["reason"], row["group"]) == ("bad00001", "3", "handler-error", f"doomed-{style}")
+    assert (row["key"], row["attempts"], row["reason"], row["group"]) == ("bad00001", "3", "handler-error",
+                                                                          f"doomed-{style}")
     assert (row["original-topic"], row["error-class"]) == (topic_settings.topic, "RuntimeError")
     assert "payment service unavailable (call 3)" in row["error-message"]
     assert row["original-offset"] is not None and row["original-timestamp-ms"] is not None

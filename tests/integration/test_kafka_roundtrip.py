@@ -18,12 +18,14 @@ def test_keyed_message_round_trip() -> None:
     try:
         delivered: list = []
         producer = Producer(settings.producer_config(**{"enable.idempotence": True, "acks": "all"}))
-        producer.produce(settings.topic, key=b"order-42", value=b'{"hello": "kafka"}', on_delivery=lambda e, m: delivered.append((e, m)))
+        producer.produce(settings.topic, key=b"order-42", value=b'{"hello": "kafka"}',
+                         on_delivery=lambda e, m: delivered.append((e, m)))
         assert producer.flush(30) == 0
         [(error, sent)] = delivered
         assert error is None and 0 <= sent.partition() < 3
 
-        consumer = Consumer(settings.client_config(**{"group.id": f"rt-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"}))
+        consumer = Consumer(settings.client_config(**{"group.id": f"rt-{uuid.uuid4().hex[:8]}",
+                                                      "auto.offset.reset": "earliest"}))
         consumer.subscribe([settings.topic])
         try:
             received = None

@@ -63,7 +63,8 @@ def test_port_taken_by_something_else(tmp_path: Path, not_kafka_port: int) -> No
 
 
 def test_broker_that_never_becomes_ready_is_stopped(tmp_path: Path, free_port: int) -> None:
-    broker = launcher(tmp_path, free_port, java=fake_java(tmp_path, "print('pretending to start', flush=True); time.sleep(300)"))
+    broker = launcher(tmp_path, free_port,
+                      java=fake_java(tmp_path, "print('pretending to start', flush=True); time.sleep(300)"))
     with pytest.raises(BrokerError, match=r"did not answer .* within 2s(.|\n)*pretending to start"):
         broker.start(timeout=2)
     status = broker.status()
@@ -72,7 +73,8 @@ def test_broker_that_never_becomes_ready_is_stopped(tmp_path: Path, free_port: i
 
 
 def test_broker_that_exits_during_start_shows_its_log(tmp_path: Path, free_port: int) -> None:
-    broker = launcher(tmp_path, free_port, java=fake_java(tmp_path, "print('FATAL: bad config', flush=True); sys.exit(1)"))
+    broker = launcher(tmp_path, free_port,
+                      java=fake_java(tmp_path, "print('FATAL: bad config', flush=True); sys.exit(1)"))
     with pytest.raises(BrokerError, match=r"exited during start-up(.|\n)*FATAL: bad config"):
         broker.start(timeout=10)
     assert broker.recorded_pid() is None

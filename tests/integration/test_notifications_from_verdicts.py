@@ -54,7 +54,8 @@ def test_one_notification_per_committed_accepted_verdict_none_for_rejected_dupli
     orders = [f"ord{n:05d}" for n in range(6)]
     created = [OrderEvent.created(o, f"c-{n}") for n, o in enumerate(orders)]
     paid = [OrderEvent.paid(e.order_id, e.customer_id, 2) for e in created[:4]]
-    losers = [OrderEvent.cancelled(e.order_id, e.customer_id, 2) for e in created[:4]]  # the other side of each PAID: rejected
+    losers = [OrderEvent.cancelled(e.order_id, e.customer_id, 2)
+              for e in created[:4]]  # the other side of each PAID: rejected
     ghosts = [OrderEvent.created(f"ghost{n:04d}", "c-ghost") for n in range(3)]  # only in the aborted transaction
     real = [OrderEvent.created(g.order_id, "c-real") for g in ghosts]  # same orders, committed afterwards
     first = [accepted(e) for e in created] + [
@@ -116,7 +117,8 @@ def test_a_failed_notification_retries_and_dead_letters_the_verdict_and_replay_s
         topic_settings: Settings, unique: Callable[[str], str]) -> None:
     flaky, fine = OrderEvent.created("flaky001", "c-1"), OrderEvent.created("fine0001", "c-2")
     # as if the processor had copied an input's headers: a replayed event's origin on order-events
-    copied = [("original-topic", topic_settings.topic.encode()), ("original-partition", b"0"), ("original-offset", b"5")]
+    copied = [("original-topic", topic_settings.topic.encode()), ("original-partition", b"0"),
+              ("original-offset", b"5")]
     producer = transactional_producer(topic_settings, unique("verdict-writer"))
     write_transaction(producer, topic_settings.verdicts_topic,
                       [(flaky.order_id.encode(), accepted(flaky)[1], copied), accepted(fine)])
@@ -135,10 +137,12 @@ def test_a_failed_notification_retries_and_dead_letters_the_verdict_and_replay_s
     assert Verdict.from_json(kept.value()).event == flaky  # the verdict bytes, unchanged
 
     assert replay(topic_settings) == 1
-    back = [m for m in read_records(topic_settings, topic_settings.verdicts_topic) if m.key() == flaky.order_id.encode()]
+    back = [m for m in read_records(topic_settings, topic_settings.verdicts_topic)
+            if m.key() == flaky.order_id.encode()]
     assert len(back) == 2 and dict(back[-1].headers() or [])["replayed-from"].startswith(
         topic_settings.dead_letter_topic.encode())
-    assert not [m for m in read_records(topic_settings, topic_settings.topic, timeout=2)]  # nothing went to order-events
+    assert not [m for m in read_records(topic_settings, topic_settings.topic,
+                                        timeout=2)]  # nothing went to order-events
 
     service.down.clear()  # the mail server is back: the replayed verdict notifies, once
     again = runner_for(service, topic_settings, failure_policy=RetryTopics(delays=(0.2, 0.2)))

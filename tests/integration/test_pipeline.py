@@ -53,7 +53,8 @@ def test_200_interleaved_orders_stay_on_one_partition_in_order(topic_settings: S
         lag = wait_for_zero_lag(topic_settings, [g.group_id for g in groups], timeout=90)
         assert all(r.dead_lettered == 0 for r in runners)
     asked, answered = lag[lag["group"] != notifications.group_id], lag[lag["group"] == notifications.group_id]
-    assert len(lag) == 9 and set(asked["topic"]) == {topic_settings.topic} and asked["end_offset"].sum() == 2 * len(events)
+    assert (len(lag) == 9 and set(asked["topic"]) == {topic_settings.topic}
+            and asked["end_offset"].sum() == 2 * len(events))
     # notification-service reads the verdicts: one per event, plus the processor's transaction markers
     assert set(answered["topic"]) == {topic_settings.verdicts_topic} and answered["end_offset"].sum() > len(events)
 

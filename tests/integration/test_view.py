@@ -243,7 +243,8 @@ def test_commands_answer_with_the_processors_verdict(view_settings: Settings, gr
     known = [lifecycle("cmd00001", 1), lifecycle("cmd00002", 1)]
     log.commit(known)
     refuse = {"cmd00002"}
-    step = processed(view_settings, group, log, lambda e: Outcome.REJECTED if e.order_id in refuse else Outcome.ACCEPTED,
+    step = processed(view_settings, group, log,
+                     lambda e: Outcome.REJECTED if e.order_id in refuse else Outcome.ACCEPTED,
                      {o.order_id: o for o in known})
     failures: list[BaseException] = []
 

@@ -121,7 +121,8 @@ def test_what_is_not_a_verdict_is_an_invalid_event(value: bytes | None) -> None:
 
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                                 max_size=4),
                      max_leaves=10)
 
 

@@ -72,7 +72,8 @@ def test_a_repeated_name_is_reported(tmp_path: Path) -> None:
 
 
 def test_malformed_markers_and_unclosed_blocks_are_reported(tmp_path: Path) -> None:
-    path = write(tmp_path, "<!-- run: Not A Name -->\n```bash\necho hi\n```\n\n<!-- not run: sample -->\n```text\nno end\n")
+    path = write(tmp_path, "<!-- run: Not A Name -->\n```bash\necho hi\n```\n\n"
+                           "<!-- not run: sample -->\n```text\nno end\n")
     found = problems([path], sources="")
     assert any("a malformed marker" in p for p in found)
     assert any("never closed" in p for p in found)

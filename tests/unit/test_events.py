@@ -206,7 +206,8 @@ def test_text_is_measured_in_utf8_bytes() -> None:
     assert raised.value.reason == OVERSIZED
 
 
-_REFUSED = [case[0] for test in (test_bad_payloads_name_the_problem, test_hostile_values_are_invalid_events_with_a_reason)
+_REFUSED = [case[0] for test in (test_bad_payloads_name_the_problem,
+                                 test_hostile_values_are_invalid_events_with_a_reason)
             for case in test.pytestmark[0].args[1]]  # type: ignore[attr-defined]
 
 

@@ -74,9 +74,11 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_walker_sees_relative_imports_and_finds_a_planted_circle() -> None:
     graph = import_graph()
     assert "order_system.kafka.records" in graph["order_system.kafka.consumer"]  # from .records import ...
-    assert "order_system.kafka.reachability" in graph["order_system.local.broker"]  # from ..kafka.reachability import ...
+    assert ("order_system.kafka.reachability"
+            in graph["order_system.local.broker"])  # from ..kafka.reachability import ...
     assert "order_system.domain.events" in graph["order_system.kafka.records"]
-    planted = {**graph, "order_system.domain.events": graph["order_system.domain.events"] | {"order_system.kafka.consumer"}}
+    planted = {**graph,
+               "order_system.domain.events": graph["order_system.domain.events"] | {"order_system.kafka.consumer"}}
     assert any("order_system.domain.events" in circle for circle in cycles(planted))
 
 
@@ -97,7 +99,8 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter() -> None:
     One child interpreter loads the third-party libraries once, then forks a process per module,
     which imports that one module with no order_system module loaded yet.
     """
-    names = sorted(name for name in modules() if name not in ("order_system", "order_system.__main__"))  # __main__ runs the CLI
+    names = sorted(name for name in modules()
+                   if name not in ("order_system", "order_system.__main__"))  # __main__ runs the CLI
     script = textwrap.dedent("""
         import importlib, os, sys
         names = sys.argv[1:]

@@ -85,7 +85,8 @@ def test_the_check_finds_planted_upward_imports(tmp_path: Path) -> None:
 
 
 def test_no_module_is_longer_than_400_lines() -> None:
-    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
 
 

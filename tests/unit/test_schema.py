@@ -17,7 +17,8 @@ def validator() -> Draft202012Validator:
 
 def test_committed_schema_is_the_generated_one() -> None:
     assert SCHEMA_PATH.read_text() == schema_text(), (
-        f"{SCHEMA_PATH} is out of date with OrderEvent: run `.venv/bin/python -m order_system.domain.schema` and commit it")
+        f"{SCHEMA_PATH} is out of date with OrderEvent: run `.venv/bin/python -m order_system.domain.schema`"
+        " and commit it")
 
 
 def test_the_schema_requires_what_the_reader_requires() -> None:

@@ -40,7 +40,6 @@ ACTIONS: dict[Action, OrderStatus] = {
 NOT_BLANK = r"\S"
 CUSTOMER_RULES: dict[str, Any] = {"min_length": 1, "max_length": 64, "pattern": NOT_BLANK}
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64, description="The order's id")]
-MAX_IDEMPOTENCY_KEY = 128
 # 1 to 128 visible ASCII characters but the double quote, optionally in double quotes (an sf-string)
 IDEMPOTENCY_KEY = r'^("[!#-~]{1,128}"|[!#-~]{1,128})$'
 IdempotencyKeyHeader = Annotated[str | None, Header(

@@ -20,7 +20,6 @@ from order_system.domain.errors import PublishError
 from order_system.domain.events import OrderEvent
 from order_system.state.outbox import Outbox, OutboxRelay
 from order_system.kafka.ordering import OrderedProducer
-from order_system.kafka.producer import OrderProducer
 from order_system.local.demo import plan_lifecycles
 from order_system.kafka.topics import create_topics
 

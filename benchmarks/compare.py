@@ -690,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_csv:
         return redraw(args.from_csv, args.out)
     # events, HTTP seconds, latency seconds, latency rates, command seconds, command rate
-    preset = ((2_000, 2.0, 2.0, "200", 2.0, 200) if args.smoke
+    preset = ((2_000, 1.0, 1.0, "200", 1.0, 200) if args.smoke
               else (20_000, 5.0, 5.0, "1000,10000", 5.0, 500) if args.quick
               else (100_000, 30.0, 60.0, "1000,10000", 30.0, 500))
     args.events = args.events or preset[0]

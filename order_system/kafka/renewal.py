@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import queue
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
@@ -41,6 +43,7 @@ STALL_SECONDS = 3.0  # a transactional call that takes longer is abandoned with 
 INIT_STALL_SECONDS = 15.0
 INIT_ATTEMPTS = 5  # retriable init_transactions failures in a row before the runner gives up
 T = TypeVar("T")
+Call = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...]]  # the future of a call, the function, its arguments
 log = logging.getLogger("order_system.kafka.renewal")
 
 
@@ -65,21 +68,33 @@ class GuardedProducer:
         self.stall_seconds = stall_seconds
         self.client = Producer(settings.producer_config(**options))
         self.number = next(self.serial)
-        self._calls = ThreadPoolExecutor(1, thread_name_prefix=f"{options.get('client.id', 'tx')}-calls")
+        # the calls run one at a time in a daemon thread: a stalled one must never keep the process from
+        # exiting (a ThreadPoolExecutor's threads are joined at exit, whatever shutdown(wait=False) said)
+        self._calls: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
+        threading.Thread(target=self._run_calls, name=f"{options.get('client.id', 'tx')}-calls", daemon=True).start()
         self.abandoned = False
         self.produce = self.client.produce
         self.poll = self.client.poll
+
+    def _run_calls(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, function, args = item
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
 
     def _bounded(self, call: str, function: Callable[..., T], *args: Any, bound: float | None = None) -> T:
         if self.abandoned:
             raise Stalled(call, "was not called: this producer was abandoned")
         seconds = bound if bound is not None else self.stall_seconds
-        future = self._calls.submit(function, *args)
+        future: Future[T] = Future()
+        self._calls.put((future, function, args))
         try:
             return future.result(seconds)
         except FutureTimeout:
             self.abandoned = True
-            self._calls.shutdown(wait=False)  # its thread ends when librdkafka lets the call return
+            self._calls.put(None)  # its thread ends when librdkafka lets the stalled call return
             raise Stalled(call, f"did not return within {seconds:.1f}s") from None
 
     def init_transactions(self, timeout: float) -> None:
@@ -113,7 +128,8 @@ class GuardedProducer:
 
     def close(self) -> None:
         """Stop the helper thread (an abandoned producer's thread ends with its call)."""
-        self._calls.shutdown(wait=not self.abandoned)
+        if not self.abandoned:
+            self._calls.put(None)
 
 
 def renew(settings: Settings, options: Mapping[str, Any], stop: Callable[[float], bool], name: str,

@@ -124,3 +124,27 @@ def test_committed_offsets_tell_a_committed_transaction_from_an_aborted_one(topi
         assert committed_through(consumer, ends) is True
     finally:
         consumer.close()
+
+
+def test_a_stalled_call_never_keeps_the_process_from_exiting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An abandoned call may never return (librdkafka #5511); its thread must not be joined at exit,
+    or a ``serve`` whose processor once stalled could not stop. The call here blocks for good."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import threading\n"
+        "from order_system.config import Settings\n"
+        "from order_system.kafka.renewal import GuardedProducer, Stalled\n"
+        "producer = GuardedProducer(Settings(bootstrap_servers='127.0.0.1:1'), {'transactional.id': 'stuck'}, 0.2)\n"
+        "try:\n"
+        "    producer._bounded('a call that never returns', threading.Event().wait)\n"
+        "except Stalled as stall:\n"
+        "    print('stalled:', stall, flush=True)\n"
+    )
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "stalled: a call that never returns did not return within 0.2s"
+    assert time.monotonic() - began < 20  # the interpreter's start, the client, the stall: never the stuck call

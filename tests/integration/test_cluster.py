@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from failover_log import failover_timeline
 from serving import serve_in_thread
 from order_system.bootstrap import api_backend
 from order_system.interfaces.api import PUBLISH_BOUND, create_app
@@ -142,7 +143,7 @@ def test_the_api_answers_through_a_sigkill_of_the(victim: str, cluster: LocalClu
             node = leader_of(settings, partition, topic)
             assert node is not None
             timeline["node"], timeline["producers"] = node, runner.producers
-            timeline["killed"] = time.monotonic()
+            timeline["killed"], timeline["killed at"] = time.monotonic(), time.time()
             cluster.kill_node(node)
             wait_for_new_leader(settings, partition, node, topic=topic)
             timeline["new leader"] = time.monotonic()
@@ -166,16 +167,19 @@ def test_the_api_answers_through_a_sigkill_of_the(victim: str, cluster: LocalClu
         took = time.monotonic() - began
         assert "restarted" in timeline, f"the fault thread did not finish: {timeline}"
 
-        killed, elected = timeline["killed"], timeline["new leader"]
+        killed, elected, node = timeline["killed"], timeline["new leader"], int(timeline["node"])
+        coordinators = {"txn coordinator": coordinator_partition(settings, TRANSACTION_LOG, processor.transactional_id),
+                        "group coordinator": coordinator_partition(settings, OFFSETS_TOPIC, processor.group_id)}
         election = elected - killed
         during = [c for c in calls if killed - 1 <= c.began <= elected + 5]
         worst = max(calls, key=lambda c: c.took)
-        summary = (f"FAILOVER victim={victim} node={timeline['node']:.0f} election={election:.2f}s "
+        summary = (f"FAILOVER victim={victim} node={node} election={election:.2f}s "
                    f"worst={worst.took:.2f}s ({worst.action} at {worst.began - killed:+.1f}s) "
                    f"worst_during={max(c.took for c in during):.2f}s "
                    f"requests={len(calls)} rate={len(calls) / took:.0f}/s non2xx="
                    f"{sum(c.status not in (201, 202) for c in calls)} renewals={runner.producers - 1} "
-                   f"restart={timeline['restarted'] - timeline['restart']:.1f}s")
+                   f"restart={timeline['restarted'] - timeline['restart']:.1f}s\n"
+                   f"FAILOVER LOGS {failover_timeline(cluster, node, timeline['killed at'], coordinators)}")
         print("\n" + summary)
         # a 503 only for an event not acknowledged within the publish bound, with Retry-After
         refused = [c for c in calls if c.status not in (201, 202)

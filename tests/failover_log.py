@@ -15,10 +15,13 @@ from order_system.local.cluster import LocalCluster
 
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] \w+ (.*)$")
 STEPS = {
+    # a survivor stops hearing from the quorum's leader and starts an election (the victim led it)
+    "vote": re.compile(r"RaftManager id=(\d+)\] Completed transition to ProspectiveState"),
     "controller": re.compile(r"QuorumController id=\d+\] In the new epoch \d+, the leader is (\d+)\."),
     "fenced": re.compile(r"Fencing broker (\d+) at epoch \d+ because its session has timed out"),
     "txn coordinator": re.compile(r"Elected as the txn coordinator for partition (\d+)"),
-    "group coordinator": re.compile(r"Elected as the group coordinator for partition (\d+)"),
+    "group coordinator": re.compile(r"GroupCoordinator id=\d+\] Scheduling loading of metadata from "
+                                    r"__consumer_offsets-(\d+)"),
 }
 
 
@@ -43,9 +46,10 @@ def steps_after(log: Path, killed: float, window: float) -> list[tuple[float, st
 
 def failover_timeline(cluster: LocalCluster, victim: int, killed: float, partitions: dict[str, int],
                       window: float = 30.0) -> str:
-    """One line: the first time a survivor logged each step, e.g. ``controller=+1.3s(node 1)
-    fenced=+3.4s txn coordinator=+3.6s(node 3)``; ``partitions`` picks which coordinator partition
-    counts per step (the processor's)."""
+    """One line: the first time a survivor logged each step, e.g. ``vote=+1.1s(node 3)
+    controller=+1.3s(node 1) fenced=+3.4s(node 1) txn coordinator=+3.6s(node 3)``; ``partitions``
+    picks which coordinator partition counts per step (the processor's). Steps are logged by the
+    loggers ``local/broker.py`` sets to INFO."""
     first: dict[str, tuple[float, int]] = {}
     for node in cluster.nodes:
         if node.node_id == victim:

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.responses import Response
 
 from ..bootstrap import DEAD_LETTERED, HANDLED, REGISTRY, RETRIED
+from ..services.stages import recording, server_timing
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -113,7 +114,8 @@ def registry_for(settings: Settings | None = None, groups: Iterable[str] = (),
 
 class HttpMetrics:
     """ASGI middleware: answers ``GET /metrics`` itself, times every other request and logs a line
-    per request on ``request_log`` when that logger is on.
+    per request on ``request_log`` when that logger is on. Each answer's ``Server-Timing`` header
+    gives its stages (``services/stages.py``: lock, view, publish, verdict, shown) and its total.
 
     Added last in ``create_app``, it sits outside the routes (so ``/metrics`` is not in the
     OpenAPI schema) and outside any authentication added before it.
@@ -136,10 +138,13 @@ class HttpMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                stages["total"] = time.perf_counter() - began  # where a command's time went, for its client
+                message["headers"] = [*message.get("headers", []), (b"server-timing", server_timing(stages).encode())]
             await send(message)
 
         try:
-            await self.app(scope, receive, record_status)
+            with recording() as stages:
+                await self.app(scope, receive, record_status)
         finally:
             seconds = time.perf_counter() - began
             HTTP_SECONDS.labels(_method(scope), _route(scope), str(status)).observe(seconds)

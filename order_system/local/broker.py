@@ -38,6 +38,11 @@ LOG4J_PROPERTIES = (
     "logger.kafka.name=kafka\nlogger.kafka.level=INFO\n"
     "logger.org.name=org.apache.kafka\nlogger.org.level=WARN\n"
     "logger.state.name=state.change.logger\nlogger.state.level=WARN\n"
+    # who leads the controller quorum, which broker it fences, which coordinator loads where
+    "logger.controller.name=org.apache.kafka.controller\nlogger.controller.level=INFO\n"
+    "logger.raft.name=org.apache.kafka.raft.QuorumState\nlogger.raft.level=INFO\n"
+    "logger.coordinators.name=org.apache.kafka.coordinator.common.runtime.CoordinatorRuntime\n"
+    "logger.coordinators.level=INFO\n"
 )
 
 

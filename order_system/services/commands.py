@@ -39,6 +39,7 @@ from ..kafka.ordering import OrderedProducer
 from ..kafka.producer import Delivery, OrderProducer
 from ..kafka.reachability import outage_cause
 from ..state.view import OrderView
+from .stages import stage
 
 log = logging.getLogger("order_system.services.commands")
 
@@ -72,8 +73,12 @@ class OrderCommands:
             entry = self._locks.setdefault(order_id, [threading.Lock(), 0])
             entry[1] += 1
         try:
-            with entry[0]:
+            with stage("lock"):
+                entry[0].acquire()
+            try:
                 yield
+            finally:
+                entry[0].release()
         finally:
             with self._guard:
                 entry[1] -= 1
@@ -86,14 +91,16 @@ class OrderCommands:
         """The order as committed before this call, on any instance; raises ``UnknownOrder``, or
         ``StillProcessing`` when the view or the processor did not catch up in time."""
         deadline = time.monotonic() + self.view_timeout
-        if not self.view.catch_up(order_id, self.view_timeout):
-            raise StillProcessing(order_id)
+        with stage("view"):
+            if not self.view.catch_up(order_id, self.view_timeout):
+                raise StillProcessing(order_id)
         order = self.view.get(order_id)
         if order is not None:
             return order
         # maybe created but not processed yet: wait for the processor, then for the view
-        if not self.view.wait_processed(order_id, _left(deadline)):
-            raise StillProcessing(order_id)
+        with stage("processed"):
+            if not self.view.wait_processed(order_id, _left(deadline)):
+                raise StillProcessing(order_id)
         order = self.view.get(order_id)
         if order is None:
             raise UnknownOrder(order_id)
@@ -137,7 +144,8 @@ class OrderCommands:
             self.view.expect(order_id, waiting_on)
             try:
                 delivery = self._publish(event)
-                verdict = self.view.verdict(waiting_on, self.verdict_timeout)
+                with stage("verdict"):
+                    verdict = self.view.verdict(waiting_on, self.verdict_timeout)
             finally:
                 self.view.forget(waiting_on)
             if verdict is None:
@@ -147,7 +155,9 @@ class OrderCommands:
                 raise CommandRejected(order_id, verdict.reason, verdict.detail)
             # accepted (or a duplicate of itself: applied already). Once the view shows it, its state
             # record's commit marker is written, so any instance's next catch_up includes it.
-            if not self.view.wait_for_version(order_id, event.version, self.view_timeout):
+            with stage("shown"):
+                shown = self.view.wait_for_version(order_id, event.version, self.view_timeout)
+            if not shown:
                 log.warning("%s v%d was accepted but the view did not show it within %.1fs",
                             order_id, event.version, self.view_timeout)
             return event, delivery
@@ -155,7 +165,8 @@ class OrderCommands:
     def _publish(self, event: OrderEvent) -> Delivery:
         future = self.producer.publish(event)
         try:
-            return future.result(timeout=self.publish_timeout)
+            with stage("publish"):
+                return future.result(timeout=self.publish_timeout)
         except (PublishError, FutureTimeout) as exc:
             message = f"the Kafka broker did not acknowledge the event for order {event.order_id}"
             if cause := outage_cause(self.producer.settings):

@@ -49,6 +49,32 @@ def test_the_tutorial_lifecycle(api: Api, caplog: pytest.LogCaptureFixture) -> N
     assert any(f"POST /api/orders/{order_id}/deliver -> 202 in" in r.getMessage() for r in caplog.records)
 
 
+def server_timing(answer: httpx.Response) -> dict[str, float]:
+    """The answer's Server-Timing header as {stage: milliseconds}."""
+    stages = {}
+    for part in answer.headers["Server-Timing"].split(","):
+        name, duration = part.strip().split(";dur=")
+        stages[name] = float(duration)
+    return stages
+
+
+def test_each_answer_says_where_its_time_went(api: Api) -> None:
+    """Server-Timing: a command's stages (lock, view, publish, verdict, shown) add up to no more
+    than its total; an answer refused on the view has no publish stage (nothing was sent)."""
+    created = api.client.post("/api/orders", json={"customerId": "hana"})
+    assert created.status_code == 201, created.text
+    assert set(server_timing(created)) == {"lock", "publish", "total"}, created.headers["Server-Timing"]
+    order_id = created.json()["orderId"]
+    paid = api.client.post(f"/api/orders/{order_id}/pay", params={"customerId": "hana"})
+    assert paid.status_code == 202, paid.text
+    stages = server_timing(paid)
+    assert {"lock", "view", "publish", "verdict", "shown", "total"} <= set(stages), stages
+    assert stages["verdict"] > 0 and sum(v for k, v in stages.items() if k != "total") <= stages["total"] + 0.5
+    refused = api.client.post(f"/api/orders/{order_id}/deliver", params={"customerId": "hana"})
+    assert refused.status_code == 409, refused.text  # PAID -> DELIVERED skips SHIPPED
+    assert "view" in server_timing(refused) and "publish" not in server_timing(refused)
+
+
 @pytest.mark.parametrize(
     ("body", "problem"),
     [({}, "customerId: Field required"), ({"customerId": "   "}, "customerId: must not be blank"),

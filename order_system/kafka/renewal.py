@@ -28,6 +28,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -38,9 +39,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from ..config import Settings
 
 STALL_SECONDS = 3.0  # a transactional call that takes longer is abandoned with its producer
-# init_transactions waits, rightly, while the cluster elects a coordinator, and a new cluster creates
-# its transaction log first: it is abandoned only after this long
+# init_transactions waits, rightly, while the cluster elects a coordinator or gets its quorum back, and a
+# new cluster creates its transaction log first: after this long it is logged, and still waited for ...
 INIT_STALL_SECONDS = 15.0
+INIT_PATIENCE_SECONDS = 90.0  # ... up to this long, when librdkafka's own timeout (30 s) was not honoured
 INIT_ATTEMPTS = 5  # retriable init_transactions failures in a row before the runner gives up
 T = TypeVar("T")
 Call = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...]]  # the future of a call, the function, its arguments
@@ -71,7 +73,9 @@ class GuardedProducer:
         # the calls run one at a time in a daemon thread: a stalled one must never keep the process from
         # exiting (a ThreadPoolExecutor's threads are joined at exit, whatever shutdown(wait=False) said)
         self._calls: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
-        threading.Thread(target=self._run_calls, name=f"{options.get('client.id', 'tx')}-calls", daemon=True).start()
+        self._thread = threading.Thread(target=self._run_calls, name=f"{options.get('client.id', 'tx')}-calls",
+                                        daemon=True)
+        self._thread.start()
         self.abandoned = False
         self.produce = self.client.produce
         self.poll = self.client.poll
@@ -84,21 +88,43 @@ class GuardedProducer:
             except BaseException as exc:
                 future.set_exception(exc)
 
-    def _bounded(self, call: str, function: Callable[..., T], *args: Any, bound: float | None = None) -> T:
+    def _submit(self, call: str, function: Callable[..., T], *args: Any) -> "Future[T]":
         if self.abandoned:
             raise Stalled(call, "was not called: this producer was abandoned")
-        seconds = bound if bound is not None else self.stall_seconds
         future: Future[T] = Future()
         self._calls.put((future, function, args))
-        try:
-            return future.result(seconds)
-        except FutureTimeout:
-            self.abandoned = True
-            self._calls.put(None)  # its thread ends when librdkafka lets the stalled call return
-            raise Stalled(call, f"did not return within {seconds:.1f}s") from None
+        return future
 
-    def init_transactions(self, timeout: float) -> None:
-        self._bounded("init_transactions", self.client.init_transactions, timeout, bound=INIT_STALL_SECONDS)
+    def _abandon(self, call: str, seconds: float) -> Stalled:
+        self.abandoned = True
+        self._calls.put(None)  # its thread ends when librdkafka lets the stalled call return
+        return Stalled(call, f"did not return within {seconds:.1f}s")
+
+    def _bounded(self, call: str, function: Callable[..., T], *args: Any) -> T:
+        future = self._submit(call, function, *args)
+        try:
+            return future.result(self.stall_seconds)
+        except FutureTimeout:
+            raise self._abandon(call, self.stall_seconds) from None
+
+    def init_transactions(self, timeout: float, stop: Callable[[float], bool] = lambda _: False) -> None:
+        """Register this producer, waiting as long as the cluster needs (up to ``INIT_PATIENCE_SECONDS``,
+        or until ``stop(0)`` says the runner stops). A slow registration is never abandoned for a new
+        producer: its InitProducerId, answered late, would bump the epoch and fence that new producer
+        (a restart of two of three nodes did exactly that, and the runner stopped as fenced)."""
+        future = self._submit("init_transactions", self.client.init_transactions, timeout)
+        began, warned = time.monotonic(), False
+        while True:
+            try:
+                return future.result(1.0)
+            except FutureTimeout:
+                waited = time.monotonic() - began
+                if waited >= INIT_PATIENCE_SECONDS or stop(0.0):
+                    raise self._abandon("init_transactions", waited) from None
+                if not warned and waited >= INIT_STALL_SECONDS:
+                    warned = True
+                    log.warning("init_transactions of producer %d has not returned after %.0fs; waiting for it",
+                                self.number, waited)
 
     def begin_transaction(self) -> None:
         self.client.begin_transaction()  # local: it never waits for a broker
@@ -130,6 +156,7 @@ class GuardedProducer:
         """Stop the helper thread (an abandoned producer's thread ends with its call)."""
         if not self.abandoned:
             self._calls.put(None)
+            self._thread.join()  # it holds the client while it runs: the client goes with this producer
 
 
 def renew(settings: Settings, options: Mapping[str, Any], stop: Callable[[float], bool], name: str,
@@ -137,26 +164,24 @@ def renew(settings: Settings, options: Mapping[str, Any], stop: Callable[[float]
     """A registered transactional producer: ``init_transactions`` fences every older producer with
     this ``transactional.id`` (a stalled one of ours included) and settles its open transaction.
 
-    A producer whose ``init_transactions`` stalls is abandoned for another (the coordinator may be
-    moving); a retriable error is tried again after a pause, up to ``INIT_ATTEMPTS`` times in a
-    row. ``stop(seconds)`` waits and returns True when the runner is asked to stop (then the last
-    error is raised)."""
+    A retriable error is tried again with a new producer after a pause, up to ``INIT_ATTEMPTS`` times
+    in a row; the failed one is destroyed first, so that it cannot register late and fence its
+    successor. ``stop(seconds)`` waits and returns True when the runner is asked to stop (then the
+    last error is raised). Raises ``Stalled`` when a registration outlasts ``INIT_PATIENCE_SECONDS``."""
     failures = 0
     while True:
         producer = GuardedProducer(settings, options, stall_seconds)
         try:
-            producer.init_transactions(30)
+            producer.init_transactions(30, stop)
             return producer
-        except Stalled:
-            log.warning("[%s] init_transactions of producer %d stalled; trying a new producer", name, producer.number)
-            if stop(0.0):
-                raise
         except KafkaException as exc:
-            producer.close()
-            failures += 1
-            if not exc.args[0].retriable() or failures >= INIT_ATTEMPTS or stop(1.0 * failures):
-                raise
-            log.warning("[%s] init_transactions failed (attempt %d): %s", name, failures, exc.args[0].str())
+            error = exc.args[0]
+        producer.close()
+        del producer  # the last reference: librdkafka's client is destroyed before the next one registers
+        failures += 1
+        if not error.retriable() or failures >= INIT_ATTEMPTS or stop(1.0 * failures):
+            raise KafkaException(error)
+        log.warning("[%s] init_transactions failed (attempt %d): %s", name, failures, error.str())
 
 
 def committed_through(consumer: Consumer, ends: Mapping[tuple[str, int], int], timeout: float = 10.0) -> bool:

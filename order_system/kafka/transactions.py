@@ -129,6 +129,8 @@ class TransactionalRunner(RunnerThread):
                     self._batch(records)
         except Fenced as exc:
             self.give_up(str(exc))
+        except Stalled as exc:  # a new producer's registration outlasted INIT_PATIENCE_SECONDS
+            self.give_up(f"{self.name}: {exc}; the cluster gave no transactional producer an id")
         except KafkaException as exc:
             self.errors.append(exc.args[0])
             self.give_up(self._fenced_message(exc.args[0]) if exc.args[0].fatal() else

@@ -18,7 +18,8 @@ from order_system.config import Settings
 from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state, restore_orders
 from order_system.kafka.producer import OrderProducer
 from order_system.local.demo import plan_lifecycles
-from order_system.kafka.renewal import GuardedProducer, committed_through
+from order_system.kafka import renewal
+from order_system.kafka.renewal import GuardedProducer, committed_through, renew
 from order_system.kafka.topics import create_topics
 from order_system.kafka.transactions import TransactionalRunner
 from order_system.domain.changelog import Verdict
@@ -93,6 +94,34 @@ def test_a_stalled_transactional_call_is_abandoned_and_every_event_decided_once(
     expected = {order_id: order.status.value for order_id, order in rebuild(events).orders.items()}
     assert {o: order.status.value for o, order in read_order_state(settings).items()} == expected
     assert not read_effects(settings).duplicated(["event_id", "kind"]).any()
+
+
+def test_a_slow_registration_is_waited_for_never_raced_by_a_second_producer(
+        module_spare_broker: LocalBroker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        unique) -> None:
+    """A cluster that answers no InitProducerId for a while (here frozen, past the stall warning)
+    makes the producer's registration slow: ``renew`` waits for that one registration. A second
+    producer started meanwhile would be fenced by the first one's late answer (a restart of two of
+    three nodes did exactly that: the order-processor stopped, "fenced by a newer instance")."""
+    monkeypatch.setattr(renewal, "INIT_STALL_SECONDS", 1.0)
+    settings = Settings(bootstrap_servers=module_spare_broker.bootstrap, topic=unique("slow-init"), partitions=1)
+    create_topics(settings)
+    transactional_id = unique("slow-init")
+    before = next(GuardedProducer.serial)  # the number of the last producer made so far
+    with frozen_once(module_spare_broker, FROZEN) as freeze:
+        freeze.set()
+        threading.Event().wait(0.2)  # SIGSTOP is sent by the freezer thread: let it land
+        producer = renew(settings, {"transactional.id": transactional_id}, threading.Event().wait, "slow-init")
+    try:
+        assert producer.number == before + 1, f"{producer.number - before} producers registered"
+        assert f"init_transactions of producer {producer.number} has not returned after 1s" in caplog.text
+        producer.begin_transaction()  # the one registered producer writes: nothing fenced it
+        producer.produce(settings.topic, b"after a slow registration", b"k")
+        producer.commit_transaction(30)
+    finally:
+        producer.close()
+    [record] = read_committed(settings, settings.topic, timeout=30)
+    assert record.value() == b"after a slow registration"
 
 
 def test_committed_offsets_tell_a_committed_transaction_from_an_aborted_one(topic_settings: Settings,

@@ -24,6 +24,7 @@ batch) or not (offsets before it).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import queue
@@ -177,7 +178,10 @@ def renew(settings: Settings, options: Mapping[str, Any], stop: Callable[[float]
         except KafkaException as exc:
             error = exc.args[0]
         producer.close()
-        del producer  # the last reference: librdkafka's client is destroyed before the next one registers
+        # destroy librdkafka's client before the next one registers: the failed call's traceback holds
+        # the producer in a reference cycle, so dropping the name alone would leave that to a later GC
+        del producer
+        gc.collect()
         failures += 1
         if not error.retriable() or failures >= INIT_ATTEMPTS or stop(1.0 * failures):
             raise KafkaException(error)

@@ -114,5 +114,7 @@ def not_kafka_port() -> Iterator[int]:
     thread.start()
     yield server.getsockname()[1]
     closing.set()
+    server.shutdown(socket.SHUT_RDWR)  # wakes the accept() below (close alone leaves it blocked on Linux)
     server.close()
     thread.join(timeout=5)
+    assert not thread.is_alive(), "the fake server's accept loop did not end"

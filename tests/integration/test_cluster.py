@@ -37,7 +37,7 @@ from order_system.kafka.transactions import TransactionalRunner
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-LIFECYCLES = 400
+LIFECYCLES = 200
 WORKERS = 48
 AFTER_ELECTION = 10.0  # no request may take longer than the election plus this
 VICTIMS = ("partition-leader", "transaction-coordinator", "group-coordinator")

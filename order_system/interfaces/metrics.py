@@ -115,7 +115,7 @@ def registry_for(settings: Settings | None = None, groups: Iterable[str] = (),
 class HttpMetrics:
     """ASGI middleware: answers ``GET /metrics`` itself, times every other request and logs a line
     per request on ``request_log`` when that logger is on. Each answer's ``Server-Timing`` header
-    gives its stages (``services/stages.py``: lock, view, publish, verdict, shown) and its total.
+    gives its stages (``services/stages.py``: lock, view, processed, publish, verdict, shown) and its total.
 
     Added last in ``create_app``, it sits outside the routes (so ``/metrics`` is not in the
     OpenAPI schema) and outside any authentication added before it.

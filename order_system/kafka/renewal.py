@@ -42,7 +42,7 @@ from ..config import Settings
 STALL_SECONDS = 3.0  # a transactional call that takes longer is abandoned with its producer
 # init_transactions waits, rightly, while the cluster elects a coordinator or gets its quorum back, and a
 # new cluster creates its transaction log first: after this long it is logged, and still waited for ...
-INIT_STALL_SECONDS = 15.0
+INIT_WARN_SECONDS = 15.0
 INIT_PATIENCE_SECONDS = 90.0  # ... up to this long, when librdkafka's own timeout (30 s) was not honoured
 INIT_ATTEMPTS = 5  # retriable init_transactions failures in a row before the runner gives up
 T = TypeVar("T")
@@ -122,7 +122,7 @@ class GuardedProducer:
                 waited = time.monotonic() - began
                 if waited >= INIT_PATIENCE_SECONDS or stop(0.0):
                     raise self._abandon("init_transactions", waited) from None
-                if not warned and waited >= INIT_STALL_SECONDS:
+                if not warned and waited >= INIT_WARN_SECONDS:
                     warned = True
                     log.warning("init_transactions of producer %d has not returned after %.0fs; waiting for it",
                                 self.number, waited)

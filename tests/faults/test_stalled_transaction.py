@@ -103,7 +103,7 @@ def test_a_slow_registration_is_waited_for_never_raced_by_a_second_producer(
     makes the producer's registration slow: ``renew`` waits for that one registration. A second
     producer started meanwhile would be fenced by the first one's late answer (a restart of two of
     three nodes did exactly that: the order-processor stopped, "fenced by a newer instance")."""
-    monkeypatch.setattr(renewal, "INIT_STALL_SECONDS", 1.0)
+    monkeypatch.setattr(renewal, "INIT_WARN_SECONDS", 1.0)
     settings = Settings(bootstrap_servers=module_spare_broker.bootstrap, topic=unique("slow-init"), partitions=1)
     create_topics(settings)
     transactional_id = unique("slow-init")

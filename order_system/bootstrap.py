@@ -187,10 +187,11 @@ class Backend:
 
 @contextmanager
 def api_backend(settings: Settings, groups: tuple[Group, ...], *, outbox: Outbox | None = None,
-                view_timeout: float = 300.0) -> Iterator[Backend]:
+                view_timeout: float = 300.0, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> Iterator[Backend]:
     """Start ``groups``' runners, the view of every order (read to its end first, at most
-    ``view_timeout`` s), a producer that keeps what the broker does not acknowledge in ``outbox``
-    (default: the user's), and the relay that resends it once the broker answers again.
+    ``view_timeout`` s), a producer that keeps what the broker does not acknowledge within
+    ``delivery_timeout_ms`` in ``outbox`` (default: the user's), and the relay that resends it once
+    the broker answers again.
 
     On exit, in this order: the relay stops, the runners commit what they finished and close, the
     view stops, and the producer flushes (what it cannot deliver stays in the outbox)."""
@@ -202,7 +203,7 @@ def api_backend(settings: Settings, groups: tuple[Group, ...], *, outbox: Outbox
     from .state.view import OrderView
 
     outbox = outbox if outbox is not None else Outbox()
-    producer = OrderedProducer(settings, outbox, extra_config={"delivery.timeout.ms": DELIVERY_TIMEOUT_MS})
+    producer = OrderedProducer(settings, outbox, extra_config={"delivery.timeout.ms": delivery_timeout_ms})
     try:
         with run_groups(*(runner_for(group, settings) for group in groups)) as runners, \
                 OrderView(settings).start(timeout=view_timeout) as view:

@@ -37,7 +37,8 @@ from order_system.kafka.transactions import TransactionalRunner
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-LIFECYCLES = 200
+LIFECYCLES = 120  # after 48 warm-up ones: about 450 requests, the fault a quarter in
+SHORT_PUBLISH_BOUND = 5.0  # the two-of-three test's: the 503 comes sooner, the rest is the same
 WORKERS = 48
 AFTER_ELECTION = 10.0  # no request may take longer than the election plus this
 VICTIMS = ("partition-leader", "transaction-coordinator", "group-coordinator")
@@ -57,15 +58,18 @@ class Call:
 
 
 @contextmanager
-def api_on(settings: Settings,
-           tmp_path: Path) -> Iterator[tuple[httpx.Client, OrderProcessor, Outbox, TransactionalRunner]]:
+def api_on(settings: Settings, tmp_path: Path, publish_bound: float = PUBLISH_BOUND
+           ) -> Iterator[tuple[httpx.Client, OrderProcessor, Outbox, TransactionalRunner]]:
     """The API over real HTTP with its order-processor, wired as `order-system serve` wires it
-    (``bootstrap.api_backend``, and create_app's defaults: serve's bounds)."""
+    (``bootstrap.api_backend``, and create_app's defaults: serve's bounds). A shorter
+    ``publish_bound`` keeps serve's proportions: the producer gives up 1 s before the API answers."""
     processor = OrderProcessor(instance_id="test-cluster")
-    with api_backend(settings, (processor,), outbox=Outbox(tmp_path / "outbox.db"), view_timeout=60) as backend:
+    with api_backend(settings, (processor,), outbox=Outbox(tmp_path / "outbox.db"), view_timeout=60,
+                     delivery_timeout_ms=int((publish_bound - 1) * 1000)) as backend:
         runner = backend.runners[0]
         assert isinstance(runner, TransactionalRunner)
-        app = create_app(settings, backend.producer, backend.view, outbox=backend.outbox, groups=("order-processor",))
+        app = create_app(settings, backend.producer, backend.view, outbox=backend.outbox, groups=("order-processor",),
+                         publish_timeout=publish_bound)
         limits = httpx.Limits(max_connections=WORKERS, max_keepalive_connections=WORKERS)
         with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=120, limits=limits) as client:
             yield client, processor, backend.outbox, runner
@@ -252,8 +256,10 @@ def _status(action: str) -> str:
 
 def test_two_of_three_down_fails_within_the_bound_keeps_the_event_and_applies_it_once(
         cluster: LocalCluster, cluster_settings: Settings, tmp_path: Path) -> None:
+    """Serve's proportions (the producer gives up 1 s before the API answers) at a third of its
+    bound: the failover test above runs serve's own bounds; this one proves what happens at any."""
     settings = cluster_settings
-    with api_on(settings, tmp_path) as (client, processor, outbox, _):
+    with api_on(settings, tmp_path, publish_bound=SHORT_PUBLISH_BOUND) as (client, processor, outbox, _):
         answer = client.post("/api/orders", json={"customerId": "customer-7"})
         assert answer.status_code == 201, answer.text
         leader = leader_of(settings, answer.json()["partition"])
@@ -268,7 +274,7 @@ def test_two_of_three_down_fails_within_the_bound_keeps_the_event_and_applies_it
         took = time.monotonic() - began
         assert answer.status_code == 503, answer.text
         assert answer.headers.get("Retry-After"), answer.headers
-        assert took < PUBLISH_BOUND + 3, f"the 503 took {took:.1f}s, more than the bound {PUBLISH_BOUND}s"
+        assert took < SHORT_PUBLISH_BOUND + 3, f"the 503 took {took:.1f}s, more than the bound {SHORT_PUBLISH_BOUND}s"
         error, order_id = answer.json()["error"], answer.json()["orderId"]
         assert "2 of 3 brokers do not answer" in error and "kept in the outbox" in error, error
         # the API may answer at its bound a moment before librdkafka's delivery timeout fires

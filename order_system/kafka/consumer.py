@@ -20,7 +20,6 @@ A group that reads another topic gives the runner its own ``decoder`` and ``topi
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -33,6 +32,7 @@ from ..domain.events import OrderEvent, OrderStatus
 from .record_log import RecordLog
 from .records import Decoder, Deferred, Handler, Received, Stopping, decode, names
 from .retry import FailurePolicy, InPlaceRetry
+from .rewinds import Rewinds
 from .runner_thread import RunnerHooks, RunnerThread, run_groups
 
 __all__ = ["AssignCallback", "ConsumerRunner", "Decoder", "Deferred", "Handler", "Received", "Stopping", "decode",
@@ -69,7 +69,7 @@ class ConsumerRunner(RunnerThread):
             "enable.auto.offset.store": False,  # we store each offset after its record was handled
             "partition.assignment.strategy": "cooperative-sticky",
             "isolation.level": "read_committed",  # (librdkafka's default) an aborted transaction is never seen
-            "enable.partition.eof": True,  # see _at_end
+            "enable.partition.eof": True,  # see Rewinds.store_end
             # short timeouts so that a stopped or crashed member's partitions move on quickly
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
             **(extra_config or {}),
@@ -78,8 +78,7 @@ class ConsumerRunner(RunnerThread):
         self.skipped = 0  # records with no handler for their status, or another group's retries
         self.dead_lettered = 0
         self.stuck = 0  # times a record could not be written to the dead-letter/retry topic (tried again)
-        self._paused: dict[tuple[str, int], float] = {}
-        self._rewound: set[tuple[str, int]] = set()  # partitions sent back to a record not yet finished
+        self.rewinds = Rewinds(self.name, self.log)  # partitions sent back to a record not yet finished
         self._consumer: Consumer | None = None
 
     def start(self) -> ConsumerRunner:
@@ -97,14 +96,14 @@ class ConsumerRunner(RunnerThread):
         assert consumer is not None
         try:
             while not self._stop.is_set():
-                self._resume_due(consumer)
+                self.rewinds.resume_due(consumer)
                 message = consumer.poll(0.25)
                 if message is None:
                     continue
                 if message.error() is None:
                     self._handle(consumer, message)
                 elif message.error().code() == KafkaError._PARTITION_EOF:
-                    self._at_end(consumer, message)
+                    self.rewinds.store_end(consumer, message)  # see Rewinds.store_end
                 else:
                     self.on_error(message.error())
         finally:
@@ -124,18 +123,18 @@ class ConsumerRunner(RunnerThread):
             except Exception as exc:  # a bug or an input nobody foresaw, outside any handler
                 outcome = self._internal_error(received, exc)
         except Deferred as deferred:
-            self._rewind(consumer, received, pause_until=deferred.due)
+            self.rewinds.rewind(consumer, received, pause_until=deferred.due)
             return
         except Stopping:
             return  # not stored: the record comes again after the restart
         except PublishError:  # the dead-letter or retry topic did not take the record (broker trouble)
             self.log.exception("[%s] could not dispose of partition %d offset %d; will retry it", self.name,
                                received.partition, received.offset)
-            self._rewind(consumer, received)
+            self.rewinds.rewind(consumer, received)
             self._stop.wait(1.0)
             self.stuck += 1
             return
-        self._rewound.discard((received.topic, received.partition))
+        self.rewinds.finished(received)
         try:
             consumer.store_offsets(message=message)  # handled: its offset may be committed now
         except KafkaException as exc:  # the partition was taken away meanwhile: it comes again
@@ -179,40 +178,6 @@ class ConsumerRunner(RunnerThread):
         return decode(received, self.require_key, self.settings.local_timezone)
 
     # ---- what the loop needs besides the happy path -----------------------------------------
-
-    def _at_end(self, consumer: Consumer, message: Message) -> None:
-        """The partition is read to its end: store that end offset. Every record before it was
-        handed to us and finished (records come in order and a rewind drops what was fetched), so
-        what lies between is what a read_committed consumer never sees: transaction markers and
-        aborted records. Without this, a topic written in transactions (order-verdicts) would
-        show a lag of at least 1 for ever (its last record is a commit marker)."""
-        if (message.topic(), message.partition()) in self._rewound:
-            return  # a record of it is still to be handled again
-        try:
-            consumer.store_offsets(offsets=[TopicPartition(message.topic(), message.partition(), message.offset())])
-        except KafkaException:  # the partition was taken away meanwhile: its new owner stores its own
-            pass
-
-    def _rewind(self, consumer: Consumer, received: Received, pause_until: float | None = None) -> None:
-        """Make ``received`` the partition's next record (paused until ``pause_until``)."""
-        tp = TopicPartition(received.topic, received.partition, received.offset)
-        self._rewound.add((received.topic, received.partition))
-        try:
-            consumer.seek(tp)
-            if pause_until is not None:
-                consumer.pause([tp])
-                self._paused[(received.topic, received.partition)] = pause_until
-        except KafkaException as exc:  # the partition was taken away meanwhile: its new owner reads it
-            self.log.warning("[%s] could not go back to offset %d of partition %d: %s", self.name,
-                             received.offset, received.partition, exc.args[0].str())
-
-    def _resume_due(self, consumer: Consumer) -> None:
-        now = time.time()
-        due = [key for key, when in self._paused.items() if when <= now]
-        if due:
-            consumer.resume([TopicPartition(t, p) for t, p in due])
-            for key in due:
-                del self._paused[key]
 
     def _internal_error(self, received: Received, error: Exception) -> str:
         """Dead-letter a record whose disposal failed unexpectedly, rather than retry it forever."""
@@ -283,7 +248,6 @@ class ConsumerRunner(RunnerThread):
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self._assignment.discard((p.topic, p.partition))
-            self._paused.pop((p.topic, p.partition), None)
-            self._rewound.discard((p.topic, p.partition))
+        self.rewinds.forget(partitions)
         with self._progress:
             self._progress.notify_all()

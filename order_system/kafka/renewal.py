@@ -48,6 +48,22 @@ INIT_ATTEMPTS = 5  # retriable init_transactions failures in a row before the ru
 T = TypeVar("T")
 Call = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...]]  # the future of a call, the function, its arguments
 log = logging.getLogger("order_system.kafka.renewal")
+KAFKA_LOG = logging.getLogger("order_system.kafka")  # where every client's librdkafka lines go (config.py)
+
+
+class ClientLog:
+    """The ``logger`` of one guarded producer's librdkafka client. Once the producer is abandoned,
+    what its client still says (above all ``Fatal transaction error ... fenced by newer producer
+    instance``, its successor's doing) is the renewal working as designed: logged at INFO, marked,
+    never at librdkafka's own CRITICAL, which reads as an outage."""
+
+    def __init__(self) -> None:
+        self.abandoned = False
+
+    def log(self, level: int, message: str, *args: Any) -> None:  # confluent_kafka calls logger.log(...)
+        if self.abandoned and level > logging.INFO:
+            level, message = logging.INFO, "(abandoned producer, expected) " + message
+        KAFKA_LOG.log(level, message, *args)
 
 
 class Stalled(Exception):
@@ -69,7 +85,8 @@ class GuardedProducer:
 
     def __init__(self, settings: Settings, options: Mapping[str, Any], stall_seconds: float = STALL_SECONDS) -> None:
         self.stall_seconds = stall_seconds
-        self.client = Producer(settings.producer_config(**options))
+        self.client_log = ClientLog()
+        self.client = Producer(settings.producer_config(**{**options, "logger": self.client_log}))
         self.number = next(self.serial)
         # the calls run one at a time in a daemon thread: a stalled one must never keep the process from
         # exiting (a ThreadPoolExecutor's threads are joined at exit, whatever shutdown(wait=False) said)
@@ -97,7 +114,7 @@ class GuardedProducer:
         return future
 
     def _abandon(self, call: str, seconds: float) -> Stalled:
-        self.abandoned = True
+        self.abandoned = self.client_log.abandoned = True
         self._calls.put(None)  # its thread ends when librdkafka lets the stalled call return
         return Stalled(call, f"did not return within {seconds:.1f}s")
 

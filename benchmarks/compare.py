@@ -42,6 +42,8 @@ from confluent_kafka import Consumer, Producer
 from order_system import OrderProducer, Settings, create_topics, delete_topics, plan_lifecycles
 from order_system.config import default_home
 from order_system.domain.events import OrderEvent
+from order_system.domain.errors import BrokerError, ConfigError
+from order_system.kafka.reachability import require_kafka
 from order_system.local.broker import KAFKA_VERSION
 from order_system.local.maven import fetch_jars
 
@@ -700,6 +702,11 @@ def main(argv: list[str] | None = None) -> int:
     args.command_seconds = args.command_seconds or preset[4]
     args.command_rate = args.command_rate or preset[5]
     args.repeat = args.repeat or (1 if args.smoke or args.quick else 3)
+    try:  # at once, in one line: not a traceback after librdkafka's 30 s of trying
+        require_kafka(Settings.from_env())
+    except (BrokerError, ConfigError) as exc:
+        print(f"benchmarks/compare.py: {exc}", file=sys.stderr)
+        return 2
     command = "benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"{command.strip()}: {args.events:,} events, 3 partitions, broker {Settings.from_env().bootstrap_servers}",

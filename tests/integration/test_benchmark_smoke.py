@@ -66,3 +66,14 @@ def test_the_smallest_run_reports_every_row(settings: Settings, tmp_path: Path) 
     poison = next(r for r in rows if r["path"] == "order-processor, 1 % poison records")
     assert "dead letters = poison records (20)" in poison["note"], poison["note"]  # a count, not a figure
     assert (tmp_path / "compare.png").stat().st_size > 10_000
+
+
+def test_without_a_broker_it_says_so_in_one_line_at_once(free_port: int, tmp_path: Path) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port}"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--smoke", "--out", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"benchmarks/compare.py: no Kafka broker answers at 127.0.0.1:{free_port} (nothing accepts connections "
+        "there); start one with `order-system broker start`, or point KAFKA_BOOTSTRAP_SERVERS at your cluster"]
+    assert not (tmp_path / "compare.csv").exists()

@@ -103,7 +103,7 @@ class ConsumerRunner(RunnerThread):
                 if message.error() is None:
                     self._handle(consumer, message)
                 elif message.error().code() == KafkaError._PARTITION_EOF:
-                    self.rewinds.store_end(consumer, message)  # see Rewinds.store_end
+                    self.rewinds.store_end(consumer, message)
                 else:
                     self.on_error(message.error())
         finally:

@@ -94,9 +94,13 @@ class GuardedProducer:
         self._thread = threading.Thread(target=self._run_calls, name=f"{options.get('client.id', 'tx')}-calls",
                                         daemon=True)
         self._thread.start()
-        self.abandoned = False
         self.produce = self.client.produce
         self.poll = self.client.poll
+
+    @property
+    def abandoned(self) -> bool:
+        """Given up after a stall: its client's later lines are logged as expected (``ClientLog``)."""
+        return self.client_log.abandoned
 
     def _run_calls(self) -> None:
         while (item := self._calls.get()) is not None:
@@ -114,7 +118,7 @@ class GuardedProducer:
         return future
 
     def _abandon(self, call: str, seconds: float) -> Stalled:
-        self.abandoned = self.client_log.abandoned = True
+        self.client_log.abandoned = True
         self._calls.put(None)  # its thread ends when librdkafka lets the stalled call return
         return Stalled(call, f"did not return within {seconds:.1f}s")
 

@@ -25,9 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -35,63 +34,13 @@ from confluent_kafka import KafkaError, Message, Producer
 from ..config import Settings
 from ..domain.errors import PublishError
 from ..domain.events import OrderEvent
-from .futures import LightFuture
+from .futures import Delivery, DeliveryCallback, Sending, notify
 
 log = logging.getLogger("order_system.kafka.producer")
 record_log = logging.getLogger("order_system.kafka.producer.records")  # a line per published record
 
 BUSY = 0.0005  # a publisher that published this recently (seconds) serves the delivery callbacks itself
 POLL_EVERY = 16  # a busy publisher serves callbacks every so many publishes (poll() has a cost of its own)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """Where the broker stored a record."""
-
-    topic: str
-    partition: int
-    offset: int | None  # None: acknowledged without an offset (a retried send the broker had already stored)
-    key: bytes | None
-    event: OrderEvent | None = None
-
-
-DeliveryCallback = Callable[["Delivery | None", "Exception | None"], None]
-
-
-class Sending(LightFuture):
-    """One record on its way to the broker, and the ``Future`` of its ``Delivery`` (one object per
-    record; see ``futures.py`` on why the futures of a producer share one Condition)."""
-
-    def __init__(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None,
-                 event: OrderEvent | None, partition: int | None, on_delivery: DeliveryCallback | None,
-                 condition: threading.Condition) -> None:
-        super().__init__(condition)
-        self.topic, self.key, self.value, self.headers = topic, key, value, headers
-        self.event, self.partition, self.on_delivery = event, partition, on_delivery
-        self.owner: OrderProducer | None = None  # set when handed to librdkafka: the record is its own callback
-        self._partition, self._offset = -1, None  # where it landed; result() makes the Delivery when first asked
-
-    def __call__(self, error: KafkaError | None, message: Message) -> None:
-        assert self.owner is not None
-        self.owner._delivered(self, error, message)
-
-    @property
-    def label(self) -> str:
-        return f"order {self.event.order_id}" if self.event else f"key {self.key!r}"
-
-    def landed(self, partition: int, offset: int | None) -> None:
-        """The broker stored the record at ``offset`` of ``partition``: resolve the future."""
-        self._partition, self._offset = partition, offset
-        self.value = self.headers = self.owner = None  # delivered: nothing to keep
-        self.set_result(None)
-        if self.on_delivery is not None:
-            _notify(self.on_delivery, self.result(0), None)
-
-    def result(self, timeout: float | None = None) -> Delivery:
-        found = super().result(timeout)
-        if found is None and self._partition >= 0:  # made once, when first asked (most never are)
-            found = self._result = Delivery(self.topic, self._partition, self._offset, self.key, self.event)
-        return found  # type: ignore[no-any-return]
 
 
 class OrderProducer:
@@ -201,7 +150,7 @@ class OrderProducer:
     def _fail(self, record: Sending, message: str) -> None:
         failure = PublishError(message, record.event.order_id if record.event else None)
         record.set_exception(failure)
-        _notify(record.on_delivery, None, failure)
+        notify(record.on_delivery, None, failure)
 
     # ---- serving librdkafka's callbacks ---------------------------------------------------
 
@@ -283,12 +232,3 @@ class OrderProducer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _notify(callback: DeliveryCallback | None, delivery: Delivery | None, error: Exception | None) -> None:
-    """Call the caller's ``on_delivery``; its bugs are logged, never raised into ``poll()``."""
-    if callback is None:
-        return
-    try:
-        callback(delivery, error)
-    except Exception:
-        log.exception("on_delivery callback %r raised", callback)

@@ -40,6 +40,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from ..config import Settings
 
 STALL_SECONDS = 3.0  # a transactional call that takes longer is abandoned with its producer
+TRANSACTION_TIMEOUT_MS = 60_000  # the broker aborts a transaction left open longer (a hung instance)
 # init_transactions waits, rightly, while the cluster elects a coordinator or gets its quorum back, and a
 # new cluster creates its transaction log first: after this long it is logged, and still waited for ...
 INIT_WARN_SECONDS = 15.0
@@ -235,3 +236,11 @@ def settle(stall: Stalled, consumer: Consumer, ends: Mapping[tuple[str, int], in
     log.info("[%s] the stalled commit %s", name, "had committed" if committed else "was aborted")
     return committed
 
+
+def fenced_message(name: str, transactional_id: str, error: KafkaError) -> str:
+    """What a runner whose producer can no longer write says, and what the operator should do."""
+    return (f"{name}: transactional id {transactional_id!r} can no longer write ({error.str()}). "
+            "Another processor instance with the same instance id has started (it fenced this one), or this "
+            f"one stalled for longer than transaction.timeout.ms ({TRANSACTION_TIMEOUT_MS} ms). This instance "
+            "stops; nothing it did not commit is visible. Give every running processor its own instance id "
+            "(--instance-id or ORDER_SYSTEM_INSTANCE_ID) and restart this one if it should run.")

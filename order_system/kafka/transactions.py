@@ -16,7 +16,8 @@ first record, and the batch is decided again from the committed state. Input is 
 (another instance started with the same ``transactional.id``) stops the runner with an error
 naming the id and what to do.
 
-Composed around this loop: ``renewal.py`` (a transactional call that stalls is abandoned with its
+What a batch is and what ``process`` returns: ``batches.py``. Composed around this loop:
+``renewal.py`` (a transactional call that stalls is abandoned with its
 producer, whose successor settles the transaction) and ``assignment.py`` (a partition's state is
 restored before its first record). The runner keeps the surface of ``ConsumerRunner``, so
 ``run_groups``, notebooks and tests use either alike.
@@ -25,48 +26,21 @@ restored before its first record). The runner keeps the surface of ``ConsumerRun
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..config import Settings
 from .assignment import PartitionsCallback, StatefulAssignment
+from .batches import Batch, Process, ends, rewind
 from .records import Received, Stopping, take_batch, without_frames
-from .renewal import STALL_SECONDS, GuardedProducer, Stalled, renew, settle
+from .renewal import STALL_SECONDS, TRANSACTION_TIMEOUT_MS, GuardedProducer, Stalled, fenced_message, renew, settle
 from .runner_thread import RunnerHooks, RunnerThread
 
 BATCH_SIZE = 500  # records per consume() and so per transaction
-TRANSACTION_TIMEOUT_MS = 60_000  # the broker aborts a transaction left open longer (a hung instance)
 COMMIT_SECONDS = 10.0  # librdkafka's timeout for one commit or abort (the stall bound is shorter)
 COMMIT_ATTEMPTS = 3  # a retriable commit failure is tried again this often; then its outcome is settled
-
-
-class Output(NamedTuple):
-    """One record to write in the batch's transaction (``partition`` None: the key decides)."""
-
-    topic: str
-    partition: int | None
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] | None = None
-
-
-@dataclass
-class Batch:
-    """What ``process`` decided for a batch: records to write, and what to do once committed."""
-
-    outputs: list[Output] = field(default_factory=list)
-    on_commit: Callable[[], None] = lambda: None
-    handled: int = 0  # records finished with, dead letters included
-    skipped: int = 0
-    dead_lettered: int = 0
-    retried: int = 0  # failed attempts tried again in place
-    failures: list[tuple[Received, Exception]] = field(default_factory=list)
-
-
-Process = Callable[[list[Received], Callable[[float], None]], Batch]
 
 
 class Fenced(Exception):
@@ -133,7 +107,7 @@ class TransactionalRunner(RunnerThread):
             self.give_up(f"{self.name}: {exc}; the cluster gave no transactional producer an id")
         except KafkaException as exc:
             self.errors.append(exc.args[0])
-            self.give_up(self._fenced_message(exc.args[0]) if exc.args[0].fatal() else
+            self.give_up(fenced_message(self.name, self.transactional_id, exc.args[0]) if exc.args[0].fatal() else
                          f"{self.name}: Kafka error: {exc.args[0].str()}")
         except Exception as exc:  # a bug: say so, never loop on it silently
             self.log.exception("[%s] unexpected error", self.name)
@@ -143,29 +117,30 @@ class TransactionalRunner(RunnerThread):
 
     def _batch(self, records: list[Received]) -> None:
         """Decide, write and commit one batch; on failure abort it and make it come again."""
+        consumer = self._consumer
+        assert consumer is not None
         try:
             batch = self.process(records, self.sleep)
         except Stopping:
-            self._rewind(records)
+            rewind(consumer, records, self.log, self.name)
             return
         try:
             self._transact(batch, records)
         except Stalled as stall:
-            assert self._consumer is not None
             self.stalls += 1
-            if not settle(stall, self._consumer, _ends(records), self._renew_producer, self.log, self.name):
-                self._rewind(records)
+            if not settle(stall, consumer, ends(records), self._renew_producer, self.log, self.name):
+                rewind(consumer, records, self.log, self.name)
                 self.stuck += 1
                 return
         except KafkaException as exc:
             error = exc.args[0]
             self.errors.append(error)
             if error.fatal():
-                raise Fenced(self._fenced_message(error)) from exc
+                raise Fenced(fenced_message(self.name, self.transactional_id, error)) from exc
             self.log.warning("[%s] transaction of %d records aborted (%s); the batch comes again", self.name,
                              len(records), error.str())
             self._abort()
-            self._rewind(records)
+            rewind(consumer, records, self.log, self.name)
             self.stuck += 1
             self._stop.wait(0.2 if error.txn_requires_abort() else 1.0)
             return
@@ -178,7 +153,7 @@ class TransactionalRunner(RunnerThread):
         producer.begin_transaction()
         for output in batch.outputs:
             producer.produce_waiting(output.topic, output.value, output.key, output.partition, output.headers)
-        offsets = [TopicPartition(topic, partition, end) for (topic, partition), end in _ends(records).items()]
+        offsets = [TopicPartition(topic, partition, end) for (topic, partition), end in ends(records).items()]
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
@@ -208,25 +183,12 @@ class TransactionalRunner(RunnerThread):
             except KafkaException as exc:
                 error = exc.args[0]
                 if error.fatal():
-                    raise Fenced(self._fenced_message(error)) from exc
+                    raise Fenced(fenced_message(self.name, self.transactional_id, error)) from exc
                 if error.code() == KafkaError._STATE:  # no transaction open (it failed before begin)
                     return
                 self.log.warning("[%s] abort failed: %s", self.name, error.str())
                 if self._stop.wait(1.0):
                     return
-
-    def _rewind(self, records: list[Received]) -> None:
-        """Make each partition's first record of the batch its next one again."""
-        assert self._consumer is not None
-        first: dict[tuple[str, int], int] = {}
-        for record in records:
-            first.setdefault((record.topic, record.partition), record.offset)
-        for (topic, partition), offset in first.items():
-            try:
-                self._consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as exc:  # taken away meanwhile: its new owner reads it
-                self.log.warning("[%s] could not rewind %s[%d] to %d: %s", self.name, topic, partition, offset,
-                                 exc.args[0].str())
 
     # ---- around the loop ------------------------------------------------------------------
 
@@ -253,13 +215,6 @@ class TransactionalRunner(RunnerThread):
             self.failures.extend((received, without_frames(error)) for received, error in batch.failures)
             self._progress.notify_all()
 
-    def _fenced_message(self, error: KafkaError) -> str:
-        return (f"{self.name}: transactional id {self.transactional_id!r} can no longer write ({error.str()}). "
-                "Another processor instance with the same instance id has started (it fenced this one), or this "
-                f"one stalled for longer than transaction.timeout.ms ({TRANSACTION_TIMEOUT_MS} ms). This instance "
-                "stops; nothing it did not commit is visible. Give every running processor its own instance id "
-                "(--instance-id or ORDER_SYSTEM_INSTANCE_ID) and restart this one if it should run.")
-
     def _close(self) -> None:
         self.partitions.closing = True  # the partitions are given up, but what was committed stays readable
         if self._consumer is not None:
@@ -277,7 +232,3 @@ class TransactionalRunner(RunnerThread):
         with self._progress:
             self._progress.notify_all()
 
-
-def _ends(records: list[Received]) -> dict[tuple[str, int], int]:
-    """Each partition's position after the batch (consume() returns a partition's records in order)."""
-    return {(record.topic, record.partition): record.offset + 1 for record in records}

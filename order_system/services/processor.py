@@ -34,7 +34,7 @@ from ..kafka.spring_compat import assign_version
 if TYPE_CHECKING:
     from ..config import Settings
     from ..kafka.consumer import Received
-    from ..kafka.transactions import Batch
+    from ..kafka.batches import Batch
 
 BusinessStep = Callable[[OrderEvent, "Order | None"], list[Effect]]
 INSTANCE_ENV = "ORDER_SYSTEM_INSTANCE_ID"
@@ -145,7 +145,7 @@ class OrderProcessor:
         """Decide about every record of a batch; nothing changes until ``on_commit`` is called."""
         from ..kafka.dead_letters import MAX_KEY_KEPT
         from ..kafka.records import Stopping, decode
-        from ..kafka.transactions import Batch, Output
+        from ..kafka.batches import Batch, Output
 
         verdicts, effects_topic, zone = settings.verdicts_topic, settings.effects_topic, settings.local_timezone
         batch = Batch(handled=len(records))
@@ -211,7 +211,7 @@ class OrderProcessor:
                 attempts: int) -> None:
         """Add the dead letter of a rejected record to the batch."""
         from ..kafka.dead_letters import cut, dead_letter
-        from ..kafka.transactions import Output
+        from ..kafka.batches import Output
 
         letter = dead_letter(settings, received, error, group=self.group_id, attempts=attempts, reason=reason)
         if letter.size > settings_max_record(settings):

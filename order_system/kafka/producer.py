@@ -9,10 +9,9 @@ acknowledged the record on every in-sync replica (``acks=all``), or fails with `
 The producer is idempotent: librdkafka's retries never write a record twice nor reorder the
 records of a partition, so the events of one order stay in the order they were published.
 
-librdkafka reports deliveries only from inside ``poll()``. A daemon thread polls while anything
-is in flight, so futures resolve even when the caller does nothing else; a publisher that is
-busy publishing serves them between its records instead (one thread polling, not two taking
-turns). ``close()``, or leaving the ``with`` block, flushes.
+librdkafka reports deliveries only from inside ``poll()``: ``polling.py`` polls while anything is
+in flight, so futures resolve even when the caller does nothing else. ``close()``, or leaving the
+``with`` block, flushes.
 
 What this core leaves out lives beside it: ``ordering.py`` (``OrderedProducer``: an order's next
 event waits for the previous one's acknowledgement, and an event the broker did not acknowledge
@@ -35,15 +34,14 @@ from ..config import Settings
 from ..domain.errors import PublishError
 from ..domain.events import OrderEvent
 from .futures import Delivery, DeliveryCallback, Sending, notify
+from .polling import ServesDeliveries
 
 log = logging.getLogger("order_system.kafka.producer")
 record_log = logging.getLogger("order_system.kafka.producer.records")  # a line per published record
 
-BUSY = 0.0005  # a publisher that published this recently (seconds) serves the delivery callbacks itself
-POLL_EVERY = 16  # a busy publisher serves callbacks every so many publishes (poll() has a cost of its own)
 
 
-class OrderProducer:
+class OrderProducer(ServesDeliveries):
     """Publishes events to the order topic; one instance can be shared by threads."""
 
     record_type: type[Sending] = Sending
@@ -65,11 +63,7 @@ class OrderProducer:
         self._futures = threading.Condition()  # shared by the futures this producer returns (see Sending)
         self._unresolved = 0  # records accepted whose future is not resolved yet
         self._closed = False
-        self._last_publish = 0.0  # time.monotonic() of the latest publish
-        self._publishes = 0
-        self._local = threading.local()  # .polling: this thread is inside poll() (serving callbacks)
-        self._poller = threading.Thread(target=self._serve_callbacks, name="producer-callbacks", daemon=True)
-        self._poller.start()
+        self._start_serving()  # a thread that polls for delivery reports (polling.py)
 
     # ---- publishing ---------------------------------------------------------------------
 
@@ -152,47 +146,7 @@ class OrderProducer:
         record.set_exception(failure)
         notify(record.on_delivery, None, failure)
 
-    # ---- serving librdkafka's callbacks ---------------------------------------------------
-
-    def _serve_inline(self) -> None:
-        """Serve the delivery callbacks that are due, in the publishing thread (not from a
-        callback), every ``POLL_EVERY`` publishes or when the last one was a while ago."""
-        now = time.monotonic()
-        self._publishes += 1
-        if self._publishes % POLL_EVERY and now - self._last_publish < BUSY:
-            self._last_publish = now
-            return
-        self._last_publish = now
-        if not getattr(self._local, "polling", False):
-            self._local.polling = True
-            try:
-                self._producer.poll(0)
-            finally:
-                self._local.polling = False
-
-    def _serve_callbacks(self) -> None:
-        self._local.polling = True  # a publish from a callback run here must not poll again
-        while True:
-            with self._lock:
-                self._lock.wait_for(lambda: self._unresolved > 0 or self._closed)
-                if self._closed and self._unresolved == 0:
-                    return
-            self._between_polls()
-            quiet = time.monotonic() - self._last_publish
-            if quiet < BUSY:  # a publisher is busy and serves callbacks between its records
-                time.sleep(BUSY - quiet)
-                continue
-            self._producer.poll(0.01)
-
-    def _between_polls(self) -> None:
-        """Work the callback thread does between two polls (``OrderedProducer`` hands librdkafka
-        the records its callbacks could not, its queue being full)."""
-
     # ---- lifecycle ----------------------------------------------------------------------
-
-    def poll(self, timeout: float = 0.0) -> int:
-        """Serve delivery callbacks now (the background thread does it anyway); returns how many."""
-        return self._producer.poll(timeout)
 
     @property
     def in_flight(self) -> int:

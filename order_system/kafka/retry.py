@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Protocol
 
 from ..config import Settings
 from .dead_letters import DeadLetters
@@ -49,19 +48,14 @@ def never_succeeds(error: Exception) -> str | None:
     return None
 
 
-class FailurePolicy(Protocol):
-    """How a runner handles records: the happy path, failures and poison."""
-
-    def extra_topics(self, settings: Settings) -> Sequence[str]: ...
-    def accepts(self, runner: Runner, received: Received) -> bool: ...
-    def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None: ...
-    def reject(self, runner: Runner, received: Received, error: Exception, attempts: int = 1) -> None: ...
-
-
-class _DeadLettering:
-    """Shared by both styles: poison goes straight to the dead-letter topic."""
+class FailurePolicy:
+    """How a runner handles records: the happy path (``run``), failures and poison. Both styles
+    share the rest: poison goes straight to the dead-letter topic."""
 
     dead_letters: DeadLetters | None = None
+
+    def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None:
+        raise NotImplementedError
 
     def _dead_letters(self, runner: Runner) -> DeadLetters:
         if self.dead_letters is None:
@@ -87,7 +81,7 @@ class _DeadLettering:
         runner.record_log.handled(result or f"[{runner.name}] handled", suffix)
 
 
-class InPlaceRetry(_DeadLettering):
+class InPlaceRetry(FailurePolicy):
     """Retry inside the loop: ``attempts`` tries in all, waiting ``backoff * factor**n`` between."""
 
     def __init__(self, attempts: int = 3, backoff: float = 0.2, factor: float = 2.0,
@@ -113,7 +107,7 @@ class InPlaceRetry(_DeadLettering):
                 runner.sleep(delay)
 
 
-class RetryTopics(_DeadLettering):
+class RetryTopics(FailurePolicy):
     """Retry through ``<topic>-retry-0`` and ``-retry-1``, waiting ``delays[n]`` before each."""
 
     def __init__(self, delays: Sequence[float] = (1.0, 2.0), dead_letters: DeadLetters | None = None) -> None:

@@ -84,12 +84,10 @@ class FailurePolicy:
 class InPlaceRetry(FailurePolicy):
     """Retry inside the loop: ``attempts`` tries in all, waiting ``backoff * factor**n`` between."""
 
-    def __init__(self, attempts: int = 3, backoff: float = 0.2, factor: float = 2.0,
-                 dead_letters: DeadLetters | None = None) -> None:
+    def __init__(self, attempts: int = 3, backoff: float = 0.2, factor: float = 2.0) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self.attempts, self.backoff, self.factor = attempts, backoff, factor
-        self.dead_letters = dead_letters
 
     def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None:
         for attempt in range(1, self.attempts + 1):
@@ -110,12 +108,11 @@ class InPlaceRetry(FailurePolicy):
 class RetryTopics(FailurePolicy):
     """Retry through ``<topic>-retry-0`` and ``-retry-1``, waiting ``delays[n]`` before each."""
 
-    def __init__(self, delays: Sequence[float] = (1.0, 2.0), dead_letters: DeadLetters | None = None) -> None:
+    def __init__(self, delays: Sequence[float] = (1.0, 2.0)) -> None:
         if not delays:
             raise ValueError("give at least one retry delay")
         self.delays = tuple(delays)
         self.attempts = len(self.delays) + 1
-        self.dead_letters = dead_letters
         self._put_off: dict[tuple[str, int, int], float] = {}  # record -> when it was first put off
 
     def extra_topics(self, settings: Settings) -> Sequence[str]:
@@ -183,10 +180,10 @@ def _bounded(text: str | None, low: int, high: int, default: int) -> int:
         return default
 
 
-def policy_for(style: str, **options: object) -> FailurePolicy:
+def policy_for(style: str) -> FailurePolicy:
     """``"in-place"`` or ``"topics"``, as a group's ``retry_style`` names it."""
     if style == "in-place":
-        return InPlaceRetry(**options)  # type: ignore[arg-type]
+        return InPlaceRetry()
     if style == "topics":
-        return RetryTopics(**options)  # type: ignore[arg-type]
+        return RetryTopics()
     raise ValueError(f"unknown retry style {style!r}; use 'in-place' or 'topics'")

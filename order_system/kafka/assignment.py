@@ -11,36 +11,21 @@ nothing, since what was committed stays readable.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
-from typing import Protocol
 
 from confluent_kafka import Consumer, TopicPartition
 
 from .records import names
+from .runner_thread import RunnerThread
 
 PREPARE_ATTEMPTS = 5  # tries to read a newly assigned partition's state before the runner gives up
 PartitionsCallback = Callable[[list[tuple[str, int]]], None]
 
 
-class Owner(Protocol):
-    """What the callbacks use of the runner that owns them."""
-
-    name: str
-    log: logging.Logger
-    assigned: threading.Event
-    _assignment: set[tuple[str, int]]
-    _progress: threading.Condition
-    _stop: threading.Event
-
-    def give_up(self, why: str) -> None: ...
-
-
 class StatefulAssignment:
     """The subscribe callbacks (``assigned``, ``revoked``, ``lost``) of a runner that keeps state."""
 
-    def __init__(self, owner: Owner, on_assign: PartitionsCallback | None, on_revoke: PartitionsCallback | None):
+    def __init__(self, owner: RunnerThread, on_assign: PartitionsCallback | None, on_revoke: PartitionsCallback | None):
         self.owner, self.on_assign, self.on_revoke = owner, on_assign, on_revoke
         self.closing = False  # set when the runner stops: its partitions are given up, nothing forgotten
 

@@ -8,11 +8,10 @@ reads them, and says what "to the end" means and why a restore settles first.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import suppress
 
 import pandas as pd
-from confluent_kafka import Message
 
 from ..config import Settings
 from ..domain.changelog import order_from_json
@@ -23,14 +22,6 @@ from .reader import read_to_end
 
 log = logging.getLogger("order_system.kafka.changelog_reader")
 RESTORE_TIMEOUT = 120.0  # seconds a restore may take before it is reported as failed
-
-
-def read_committed(settings: Settings, topic: str, partitions: Iterable[int] | None = None,
-                   timeout: float = RESTORE_TIMEOUT) -> Iterator[Message]:
-    """Every committed record of ``topic`` (or of ``partitions`` of it), from the beginning to
-    the last stable offset of each partition as the reader reaches it. Raises ``TopicError``
-    when the topic is missing or the end is not reached within ``timeout`` seconds."""
-    return read_to_end(settings, topic, partitions, timeout)
 
 
 def restore_orders(settings: Settings, partitions: Iterable[int] | None,

@@ -57,7 +57,6 @@ class Compaction:
     records_after: int
     keys: int
     seconds: float
-    closing_writes: int  # aborted transactions written to close the segments being written
 
     @property
     def removed(self) -> int:
@@ -178,13 +177,12 @@ def wait_for_compaction(settings: Settings, topic: str, timeout: float = 60.0, c
     start = time.monotonic()
     before = read_log(settings, topic, timeout=io_timeout)
     boundary = close_active_segments(settings, topic, io_timeout)
-    closing_writes, last_close = 1, time.monotonic()
+    last_close = time.monotonic()
     while True:
         records = read_log(settings, topic, timeout=io_timeout)
         left = superseded(records, boundary)
         if left == 0:
-            return Compaction(len(before), len(records), len(records_per_key(records)),
-                              time.monotonic() - start, closing_writes)
+            return Compaction(len(before), len(records), len(records_per_key(records)), time.monotonic() - start)
         if time.monotonic() - start > timeout:
             raise TimeoutError(
                 f"topic {topic!r}: {left} superseded records still there after {timeout:.0f}s. The log cleaner "
@@ -193,6 +191,6 @@ def wait_for_compaction(settings: Settings, topic: str, timeout: float = 60.0, c
                 "min.cleanable.dirty.ratio (see QUICK_COMPACTION)")
         if time.monotonic() - last_close > close_every:
             close_active_segments(settings, topic, io_timeout)
-            closing_writes, last_close = closing_writes + 1, time.monotonic()
+            last_close = time.monotonic()
         time.sleep(0.25)  # the cleaner tells clients nothing: reading the topic again is the only way to see it
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Protocol
 
 from ..config import Settings
 from .dead_letters import DeadLetters
@@ -49,19 +48,14 @@ def never_succeeds(error: Exception) -> str | None:
     return None
 
 
-class FailurePolicy(Protocol):
-    """How a runner handles records: the happy path, failures and poison."""
-
-    def extra_topics(self, settings: Settings) -> Sequence[str]: ...
-    def accepts(self, runner: Runner, received: Received) -> bool: ...
-    def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None: ...
-    def reject(self, runner: Runner, received: Received, error: Exception, attempts: int = 1) -> None: ...
-
-
-class _DeadLettering:
-    """Shared by both styles: poison goes straight to the dead-letter topic."""
+class FailurePolicy:
+    """How a runner handles records: the happy path (``run``), failures and poison. Both styles
+    share the rest: poison goes straight to the dead-letter topic."""
 
     dead_letters: DeadLetters | None = None
+
+    def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None:
+        raise NotImplementedError
 
     def _dead_letters(self, runner: Runner) -> DeadLetters:
         if self.dead_letters is None:
@@ -87,15 +81,13 @@ class _DeadLettering:
         runner.record_log.handled(result or f"[{runner.name}] handled", suffix)
 
 
-class InPlaceRetry(_DeadLettering):
+class InPlaceRetry(FailurePolicy):
     """Retry inside the loop: ``attempts`` tries in all, waiting ``backoff * factor**n`` between."""
 
-    def __init__(self, attempts: int = 3, backoff: float = 0.2, factor: float = 2.0,
-                 dead_letters: DeadLetters | None = None) -> None:
+    def __init__(self, attempts: int = 3, backoff: float = 0.2, factor: float = 2.0) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self.attempts, self.backoff, self.factor = attempts, backoff, factor
-        self.dead_letters = dead_letters
 
     def run(self, runner: Runner, received: Received, event: OrderEvent, handler: Handler) -> None:
         for attempt in range(1, self.attempts + 1):
@@ -113,15 +105,14 @@ class InPlaceRetry(_DeadLettering):
                 runner.sleep(delay)
 
 
-class RetryTopics(_DeadLettering):
+class RetryTopics(FailurePolicy):
     """Retry through ``<topic>-retry-0`` and ``-retry-1``, waiting ``delays[n]`` before each."""
 
-    def __init__(self, delays: Sequence[float] = (1.0, 2.0), dead_letters: DeadLetters | None = None) -> None:
+    def __init__(self, delays: Sequence[float] = (1.0, 2.0)) -> None:
         if not delays:
             raise ValueError("give at least one retry delay")
         self.delays = tuple(delays)
         self.attempts = len(self.delays) + 1
-        self.dead_letters = dead_letters
         self._put_off: dict[tuple[str, int, int], float] = {}  # record -> when it was first put off
 
     def extra_topics(self, settings: Settings) -> Sequence[str]:
@@ -189,10 +180,10 @@ def _bounded(text: str | None, low: int, high: int, default: int) -> int:
         return default
 
 
-def policy_for(style: str, **options: object) -> FailurePolicy:
+def policy_for(style: str) -> FailurePolicy:
     """``"in-place"`` or ``"topics"``, as a group's ``retry_style`` names it."""
     if style == "in-place":
-        return InPlaceRetry(**options)  # type: ignore[arg-type]
+        return InPlaceRetry()
     if style == "topics":
-        return RetryTopics(**options)  # type: ignore[arg-type]
+        return RetryTopics()
     raise ValueError(f"unknown retry style {style!r}; use 'in-place' or 'topics'")

@@ -27,11 +27,11 @@ import pytest
 
 from order_system.config import Settings
 from order_system.domain.changelog import Outcome, Verdict
-from order_system.kafka.changelog_reader import read_committed, read_order_state
+from order_system.kafka.changelog_reader import read_order_state
 from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
 from order_system.kafka.producer import OrderProducer
 from order_system.local.demo import plan_lifecycles
-from order_system.kafka.reader import read_records
+from order_system.kafka.reader import read_records, read_to_end
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -89,7 +89,7 @@ def verdicts(own: Settings) -> Counter[tuple[int, int]]:
     """(partition, offset) of each input record -> how many committed verdicts the processor wrote
     for it (a read_committed reader's view: what an aborted or open transaction wrote is not there)."""
     found: Counter[tuple[int, int]] = Counter()
-    for message in read_committed(own, own.verdicts_topic, timeout=60):
+    for message in read_to_end(own, own.verdicts_topic, timeout=60):
         verdict = Verdict.from_json(message.value())
         assert verdict.outcome is not Outcome.DUPLICATE, verdict  # a record processed again would be one
         found[(verdict.partition, verdict.offset)] += 1
@@ -104,7 +104,7 @@ def finished_records(own: Settings, state: Path) -> dict[str, dict[tuple[int, in
     for message in read_records(own, own.topic, timeout=30):
         where = (message.partition(), message.offset())
         found["order-processor"][where] = where in processed
-    for message in read_committed(own, own.verdicts_topic, timeout=60):  # notification-service reads these
+    for message in read_to_end(own, own.verdicts_topic, timeout=60):  # notification-service reads these
         verdict = Verdict.from_json(message.value())
         if verdict.outcome is Outcome.ACCEPTED:  # the others are skipped and leave no trace to check
             found["notification-service"][(message.partition(), message.offset())] = verdict.event_id in notified

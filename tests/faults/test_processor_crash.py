@@ -22,8 +22,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from order_system.config import Settings
-from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state
+from order_system.kafka.changelog_reader import read_effects, read_order_state
 from order_system.kafka.lag import consumer_lag, wait_for_zero_lag
+from order_system.kafka.reader import read_to_end
 from order_system.local.demo import plan_lifecycles
 from order_system.local.failover import SteadyPublisher
 from order_system.domain.changelog import Verdict
@@ -102,7 +103,8 @@ def test_processor_killed_mid_stream_ends_as_if_it_never_crashed(topic_settings:
     seen = Counter(zip(effects["event_id"], effects["kind"], effects["detail"]))
     assert seen == Counter(zip(*(reference.effects_frame()[c] for c in ("event_id", "kind", "detail"))))
     assert max(seen.values()) == 1  # every side effect exactly once
-    verdicts = [Verdict.from_json(m.value()) for m in read_committed(topic_settings, topic_settings.verdicts_topic)]
+    verdicts = [Verdict.from_json(m.value())
+                for m in read_to_end(topic_settings, topic_settings.verdicts_topic, timeout=120)]
     assert len(verdicts) == len(events) == len({(v.partition, v.offset) for v in verdicts})
     assert {v.outcome.value for v in verdicts} == {"accepted"}  # no half-done batch was taken for a duplicate
     print(f"killed after {at_kill} of {len(events)} events committed")

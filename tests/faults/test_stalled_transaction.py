@@ -15,8 +15,9 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 
 from order_system.config import Settings
-from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state, restore_orders
+from order_system.kafka.changelog_reader import read_effects, read_order_state, restore_orders
 from order_system.kafka.producer import OrderProducer
+from order_system.kafka.reader import read_to_end
 from order_system.local.demo import plan_lifecycles
 from order_system.kafka import renewal
 from order_system.kafka.renewal import GuardedProducer, committed_through, renew
@@ -89,7 +90,7 @@ def test_a_stalled_transactional_call_is_abandoned_and_every_event_decided_once(
                 runner.processed, runner.fatal, list(runner.errors))
             assert freeze.is_set() and runner.fatal is None
             assert runner.stalls >= 1 and runner.producers >= 2, (runner.stalls, runner.producers)
-    seen = [Verdict.from_json(m.value()) for m in read_committed(settings, settings.verdicts_topic, timeout=60)]
+    seen = [Verdict.from_json(m.value()) for m in read_to_end(settings, settings.verdicts_topic, timeout=60)]
     assert len(seen) == len(events) == len({(v.partition, v.offset) for v in seen}), "an event decided twice or never"
     expected = {order_id: order.status.value for order_id, order in rebuild(events).orders.items()}
     assert {o: order.status.value for o, order in read_order_state(settings).items()} == expected
@@ -120,7 +121,7 @@ def test_a_slow_registration_is_waited_for_never_raced_by_a_second_producer(
         producer.commit_transaction(30)
     finally:
         producer.close()
-    [record] = read_committed(settings, settings.topic, timeout=30)
+    [record] = read_to_end(settings, settings.topic, timeout=30)
     assert record.value() == b"after a slow registration"
 
 

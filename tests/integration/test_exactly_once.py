@@ -16,10 +16,11 @@ from order_system.domain.changelog import Verdict, order_to_json
 from order_system.domain.errors import TopicError
 from order_system.domain.events import OrderEvent
 from order_system.domain.state_machine import rebuild
-from order_system.kafka.changelog_reader import read_committed, read_effects, read_order_state, restore_orders
+from order_system.kafka.changelog_reader import read_effects, read_order_state, restore_orders
 from order_system.kafka.consumer import run_groups
 from order_system.kafka.lag import wait_for_zero_lag
 from order_system.kafka.producer import OrderProducer
+from order_system.kafka.reader import read_to_end
 from order_system.local.demo import plan_lifecycles
 from order_system.kafka.topics import create_topics, delete_topics
 from order_system.services.processor import OrderProcessor
@@ -35,7 +36,7 @@ def publish(settings: Settings, events: list[OrderEvent]) -> None:
 
 def verdicts(settings: Settings, isolation: str = "read_committed") -> list[Verdict]:
     if isolation == "read_committed":
-        return [Verdict.from_json(m.value()) for m in read_committed(settings, settings.verdicts_topic, timeout=60)]
+        return [Verdict.from_json(m.value()) for m in read_to_end(settings, settings.verdicts_topic, timeout=60)]
     consumer = Consumer(settings.client_config(**{  # what a reader that ignores transactions sees
         "group.id": "uncommitted-reader", "isolation.level": "read_uncommitted", "enable.partition.eof": True,
         "enable.auto.commit": False}))

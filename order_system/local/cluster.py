@@ -83,11 +83,9 @@ class ClusterNode(LocalBroker):
             **(FAILOVER_TUNING if self.cluster.tuned else {}),
         }
 
-    def _quorum_args(self) -> list[str]:
-        return ["--initial-controllers", self.cluster.initial_controllers()]
-
-    def _cluster_id(self) -> str:
-        return self.cluster._ensure_layout()
+    def _format_args(self) -> list[str]:
+        cluster_id = self.cluster._ensure_layout()  # first: it records the directory ids the quorum list names
+        return ["--initial-controllers", self.cluster.initial_controllers(), "-t", cluster_id]
 
 
 @dataclass(frozen=True)

@@ -71,21 +71,15 @@ def fetch_jars(folder: Path, artifacts: Sequence[Artifact], *, what: str, mvn: s
     return libs
 
 
-def _dependencies(artifacts: Sequence[Artifact]) -> str:
-    return "".join(
-        f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
-        for g, a, v in artifacts
-    )
-
-
 def _pom(name: str, artifacts: Sequence[Artifact], managed: Sequence[Artifact]) -> str:
-    management = (f"<dependencyManagement><dependencies>{_dependencies(managed)}</dependencies>"
-                  "</dependencyManagement>") if managed else ""
-    return (
-        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
-        f"<groupId>order-system</groupId><artifactId>{name}</artifactId><version>1</version>"
-        f"<packaging>pom</packaging>{management}<dependencies>{_dependencies(artifacts)}</dependencies></project>\n"
-    )
+    def dependencies(listed: Sequence[Artifact]) -> str:
+        return "<dependencies>" + "".join(f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}"
+                                          "</version></dependency>" for g, a, v in listed) + "</dependencies>"
+
+    management = f"<dependencyManagement>{dependencies(managed)}</dependencyManagement>" if managed else ""
+    return ('<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+            f"<groupId>order-system</groupId><artifactId>{name}</artifactId><version>1</version>"
+            f"<packaging>pom</packaging>{management}{dependencies(artifacts)}</project>\n")
 
 
 def check_tools(java: str, mvn: str, need_maven: bool, what: str) -> None:

@@ -115,14 +115,14 @@ class LocalBroker:
         self.pid_file = self.state_dir / "broker.pid"
 
     @classmethod
-    def for_settings(cls, settings: Settings, **kwargs: object) -> LocalBroker:
+    def for_settings(cls, settings: Settings) -> LocalBroker:
         host, port = parse_bootstrap(settings.bootstrap_servers)
         if not is_loopback(host):
             raise BrokerError(
                 f"KAFKA_BOOTSTRAP_SERVERS points at {settings.bootstrap_servers}, which is not this "
                 "machine; order-system only starts brokers on 127.0.0.1. Unset it to use a local broker."
             )
-        return cls(port=port, **kwargs)  # type: ignore[arg-type]
+        return cls(port=port)
 
     @property
     def bootstrap(self) -> str:

@@ -94,14 +94,13 @@ class NodeStatus:
 
     node_id: int
     pid: int | None
-    role: str
     port: int
     controller_port: int
     alive: bool
     leads: int | None  # partitions it leads; None when no node answers
 
     def row(self) -> dict[str, Any]:
-        return {"node": self.node_id, "pid": self.pid or "-", "role": self.role, "port": self.port,
+        return {"node": self.node_id, "pid": self.pid or "-", "role": "broker+controller", "port": self.port,
                 "controller port": self.controller_port, "alive": "yes" if self.alive else "no",
                 "leads": "?" if self.leads is None else self.leads}
 
@@ -236,7 +235,7 @@ class LocalCluster:
         for node in self.nodes:
             status = node.status()
             alive = status.pid is not None and status.reachable
-            result.append(NodeStatus(node.node_id, status.pid, "broker+controller", node.port, node.controller_port,
+            result.append(NodeStatus(node.node_id, status.pid, node.port, node.controller_port,
                                      alive, None if leads is None else leads.get(node.node_id, 0)))
         return result
 

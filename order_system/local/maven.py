@@ -86,14 +86,12 @@ def check_tools(java: str, mvn: str, need_maven: bool, what: str) -> None:
     """``BrokerError`` saying what to install unless Java 17+ (and, when jars are missing, Maven) is there."""
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
-        match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+        match = re.search(r'version "(?:1\.)?(\d+)', out.stderr + out.stdout)  # Java 8 and older say "1.8"
     except (OSError, subprocess.SubprocessError):  # not found, not runnable, or hanging
         match = None
     if match is None:
         raise BrokerError(f"`{java}` (Java 17 or newer) was not found: install OpenJDK 17+, {DOCKER_HINT}")
     major = int(match.group(1))
-    if major == 1 and match.group(2):  # Java 8 and older say "1.8"
-        major = int(match.group(2))
     if major < 17:
         raise BrokerError(f"`{java}` is Java {major}; {what} needs 17 or newer: {DOCKER_HINT}")
     if need_maven and not shutil.which(mvn):

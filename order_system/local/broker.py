@@ -378,4 +378,3 @@ def ensure_broker(settings: Settings | None = None, say: Say = print) -> str:
         say(f"Using the cluster at {settings.bootstrap_servers}.")
         return "external"
     return LocalBroker.for_settings(settings).start(say=say)
-

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -25,10 +24,7 @@ from ..config import Settings, default_home
 from ..domain.errors import BrokerError
 from ..kafka.reachability import answers_metadata, is_loopback, parse_bootstrap, port_open, speaks_kafka
 from .maven import (DOCKER_HINT, KAFKA_VERSION, LOG4J_VERSION, SCALA_VERSION, MavenError, Say, check_tools,
-                    cleaner_buffer_bytes, fetch_jars, heap_bytes, jars_ready, quiet)
-
-__all__ = ["KAFKA_VERSION", "LocalBroker", "answers_metadata", "cleaner_buffer_bytes", "ensure_broker", "heap_bytes",
-           "is_loopback", "parse_bootstrap", "port_open", "speaks_kafka"]  # the probes live in kafka/reachability.py
+                    cleaner_buffer_bytes, fetch_jars, jars_ready, quiet)
 
 LOG4J_PROPERTIES = (
     "appender.out.type=Console\nappender.out.name=out\n"
@@ -100,7 +96,6 @@ class LocalBroker:
         heap: str = "512m",
         java: str = "java",
         mvn: str = "mvn",
-        version: str = KAFKA_VERSION,
         state_dir: Path | None = None,
     ) -> None:
         self.home = Path(home) if home else default_home()
@@ -110,8 +105,7 @@ class LocalBroker:
         self.heap = heap
         self.java = java
         self.mvn = mvn
-        self.version = version
-        self.dist_dir = self.home / f"kafka-{version}"
+        self.dist_dir = self.home / f"kafka-{KAFKA_VERSION}"
         self.libs_dir = self.dist_dir / "libs"
         self.state_dir = Path(state_dir) if state_dir else self.home / f"broker-{port}"
         self.data_dir = self.state_dir / "data"
@@ -121,14 +115,14 @@ class LocalBroker:
         self.pid_file = self.state_dir / "broker.pid"
 
     @classmethod
-    def for_settings(cls, settings: Settings, **kwargs: object) -> LocalBroker:
+    def for_settings(cls, settings: Settings) -> LocalBroker:
         host, port = parse_bootstrap(settings.bootstrap_servers)
         if not is_loopback(host):
             raise BrokerError(
                 f"KAFKA_BOOTSTRAP_SERVERS points at {settings.bootstrap_servers}, which is not this "
                 "machine; order-system only starts brokers on 127.0.0.1. Unset it to use a local broker."
             )
-        return cls(port=port, **kwargs)  # type: ignore[arg-type]
+        return cls(port=port)
 
     @property
     def bootstrap(self) -> str:
@@ -185,10 +179,11 @@ class LocalBroker:
 
     def fetch_jars(self, say: Say = quiet) -> Path:
         """Copy Kafka's runtime jars (and the log4j bridge) from Maven Central into the cache (once)."""
-        artifacts = [("org.apache.kafka", f"kafka_{SCALA_VERSION}", self.version),
+        artifacts = [("org.apache.kafka", f"kafka_{SCALA_VERSION}", KAFKA_VERSION),
                      ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION)]
         try:
-            return fetch_jars(self.dist_dir, artifacts, what=f"Apache Kafka {self.version} jars", mvn=self.mvn, say=say)
+            return fetch_jars(self.dist_dir, artifacts, what=f"Apache Kafka {KAFKA_VERSION} jars", mvn=self.mvn,
+                              say=say)
         except MavenError as exc:
             raise BrokerError(f"{exc}\n{DOCKER_HINT}") from exc
 
@@ -220,13 +215,10 @@ class LocalBroker:
             "log.cleaner.backoff.ms": "1000",
         }
 
-    def _quorum_args(self) -> list[str]:
-        """How StorageTool sets up the controller quorum: this node alone (a cluster overrides it)."""
-        return ["--standalone"]
-
-    def _cluster_id(self) -> str:
-        """The id StorageTool formats the storage with: a new one (a cluster's nodes share theirs)."""
-        return kafka_uuid()
+    def _format_args(self) -> list[str]:
+        """How StorageTool sets up the controller quorum (this node alone) and the cluster id it formats the
+        storage with (a new one); a cluster node overrides both: one quorum of all nodes, one shared id."""
+        return ["--standalone", "-t", kafka_uuid()]
 
     def _java(self, main: str, *args: str, heap: str | None = None) -> list[str]:
         return [
@@ -238,14 +230,13 @@ class LocalBroker:
 
     def format_storage(self) -> None:
         """Write the configuration and, the first time, format the KRaft storage."""
-        cluster_id = self._cluster_id()  # before the quorum arguments: a cluster records its layout here
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in self._properties().items()))
         self.log4j_file.write_text(LOG4J_PROPERTIES)
         if (self.data_dir / "meta.properties").exists():
             return
         done = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", *self._quorum_args(), "-t", cluster_id,
+            self._java("kafka.tools.StorageTool", "format", *self._format_args(),
                        "-c", str(self.config_file), "--ignore-formatted", heap="128m"),
             capture_output=True, text=True,
         )
@@ -273,14 +264,14 @@ class LocalBroker:
             say(f"Broker process {pid} is alive but not answering yet; waiting for it.")
         else:
             pid = self._launch(say)
-            say(f"Starting Apache Kafka {self.version} (pid {pid}) at {self.bootstrap} ...")
+            say(f"Starting Apache Kafka {KAFKA_VERSION} (pid {pid}) at {self.bootstrap} ...")
         self._wait_ready(pid, timeout)
         say(f"Kafka is ready at {self.bootstrap}.")
         return "started"
 
     def _launch(self, say: Say) -> int:
         """Check the tools, fetch the jars and format the storage (each only if needed), start the JVM: its pid."""
-        check_tools(self.java, self.mvn, not jars_ready(self.dist_dir), f"Kafka {self.version}")
+        check_tools(self.java, self.mvn, not jars_ready(self.dist_dir), f"Kafka {KAFKA_VERSION}")
         self.fetch_jars(say)
         self.format_storage()
         with open(self.log_file, "ab") as log:
@@ -387,7 +378,3 @@ def ensure_broker(settings: Settings | None = None, say: Say = print) -> str:
         say(f"Using the cluster at {settings.bootstrap_servers}.")
         return "external"
     return LocalBroker.for_settings(settings).start(say=say)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use `order-system broker start|stop|status|logs`")

@@ -83,11 +83,9 @@ class ClusterNode(LocalBroker):
             **(FAILOVER_TUNING if self.cluster.tuned else {}),
         }
 
-    def _quorum_args(self) -> list[str]:
-        return ["--initial-controllers", self.cluster.initial_controllers()]
-
-    def _cluster_id(self) -> str:
-        return self.cluster._ensure_layout()
+    def _format_args(self) -> list[str]:
+        cluster_id = self.cluster._ensure_layout()  # first: it records the directory ids the quorum list names
+        return ["--initial-controllers", self.cluster.initial_controllers(), "-t", cluster_id]
 
 
 @dataclass(frozen=True)
@@ -96,14 +94,13 @@ class NodeStatus:
 
     node_id: int
     pid: int | None
-    role: str
     port: int
     controller_port: int
     alive: bool
     leads: int | None  # partitions it leads; None when no node answers
 
     def row(self) -> dict[str, Any]:
-        return {"node": self.node_id, "pid": self.pid or "-", "role": self.role, "port": self.port,
+        return {"node": self.node_id, "pid": self.pid or "-", "role": "broker+controller", "port": self.port,
                 "controller port": self.controller_port, "alive": "yes" if self.alive else "no",
                 "leads": "?" if self.leads is None else self.leads}
 
@@ -238,7 +235,7 @@ class LocalCluster:
         for node in self.nodes:
             status = node.status()
             alive = status.pid is not None and status.reachable
-            result.append(NodeStatus(node.node_id, status.pid, "broker+controller", node.port, node.controller_port,
+            result.append(NodeStatus(node.node_id, status.pid, node.port, node.controller_port,
                                      alive, None if leads is None else leads.get(node.node_id, 0)))
         return result
 

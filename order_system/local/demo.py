@@ -16,9 +16,9 @@ from ..kafka.producer import Delivery, OrderProducer
 _HAPPY = (OrderStatus.CREATED, OrderStatus.PAID, OrderStatus.SHIPPED, OrderStatus.DELIVERED)
 
 
-def plan_lifecycles(orders: int, *, customers: int = 10, interleave: bool = True, seed: int | None = None,
+def plan_lifecycles(orders: int, *, interleave: bool = True, seed: int | None = None,
                     cancel_every: int = 5) -> list[OrderEvent]:
-    """The events of ``orders`` full lifecycles, each order's events in version order.
+    """The events of ``orders`` full lifecycles of ten customers' orders, each order's events in version order.
 
     Every ``cancel_every``-th order is cancelled after CREATED or PAID instead of delivered.
     With ``interleave``, events of different orders are shuffled together (a fair random
@@ -28,7 +28,7 @@ def plan_lifecycles(orders: int, *, customers: int = 10, interleave: bool = True
     lives: list[list[OrderEvent]] = []
     for n in range(orders):
         order_id = new_order_id() if seed is None else f"{rng.getrandbits(32):08x}"
-        customer = f"customer-{n % customers}"
+        customer = f"customer-{n % 10}"
         statuses = list(_HAPPY)
         if cancel_every and n % cancel_every == cancel_every - 1:
             statuses = statuses[: rng.choice((1, 2))] + [OrderStatus.CANCELLED]
@@ -46,15 +46,13 @@ def plan_lifecycles(orders: int, *, customers: int = 10, interleave: bool = True
     return merged
 
 
-def publish_lifecycles(producer: OrderProducer, orders: int, *, customers: int = 10, interleave: bool = True,
-                       seed: int | None = None, cancel_every: int = 5, keyed: bool = True,
+def publish_lifecycles(producer: OrderProducer, orders: int, *, seed: int | None = None, keyed: bool = True,
                        progress: Callable[[int, int], None] | None = None) -> list[Future[Delivery]]:
-    """Publish ``orders`` lifecycles (see ``plan_lifecycles``); returns the delivery futures.
+    """Publish ``orders`` interleaved lifecycles (see ``plan_lifecycles``); returns the delivery futures.
 
     ``progress(done, total)`` is called after each event is handed to the producer.
     """
-    events = plan_lifecycles(orders, customers=customers, interleave=interleave, seed=seed,
-                             cancel_every=cancel_every)
+    events = plan_lifecycles(orders, seed=seed)
     futures = []
     for n, event in enumerate(events, 1):
         futures.append(producer.publish(event, keyed=keyed))

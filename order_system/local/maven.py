@@ -71,35 +71,27 @@ def fetch_jars(folder: Path, artifacts: Sequence[Artifact], *, what: str, mvn: s
     return libs
 
 
-def _dependencies(artifacts: Sequence[Artifact]) -> str:
-    return "".join(
-        f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
-        for g, a, v in artifacts
-    )
-
-
 def _pom(name: str, artifacts: Sequence[Artifact], managed: Sequence[Artifact]) -> str:
-    management = (f"<dependencyManagement><dependencies>{_dependencies(managed)}</dependencies>"
-                  "</dependencyManagement>") if managed else ""
-    return (
-        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
-        f"<groupId>order-system</groupId><artifactId>{name}</artifactId><version>1</version>"
-        f"<packaging>pom</packaging>{management}<dependencies>{_dependencies(artifacts)}</dependencies></project>\n"
-    )
+    def dependencies(listed: Sequence[Artifact]) -> str:
+        return "<dependencies>" + "".join(f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}"
+                                          "</version></dependency>" for g, a, v in listed) + "</dependencies>"
+
+    management = f"<dependencyManagement>{dependencies(managed)}</dependencyManagement>" if managed else ""
+    return ('<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+            f"<groupId>order-system</groupId><artifactId>{name}</artifactId><version>1</version>"
+            f"<packaging>pom</packaging>{management}{dependencies(artifacts)}</project>\n")
 
 
 def check_tools(java: str, mvn: str, need_maven: bool, what: str) -> None:
     """``BrokerError`` saying what to install unless Java 17+ (and, when jars are missing, Maven) is there."""
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
-        match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+        match = re.search(r'version "(?:1\.)?(\d+)', out.stderr + out.stdout)  # Java 8 and older say "1.8"
     except (OSError, subprocess.SubprocessError):  # not found, not runnable, or hanging
         match = None
     if match is None:
         raise BrokerError(f"`{java}` (Java 17 or newer) was not found: install OpenJDK 17+, {DOCKER_HINT}")
     major = int(match.group(1))
-    if major == 1 and match.group(2):  # Java 8 and older say "1.8"
-        major = int(match.group(2))
     if major < 17:
         raise BrokerError(f"`{java}` is Java {major}; {what} needs 17 or newer: {DOCKER_HINT}")
     if need_maven and not shutil.which(mvn):

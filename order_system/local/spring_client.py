@@ -136,13 +136,12 @@ class SpringClient:
         out = self._run(self.command(*args), stdin, timeout)
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
-    def partitions(self, keys: Sequence[str], partition_counts: Sequence[int],
-                   kafka_libs: Path | None = None) -> dict[int, list[int]]:
+    def partitions(self, keys: Sequence[str], partition_counts: Sequence[int]) -> dict[int, list[int]]:
         """Kafka's own Java partition of each key (its UTF-8 bytes) for each partition count, computed
-        by ``BuiltInPartitioner`` from the broker's jars (``kafka_libs``, by default the local broker's)."""
+        by ``BuiltInPartitioner`` from the local broker's jars."""
         if any("\n" in key or "\r" in key for key in keys):
             raise ValueError("keys are passed one per line: they may not contain line breaks")
-        libs = kafka_libs or LocalBroker(home=self.home).fetch_jars()
+        libs = LocalBroker(home=self.home).fetch_jars()
         command = self.command(*map(str, partition_counts), main=PARTITIONS_CLASS, libs=libs)
         lines = self._run(command, "".join(k + "\n" for k in keys), 60.0).splitlines()
         if len(lines) != len(keys):
@@ -150,21 +149,20 @@ class SpringClient:
         columns = list(zip(*(map(int, line.split()) for line in lines)))
         return {n: list(column) for n, column in zip(partition_counts, columns)}
 
-    def produce_tutorial(self, settings: Settings, order_ids: Sequence[str], topic: str | None = None,
-                         cancel_every: int = 0, steps: int = 4) -> list[dict[str, Any]]:
+    def produce_tutorial(self, settings: Settings, order_ids: Sequence[str], cancel_every: int = 0,
+                         steps: int = 4) -> list[dict[str, Any]]:
         """Publish the tutorial's lifecycle (its first ``steps`` events) for each order id with
         ``KafkaTemplate`` and Spring's JSON serializer, keyed by order id, interleaved across orders.
         Every ``cancel_every``-th order is cancelled instead. One row per record, in sending order:
         orderId, customerId, status, description, timestamp, partition, offset."""
         if any(not o or "\n" in o or "\r" in o for o in order_ids):
             raise ValueError("order ids are passed one per line: they must be non-empty, without line breaks")
-        return self.run("produce", settings.bootstrap_servers, topic or settings.topic, str(cancel_every), str(steps),
+        return self.run("produce", settings.bootstrap_servers, settings.topic, str(cancel_every), str(steps),
                         stdin="".join(o + "\n" for o in order_ids))
 
-    def listen(self, settings: Settings, group_id: str, count: int, topic: str | None = None,
-               timeout: float = 60.0, type_: str = "versioned") -> list[dict[str, Any]]:
-        """Read ``count`` records with a Spring listener container and Spring's JSON deserializer
-        into a Java record with our fields (``type_="versioned"``) or the tutorial's (``"tutorial"``);
+    def listen(self, settings: Settings, group_id: str, count: int, type_: str = "versioned") -> list[dict[str, Any]]:
+        """Read ``count`` records (waiting up to 60 s) with a Spring listener container and Spring's JSON
+        deserializer into a Java record with our fields (``type_="versioned"``) or the tutorial's (``"tutorial"``);
         one row per record: partition, offset, key, typeId header and the event as Java read it."""
-        return self.run("listen", settings.bootstrap_servers, topic or settings.topic, group_id, str(count),
-                        str(int(timeout * 1000)), type_, timeout=timeout + 60)
+        return self.run("listen", settings.bootstrap_servers, settings.topic, group_id, str(count), "60000", type_,
+                        timeout=120.0)

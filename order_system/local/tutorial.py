@@ -34,13 +34,13 @@ from ..kafka.topics import create_topics, delete_topics
 NO_KEY = "(no key)"  # how the notebooks show a record without a key
 
 
-def setup(name: str, partitions: int = 3, quiet: bool = True) -> Settings:
+def setup(name: str) -> Settings:
     """Make sure a broker runs (starting one if needed) and create this notebook's topics."""
-    if quiet:  # the notebooks show results as tables; the consumers' logs would drown them
-        logging.getLogger("order_system").setLevel(logging.CRITICAL)
+    # the notebooks show results as tables; the consumers' logs would drown them
+    logging.getLogger("order_system").setLevel(logging.CRITICAL)
     base = Settings.from_env()
     ensure_broker(base, say=lambda line: None)
-    settings = replace(base, topic=f"{name}-{uuid.uuid4().hex[:6]}", partitions=partitions)
+    settings = replace(base, topic=f"{name}-{uuid.uuid4().hex[:6]}", partitions=3)
     create_topics(settings)
     print(f"Kafka is ready at {settings.bootstrap_servers}; this notebook's topic is {settings.topic} "
           f"({settings.partitions} partitions, with retry and dead-letter topics)")
@@ -53,10 +53,10 @@ def teardown(settings: Settings) -> None:
     print(f"Deleted {len(settings.all_topics)} topics of this notebook.")
 
 
-def read_events(settings: Settings, topic: str | None = None, timeout: float = 10.0) -> pd.DataFrame:
+def read_events(settings: Settings, topic: str | None = None) -> pd.DataFrame:
     """Every record of the topic, in partition and offset order, with its decoded event."""
     rows = []
-    for message in read_records(settings, topic or settings.topic, timeout, 100_000):
+    for message in read_records(settings, topic or settings.topic, 10.0, 100_000):
         key = message.key().decode(errors="replace") if message.key() is not None else NO_KEY
         try:
             event = OrderEvent.from_json(message.value())
@@ -120,10 +120,10 @@ def label_missing_keys(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(key=frame["key"].where(frame["key"].notna(), NO_KEY)).fillna("")
 
 
-def read_order_events(settings: Settings, topic: str | None = None, timeout: float = 10.0) -> list[OrderEvent]:
+def read_order_events(settings: Settings) -> list[OrderEvent]:
     """The decodable events of the topic, partition by partition in offset order (a replay)."""
     events = []
-    for message in read_records(settings, topic or settings.topic, timeout, 100_000):
+    for message in read_records(settings, settings.topic, 10.0, 100_000):
         try:
             events.append(OrderEvent.from_json(message.value()))
         except InvalidEvent:
@@ -161,12 +161,11 @@ def plot_lag(frame: pd.DataFrame, title: str = "A burst, consumed by three group
     return fig
 
 
-def changelog_frame(settings: Settings, isolation: str = "read_committed") -> pd.DataFrame:
-    """The records of the order-state topic (the processor's changelog) as a read_committed or a
-    read_uncommitted consumer sees them, in partition and offset order: each the order's state
-    after one accepted event."""
+def changelog_frame(settings: Settings) -> pd.DataFrame:
+    """The records of the order-state topic (the processor's changelog) as a read_committed consumer
+    sees them, in partition and offset order: each the order's state after one accepted event."""
     rows = []
-    for message in read_log(settings, settings.state_topic, isolation):
+    for message in read_log(settings, settings.state_topic):
         key = message.key().decode(errors="replace") if message.key() is not None else NO_KEY
         if message.value() is None:
             rows.append({"partition": message.partition(), "key": key, "status": "(tombstone)"})

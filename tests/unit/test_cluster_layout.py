@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from order_system.local.broker import LocalBroker, cleaner_buffer_bytes, heap_bytes
+from order_system.local.broker import LocalBroker
 from order_system.local.cluster import LocalCluster, cluster_port, kafka_uuid
+from order_system.local.maven import cleaner_buffer_bytes, heap_bytes
 from order_system.config import Settings
 from order_system.domain.errors import BrokerError
 from order_system.kafka.topics import replication_for
@@ -35,7 +36,7 @@ def test_every_node_is_controller_and_broker_with_replicated_internal_topics(tmp
     assert "broker.session.timeout.ms" not in LocalCluster(home=tmp_path, port=30000, tuned=False).node(1)._properties()
     voters = cluster.initial_controllers().split(",")
     assert [v.split(":")[0] for v in voters] == ["1@127.0.0.1", "2@127.0.0.1", "3@127.0.0.1"]
-    assert cluster.node(1)._quorum_args() == ["--initial-controllers", cluster.initial_controllers()]
+    assert cluster.node(1)._format_args()[:2] == ["--initial-controllers", cluster.initial_controllers()]
     assert LocalCluster(home=tmp_path, port=30000).initial_controllers() == cluster.initial_controllers()  # kept
 
 
@@ -43,7 +44,7 @@ def test_the_single_node_keeps_its_settings(tmp_path: Path) -> None:
     props = LocalBroker(home=tmp_path, port=30000)._properties()
     assert (props["node.id"], props["offsets.topic.replication.factor"]) == ("1", "1")
     assert "min.insync.replicas" not in props
-    assert LocalBroker(home=tmp_path, port=30000)._quorum_args() == ["--standalone"]
+    assert LocalBroker(home=tmp_path, port=30000)._format_args()[0] == "--standalone"
 
 
 def test_cleaner_buffer_is_sized_with_the_heap(tmp_path: Path) -> None:

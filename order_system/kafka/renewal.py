@@ -237,6 +237,30 @@ def settle(stall: Stalled, consumer: Consumer, ends: Mapping[tuple[str, int], in
     return committed
 
 
+
+def abort_open(producer: GuardedProducer | None, timeout: float, stop: Callable[[float], bool], log: logging.Logger,
+               name: str) -> None:
+    """Abort the open transaction, asking again while the coordinator does not answer (say, it is
+    moving), so that a runner never reads on with a transaction of its own left open: a partition
+    assigned next waits for every transaction open on its changelog, ours included. Gives up only
+    when ``stop(seconds)`` says the runner is asked to stop (the broker aborts the transaction after
+    ``transaction.timeout.ms``, or the next instance with this id at once). ``producer`` None: a
+    renewal failed, so no transaction of ours is open. Raises ``Stalled``, and ``KafkaException``
+    for a fatal error."""
+    while producer is not None:
+        try:
+            producer.abort_transaction(timeout)
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.fatal():
+                raise
+            if error.code() == KafkaError._STATE:  # no transaction open (it failed before begin)
+                return
+            log.warning("[%s] abort failed: %s", name, error.str())
+            if stop(1.0):
+                return
+
 def fenced_message(name: str, transactional_id: str, error: KafkaError) -> str:
     """What a runner whose producer can no longer write says, and what the operator should do."""
     return (f"{name}: transactional id {transactional_id!r} can no longer write ({error.str()}). "

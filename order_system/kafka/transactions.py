@@ -29,22 +29,19 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from ..config import Settings
 from .assignment import PartitionsCallback, StatefulAssignment
 from .batches import Batch, Process, ends, rewind
 from .records import Received, Stopping, take_batch, without_frames
-from .renewal import STALL_SECONDS, TRANSACTION_TIMEOUT_MS, GuardedProducer, Stalled, fenced_message, renew, settle
+from .renewal import STALL_SECONDS, TRANSACTION_TIMEOUT_MS, GuardedProducer, Stalled, abort_open, fenced_message
+from .renewal import renew, settle
 from .runner_thread import RunnerHooks, RunnerThread
 
 BATCH_SIZE = 500  # records per consume() and so per transaction
 COMMIT_SECONDS = 10.0  # librdkafka's timeout for one commit or abort (the stall bound is shorter)
 COMMIT_ATTEMPTS = 3  # a retriable commit failure is tried again this often; then its outcome is settled
-
-
-class Fenced(Exception):
-    """The producer can no longer write: fenced by a newer instance with the same id, or fatal."""
 
 
 class TransactionalRunner(RunnerThread):
@@ -101,8 +98,6 @@ class TransactionalRunner(RunnerThread):
                 records = self.received(take_batch(consumer, self.batch_size, 0.25))
                 if records and not self._stop.is_set():  # asked to stop: they come again
                     self._batch(records)
-        except Fenced as exc:
-            self.give_up(str(exc))
         except Stalled as exc:  # a new producer's registration outlasted INIT_PATIENCE_SECONDS
             self.give_up(f"{self.name}: {exc}; the cluster gave no transactional producer an id")
         except KafkaException as exc:
@@ -134,9 +129,9 @@ class TransactionalRunner(RunnerThread):
                 return
         except KafkaException as exc:
             error = exc.args[0]
+            if error.fatal():  # fenced by a newer instance, or worse: the runner stops (_run)
+                raise
             self.errors.append(error)
-            if error.fatal():
-                raise Fenced(fenced_message(self.name, self.transactional_id, error)) from exc
             self.log.warning("[%s] transaction of %d records aborted (%s); the batch comes again", self.name,
                              len(records), error.str())
             self._abort()
@@ -167,28 +162,13 @@ class TransactionalRunner(RunnerThread):
         raise Stalled("commit_transaction", f"failed {COMMIT_ATTEMPTS} times with retriable errors")
 
     def _abort(self) -> None:
-        """Abort the open transaction, asking again while the coordinator does not answer (say, it
-        is moving), so the runner never reads on with a transaction of its own left open: a
-        partition assigned next waits for every transaction open on its changelog, ours included.
-        Gives up only when asked to stop (the broker aborts it after ``transaction.timeout.ms``, or
-        the next instance with this id at once)."""
-        while self._producer is not None:  # None: a renewal failed, so no transaction of ours is open
-            try:
-                self._producer.abort_transaction(COMMIT_SECONDS)
-                return
-            except Stalled as stall:  # a new producer's init_transactions aborts it instead
-                self.stalls += 1
-                settle(stall, self._consumer, {}, self._renew_producer, self.log, self.name)  # type: ignore[arg-type]
-                return
-            except KafkaException as exc:
-                error = exc.args[0]
-                if error.fatal():
-                    raise Fenced(fenced_message(self.name, self.transactional_id, error)) from exc
-                if error.code() == KafkaError._STATE:  # no transaction open (it failed before begin)
-                    return
-                self.log.warning("[%s] abort failed: %s", self.name, error.str())
-                if self._stop.wait(1.0):
-                    return
+        """Abort the open transaction before reading on (``renewal.abort_open``: asked again while
+        the coordinator moves); a fatal error raises ``KafkaException``, which stops the runner."""
+        try:
+            abort_open(self._producer, COMMIT_SECONDS, self._stop.wait, self.log, self.name)
+        except Stalled as stall:  # a new producer's init_transactions aborts it instead
+            self.stalls += 1
+            settle(stall, self._consumer, {}, self._renew_producer, self.log, self.name)  # type: ignore[arg-type]
 
     # ---- around the loop ------------------------------------------------------------------
 

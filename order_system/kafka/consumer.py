@@ -20,8 +20,7 @@ A group that reads another topic gives the runner its own ``decoder`` and ``topi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -29,17 +28,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from ..config import Settings
 from ..domain.errors import InvalidEvent, PublishError
 from ..domain.events import OrderEvent, OrderStatus
+from .assignment import Assignment, PartitionsCallback
 from .record_log import RecordLog
-from .records import Decoder, Deferred, Handler, Received, Stopping, decode, names
+from .records import Decoder, Deferred, Handler, Received, Stopping, decode
 from .retry import FailurePolicy, InPlaceRetry
 from .rewinds import Rewinds
 from .runner_thread import RunnerHooks, RunnerThread, run_groups
 
-__all__ = ["AssignCallback", "ConsumerRunner", "Decoder", "Deferred", "Handler", "Received", "Stopping", "decode",
+__all__ = ["ConsumerRunner", "Decoder", "Deferred", "Handler", "Received", "Stopping", "decode",
            "run_groups"]
-
-AssignCallback = Callable[[list[tuple[str, int]]], None]
-
 
 class ConsumerRunner(RunnerThread):
     """One consumer of one group, feeding records to a handler per status in its own thread."""
@@ -47,7 +44,7 @@ class ConsumerRunner(RunnerThread):
     def __init__(self, settings: Settings, group_id: str, handlers: Mapping[OrderStatus, Handler], *,
                  topics: Sequence[str] | None = None, name: str | None = None,
                  failure_policy: FailurePolicy | None = None, extra_config: Mapping[str, Any] | None = None,
-                 require_key: bool = True, on_assign: AssignCallback | None = None, decoder: Decoder | None = None,
+                 require_key: bool = True, on_assign: PartitionsCallback | None = None, decoder: Decoder | None = None,
                  hooks: RunnerHooks | None = None) -> None:
         """``require_key=False`` accepts keyless records (only to demonstrate why keys matter).
         ``on_assign(partitions)`` is called in the runner's thread with each newly assigned batch of
@@ -58,7 +55,7 @@ class ConsumerRunner(RunnerThread):
         self.settings, self.group_id, self.handlers = settings, group_id, dict(handlers)
         self.policy = failure_policy or InPlaceRetry()
         self.topics = list(topics or [settings.topic, *self.policy.extra_topics(settings)])
-        self.require_key, self.on_assign = require_key, on_assign
+        self.require_key = require_key
         self.decoder: Decoder = decoder or self._decode_event
         self.log = logging.getLogger(f"order_system.kafka.consumer.{self.name}")
         self.record_log = RecordLog(self.name, self.log)
@@ -79,14 +76,15 @@ class ConsumerRunner(RunnerThread):
         self.dead_lettered = 0
         self.stuck = 0  # times a record could not be written to the dead-letter/retry topic (tried again)
         self.rewinds = Rewinds(self.name, self.log)  # partitions sent back to a record not yet finished
+        self.partitions = Assignment(self, on_assign, on_revoke=self.rewinds.forget)  # (assignment.py)
         self._consumer: Consumer | None = None
 
     def start(self) -> ConsumerRunner:
         if self._thread is not None:
             raise RuntimeError(f"runner {self.name} was already started")
         self._consumer = Consumer(self._config)
-        self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                 on_lost=self._on_lost)
+        self._consumer.subscribe(self.topics, on_assign=self.partitions.assigned, on_revoke=self._on_revoke,
+                                 on_lost=self.partitions.lost)
         return self._launch()
 
     # ---- the loop -------------------------------------------------------------------------
@@ -180,20 +178,10 @@ class ConsumerRunner(RunnerThread):
     # ---- what the loop needs besides the happy path -----------------------------------------
 
     def _internal_error(self, received: Received, error: Exception) -> str:
-        """Dead-letter a record whose disposal failed unexpectedly, rather than retry it forever."""
         self.log.exception("[%s] unexpected error with partition %d offset %d; dead-lettering it", self.name,
                            received.partition, received.offset)
         self._failed(received, error)
-        failure = InvalidEvent(f"internal error: {type(error).__name__}: {error}"[:1000], "internal-error")
-        try:
-            self.policy.reject(self, received, failure)
-        except PublishError:
-            raise
-        except Exception:  # the record's own headers may be what breaks: dead-letter it without them
-            try:
-                self.policy.reject(self, replace(received, headers={}), failure)
-            except Exception as exc:  # then it is the dead-letter topic's side: try the record again
-                raise PublishError(f"could not dead-letter: {type(exc).__name__}: {exc}") from exc
+        self.policy.reject_unexpected(self, received, error)
         return "dead-lettered"
 
     def _failed(self, received: Received, error: Exception) -> None:
@@ -224,30 +212,6 @@ class ConsumerRunner(RunnerThread):
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 self.log.warning("[%s] commit %s failed: %s", self.name, why, exc.args[0].str())
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assignment |= {(p.topic, p.partition) for p in partitions}
-        self.log.info("[%s] assigned %s", self.name, names(partitions))
-        if self.on_assign is not None:
-            try:
-                self.on_assign([(p.topic, p.partition) for p in partitions])
-            except Exception:  # raised here it would escape from poll() and end the loop
-                self.log.exception("[%s] on_assign callback raised", self.name)
-        self.assigned.set()
-        with self._progress:
-            self._progress.notify_all()
-
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._commit(consumer, "on revocation")
-        self._forget(partitions)
-        self.log.info("[%s] revoked %s (processed offsets committed)", self.name, names(partitions))
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._forget(partitions)
-        self.log.warning("[%s] lost %s; uncommitted records will be redelivered", self.name, names(partitions))
-
-    def _forget(self, partitions: list[TopicPartition]) -> None:
-        for p in partitions:
-            self._assignment.discard((p.topic, p.partition))
-        self.rewinds.forget(partitions)
-        with self._progress:
-            self._progress.notify_all()
+        self._commit(consumer, "on revocation")  # what was processed is committed before the partitions move
+        self.partitions.revoked(consumer, partitions)

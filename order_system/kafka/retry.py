@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..config import Settings
-from .dead_letters import DeadLetters
-from ..domain.errors import InvalidEvent, InvalidTransition
+from ..domain.errors import InvalidEvent, InvalidTransition, PublishError
 from ..domain.events import OrderEvent
+from .dead_letters import DeadLetters
 from .records import Deferred, Handler, Received, Runner
 
 # Headers a retry-topic record carries besides the original record's own: where it was first
@@ -74,6 +75,22 @@ class FailurePolicy:
         runner.count_dead_letter()
         runner.log.error("[%s] dead-lettered partition %d offset %d after %d attempt(s) (%s): %s",
                          runner.name, received.partition, received.offset, attempts, reason, error)
+
+    def reject_unexpected(self, runner: Runner, received: Received, error: Exception) -> None:
+        """Dead-letter a record whose disposal failed in a way nobody foresaw (reason
+        ``internal-error``), rather than retry it forever; without its headers if they are what
+        breaks. Raises ``PublishError`` when the dead-letter topic does not take it: then the
+        runner tries the record again."""
+        failure = InvalidEvent(f"internal error: {type(error).__name__}: {error}"[:1000], "internal-error")
+        try:
+            self.reject(runner, received, failure)
+        except PublishError:
+            raise
+        except Exception:  # the record's own headers may be what breaks: dead-letter it without them
+            try:
+                self.reject(runner, replace(received, headers={}), failure)
+            except Exception as exc:  # then it is the dead-letter topic's side: try the record again
+                raise PublishError(f"could not dead-letter: {type(exc).__name__}: {exc}") from exc
 
     def _succeeded(self, runner: Runner, result: str | None, attempt: int) -> None:
         runner.count_handled()

@@ -67,8 +67,8 @@ class Rewinds:
         except KafkaException:  # the partition was taken away meanwhile: its new owner stores its own
             pass
 
-    def forget(self, partitions: list[TopicPartition]) -> None:
+    def forget(self, partitions: list[tuple[str, int]]) -> None:
         """The partitions were revoked or lost: whoever reads them next starts afresh."""
-        for p in partitions:
-            self._paused.pop((p.topic, p.partition), None)
-            self._rewound.discard((p.topic, p.partition))
+        for partition in partitions:
+            self._paused.pop(partition, None)
+            self._rewound.discard(partition)

@@ -62,7 +62,6 @@ COMMITTED_POLL_SECONDS = 0.05  # how often the group's committed offset is asked
 # when the view starts on a long changelog, and malloc keeps that peak for good): 4 MiB is still
 # thousands of state records ahead of a reader that takes 500 at a time
 PREFETCH_KBYTES = 4096
-SUMMARY_KEYS = ("order_id", "customer_id", "status", "version", "created_at", "updated_at")
 
 
 class OrderView:
@@ -335,8 +334,8 @@ class OrderView:
                                                       and (customer_id is None or o.customer_id == customer_id))
         page = heapq.nsmallest(offset + limit, filter(wanted, self.orders()),
                                key=lambda o: (-o.created_at.timestamp(), o.order_id))[offset:]
-        return [dict(zip(SUMMARY_KEYS, (o.order_id, o.customer_id, o.status.value, o.version,
-                                        o.created_at.isoformat(), o.updated_at.isoformat()))) for o in page]
+        return [{"order_id": o.order_id, "customer_id": o.customer_id, "status": o.status.value, "version": o.version,
+                 "created_at": o.created_at.isoformat(), "updated_at": o.updated_at.isoformat()} for o in page]
 
 
 def _left(deadline: float) -> float:

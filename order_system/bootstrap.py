@@ -163,12 +163,10 @@ def standard_groups(state_dir: str | Path | None = None, *, instance_id: str | N
     """The tutorial's three groups; with ``state_dir`` the notification-service's store is a
     file there. The order-processor keeps its state in Kafka (``order-state``), never only on
     disk; ``instance_id`` names it (default ``ORDER_SYSTEM_INSTANCE_ID`` or the host name)."""
-    processor = OrderProcessor(instance_id=instance_id)
-    if state_dir is None:
-        return processor, NotificationService(), AnalyticsService()
-    folder = Path(state_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    return processor, NotificationService(folder / "notification-service.db"), AnalyticsService()
+    if state_dir is not None:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+    store = Path(state_dir) / "notification-service.db" if state_dir is not None else None
+    return OrderProcessor(instance_id=instance_id), NotificationService(store), AnalyticsService()
 
 
 # ---- what `order-system serve` runs behind its routes -------------------------------------------

@@ -48,23 +48,17 @@ _SECRET_PARTS = ("password", "secret", "jaas", "token", "key.pem", "oauthbearer.
 MASK = "***"
 
 
-def is_secret(option: str) -> bool:
-    """Whether a client option's value must never be shown (passwords, secrets, keys, JAAS)."""
-    return any(part in option.lower() for part in _SECRET_PARTS)
-
-
 def masked(options: Mapping[str, Any]) -> dict[str, Any]:
-    """``options`` with every secret value replaced by ``***`` (for logs, reprs and errors)."""
-    return {name: MASK if is_secret(name) else value for name, value in options.items()}
+    """``options`` with every secret value (passwords, secrets, keys, JAAS) replaced by ``***``
+    (for logs, reprs and errors)."""
+    return {name: MASK if any(part in name.lower() for part in _SECRET_PARTS) else value
+            for name, value in options.items()}
 
 
 def client_options_from_env(env: Mapping[str, str]) -> dict[str, str]:
     """Security options for managed clusters, e.g. KAFKA_SASL_MECHANISM -> sasl.mechanism."""
-    options: dict[str, str] = {}
-    for name, value in env.items():
-        if name.startswith(_PASS_THROUGH_PREFIXES):
-            options[name[len("KAFKA_"):].lower().replace("_", ".")] = value
-    return options
+    return {name[len("KAFKA_"):].lower().replace("_", "."): value
+            for name, value in env.items() if name.startswith(_PASS_THROUGH_PREFIXES)}
 
 
 def _time_zone(env: Mapping[str, str]) -> str:

@@ -14,9 +14,9 @@ like the events; ``format`` lets a later version change the layout.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from functools import reduce
 from typing import Any
 
 from pydantic_core import to_json
@@ -126,7 +126,9 @@ def order_from_json(data: bytes | None) -> Order:
     try:
         fields = parse_value(data)
         history = [OrderEvent.from_fields(item) for item in fields["history"]]
-        order = _replay(history)
+        if not history:
+            raise ValueError("empty history")
+        order = reduce(Order.apply, history[1:], Order.start(history[0]))
         if order.order_id != fields["orderId"] or order.version != fields["version"]:
             raise ValueError("orderId or version disagree with the history")
         return order
@@ -138,17 +140,6 @@ def effect_to_json(event: OrderEvent, effect: Effect) -> bytes:
     """An ``order-effects`` record value."""
     return _dump({"format": FORMAT, "eventId": event.id_text, "orderId": event.order_id,
                   "version": event.version, "kind": effect.kind, "detail": effect.detail})
-
-
-def _replay(history: Iterable[OrderEvent]) -> Order:
-    events = iter(history)
-    first = next(events, None)
-    if first is None:
-        raise ValueError("empty history")
-    order = Order.start(first)
-    for event in events:
-        order = order.apply(event)
-    return order
 
 
 def _opt_str(value: object) -> str | None:

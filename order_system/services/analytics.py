@@ -84,5 +84,3 @@ class AnalyticsService:
                 for s in OrderStatus if s not in TERMINAL and (d := self._durations.get(s.value))
             ]
         return pd.DataFrame(rows, columns=["status", "transitions", "mean_s", "max_s"]).set_index("status")
-
-

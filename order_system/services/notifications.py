@@ -71,5 +71,3 @@ class NotificationService:
 
     def count(self) -> int:
         return self.store.effect_counts().get("notification", 0)
-
-

@@ -21,6 +21,7 @@ import socket
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
@@ -195,17 +196,19 @@ class OrderProcessor:
         for (partition, order_id), order in pending.items():
             outputs.append(Output(state_topic, partition, order_id.encode(), order_to_json(order)))
 
-        def on_commit() -> None:
-            with self._changed:
-                for (partition, order_id), order in pending.items():
-                    self._orders.setdefault(partition, {})[order_id] = order
-                self._effects.extend(effects)
-                self._effect_kinds.update(kind for _, _, kind, _ in effects)
-                self.duplicates += duplicates
-                self._changed.notify_all()
-
-        batch.on_commit = on_commit
+        batch.on_commit = partial(self._commit, pending, effects, duplicates)
         return batch
+
+    def _commit(self, orders: Mapping[tuple[int, str], Order], effects: list[tuple[str, str, str, str]],
+                duplicates: int) -> None:
+        """Apply what was decided, once it is committed (a batch's transaction, or ``handle``)."""
+        with self._changed:
+            for (partition, order_id), order in orders.items():
+                self._orders.setdefault(partition, {})[order_id] = order
+            self._effects.extend(effects)
+            self._effect_kinds.update(kind for _, _, kind, _ in effects)
+            self.duplicates += duplicates
+            self._changed.notify_all()
 
     def _reject(self, batch: Batch, settings: Settings, received: Received, error: Exception, reason: str,
                 attempts: int) -> None:
@@ -214,7 +217,8 @@ class OrderProcessor:
         from ..kafka.batches import Output
 
         letter = dead_letter(settings, received, error, group=self.group_id, attempts=attempts, reason=reason)
-        if letter.size > settings_max_record(settings):
+        # librdkafka's default message.max.bytes, less room for the record's framing
+        if letter.size > int(settings.client_options.get("message.max.bytes", 1_000_000)) - 10_000:
             letter = cut(letter)
         batch.outputs.append(Output(letter.topic, received.partition, letter.key, letter.value, letter.headers))
         batch.dead_lettered += 1
@@ -259,24 +263,18 @@ class OrderProcessor:
         Raises ``InvalidEvent`` / ``InvalidTransition`` for a rejected event, like the consumer
         used to; a duplicate changes nothing."""
         partition = received.partition if received is not None else 0
-
-        def no_wait(seconds: float) -> None:
-            return None
-
-        decision = self._decide(event, partition, received.offset if received is not None else -1, {}, no_wait)
+        decision = self._decide(event, partition, received.offset if received is not None else -1, {},
+                                lambda seconds: None)
         if decision.outcome is Outcome.REJECTED:
             assert decision.error is not None
             raise decision.error
-        with self._changed:
-            if decision.outcome is Outcome.DUPLICATE:
-                self.duplicates += 1
-                return f"duplicate of {event.order_id} v{decision.event.version} ({event.status.value}); skipped"
-            order = decision.order
-            assert order is not None
-            self._orders.setdefault(partition, {})[order.order_id] = order
-            self._effects.extend((event.id_text, order.order_id, e.kind, e.detail) for e in decision.effects)
-            self._effect_kinds.update(e.kind for e in decision.effects)
-            self._changed.notify_all()
+        if decision.outcome is Outcome.DUPLICATE:
+            self._commit({}, [], 1)
+            return f"duplicate of {event.order_id} v{decision.event.version} ({event.status.value}); skipped"
+        order = decision.order
+        assert order is not None
+        self._commit({(partition, order.order_id): order},
+                     [(event.id_text, order.order_id, e.kind, e.detail) for e in decision.effects], 0)
         return f"[{self.group_id}] {self.steps[event.status][1]} - order {order.order_id} is {order.status.value}"
 
     # ---- partitions -----------------------------------------------------------------------
@@ -302,13 +300,9 @@ class OrderProcessor:
     # ---- views for the API, notebooks and tests (committed state of owned partitions) ------
 
     def get(self, order_id: str) -> Order | None:
-        found = None
         with self._changed:
-            for orders in self._orders.values():
-                order = orders.get(order_id)
-                if order is not None and (found is None or order.version > found.version):
-                    found = order
-        return found
+            found = [order for orders in self._orders.values() if (order := orders.get(order_id)) is not None]
+        return max(found, key=lambda order: order.version, default=None)
 
     def version(self, order_id: str) -> int:
         order = self.get(order_id)
@@ -346,9 +340,3 @@ class OrderProcessor:
                 for o in self.orders()]
         frame = pd.DataFrame(rows, columns=columns)
         return frame.sort_values(["created_at", "order_id"], ascending=[False, True], ignore_index=True)
-
-
-def settings_max_record(settings: Settings) -> int:
-    """Bytes a dead letter may have before it is cut (librdkafka's default message.max.bytes,
-    less room for the record's framing)."""
-    return int(settings.client_options.get("message.max.bytes", 1_000_000)) - 10_000

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +43,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 _COLUMNS = "seq, topic, key, value, headers, error, kept_at, cluster"
 
 
-
 @dataclass(frozen=True)
 class Kept:
     """One record waiting in the outbox."""
@@ -58,15 +57,11 @@ class Kept:
     cluster: str | None = None  # the Kafka cluster id it was meant for; None: not known when kept
 
 
-def default_outbox_path() -> Path:
-    return default_home() / "outbox.db"
-
-
 class Outbox:
     """Records kept for a later resend, in the order they were kept."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path else default_outbox_path()
+        self.path = Path(path) if path else default_home() / "outbox.db"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -89,7 +84,7 @@ class Outbox:
         """Store records in one transaction, in the given order; returns their sequence numbers."""
         now = time.time()
         seqs = []
-        with self._transaction() as db:
+        with write_transaction(self._db, self._lock) as db:
             for topic, key, value, headers, error in rows:
                 encoded = json.dumps([(k, v.hex()) for k, v in headers or []])
                 cursor = db.execute(
@@ -101,18 +96,18 @@ class Outbox:
         return seqs
 
     def remove_many(self, seqs: Iterable[int]) -> None:
-        with self._transaction() as db:
+        with write_transaction(self._db, self._lock) as db:
             db.executemany("DELETE FROM outbox WHERE seq = ?", ((s,) for s in seqs))
 
     def claim(self, seqs: Sequence[int], cluster: str) -> None:
         """Tie rows kept before the cluster was known to ``cluster``."""
-        with self._transaction() as db:
+        with write_transaction(self._db, self._lock) as db:
             db.executemany("UPDATE outbox SET cluster = ? WHERE seq = ? AND cluster IS NULL",
                            ((cluster, s) for s in seqs))
 
     def adopt_unknown(self, cluster: str) -> int:
         """Tie every row of an unknown cluster to ``cluster``; returns how many."""
-        with self._transaction() as db:
+        with write_transaction(self._db, self._lock) as db:
             return db.execute("UPDATE outbox SET cluster = ? WHERE cluster IS NULL", (cluster,)).rowcount
 
     # ---- reading ------------------------------------------------------------------------
@@ -162,9 +157,6 @@ class Outbox:
             return " AND cluster IS NULL", ()
         return " AND cluster = ?", (cluster,)
 
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._db, self._lock)
-
     @contextmanager
     def resending(self) -> Iterator[bool]:
         """An exclusive claim on resending this file, across processes; yields False if taken."""
@@ -200,9 +192,8 @@ class OutboxRelay:
     def _run(self) -> None:
         announced = False
         while not self._stop.wait(self.interval):
-            if not announced and self.producer.cluster_id(timeout=0):
+            if not announced and (cluster := self.producer.cluster_id(timeout=0)):
                 announced = True  # say once what this process will not send
-                cluster = self.producer.cluster_id(timeout=0)
                 others = {c: n for c, n in self.producer.outbox.clusters().items() if c != cluster}
                 if others:
                     log.warning("Outbox %s: %s; only rows of cluster %s are resent here", self.producer.outbox.path,

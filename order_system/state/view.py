@@ -40,7 +40,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from ..config import Settings
@@ -63,7 +62,6 @@ COMMITTED_POLL_SECONDS = 0.05  # how often the group's committed offset is asked
 # when the view starts on a long changelog, and malloc keeps that peak for good): 4 MiB is still
 # thousands of state records ahead of a reader that takes 500 at a time
 PREFETCH_KBYTES = 4096
-SUMMARY_KEYS = ("order_id", "customer_id", "status", "version", "created_at", "updated_at")
 
 
 class OrderView:
@@ -159,10 +157,6 @@ class OrderView:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     # ---- the reading thread ------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -213,14 +207,11 @@ class OrderView:
             order = order_from_json(message.value())
             return "order", order.order_id, order
         except InvalidEvent as exc:
-            self._bad(message, exc)
+            self.bad_records += 1
+            if self.bad_records <= 10 or self.bad_records % 1000 == 0:
+                log.warning("%s[%d]@%d skipped (%d so far): %s", message.topic(), message.partition(),
+                            message.offset(), self.bad_records, exc)
             return None
-
-    def _bad(self, message: Message, exc: Exception) -> None:
-        self.bad_records += 1
-        if self.bad_records <= 10 or self.bad_records % 1000 == 0:
-            log.warning("%s[%d]@%d skipped (%d so far): %s", message.topic(), message.partition(),
-                        message.offset(), self.bad_records, exc)
 
     # ---- read-your-writes --------------------------------------------------------------------
 
@@ -249,9 +240,7 @@ class OrderView:
                 ends = self._state_ends.end_offsets(partitions, max(0.1, deadline - time.monotonic()))
                 break
             except KafkaException as exc:
-                error = exc.args[0]
-                again = transient(error)
-                if not again or time.monotonic() > deadline:
+                if not transient(exc.args[0]) or time.monotonic() > deadline:
                     log.warning("no end offset of %s within %.1fs: %s", self.settings.state_topic, timeout, exc)
                     return False
             if self._stopping.wait(0.1):  # leadership settles on the brokers
@@ -260,11 +249,10 @@ class OrderView:
 
     def _reach(self, ends: dict[int, int], timeout: float) -> bool:
         """Wait until the view read each order-state partition up to its offset in ``ends``."""
-        deadline = time.monotonic() + timeout
         with self._changed:
             return self._changed.wait_for(
                 lambda: self._stopping.is_set() or all(self._read_up_to.get(p, 0) >= end for p, end in ends.items()),
-                timeout=max(0.0, deadline - time.monotonic())) and not self._stopping.is_set()
+                timeout=max(0.0, timeout)) and not self._stopping.is_set()
 
     def wait_processed(self, order_id: str, timeout: float) -> bool:
         """Wait until the order-processor committed every event published to the order's
@@ -346,11 +334,8 @@ class OrderView:
                                                       and (customer_id is None or o.customer_id == customer_id))
         page = heapq.nsmallest(offset + limit, filter(wanted, self.orders()),
                                key=lambda o: (-o.created_at.timestamp(), o.order_id))[offset:]
-        return [dict(zip(SUMMARY_KEYS, (o.order_id, o.customer_id, o.status.value, o.version,
-                                        o.created_at.isoformat(), o.updated_at.isoformat()))) for o in page]
-
-    def orders_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.summaries(limit=max(1, len(self))), columns=list(SUMMARY_KEYS))
+        return [{"order_id": o.order_id, "customer_id": o.customer_id, "status": o.status.value, "version": o.version,
+                 "created_at": o.created_at.isoformat(), "updated_at": o.updated_at.isoformat()} for o in page]
 
 
 def _left(deadline: float) -> float:

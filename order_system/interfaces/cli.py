@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import TextIO
 
 from ..config import Settings
 from ..domain.errors import OrderSystemError
@@ -38,7 +37,16 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
         if node is not None or args.action == "kill":
             return _refuse(f"no cluster was set up at {settings.bootstrap_servers}; "
                            "start one with `broker start --nodes 3`")
-        return _single_broker(args, settings)
+        if args.action == "start":
+            ensure_broker(settings, say=print)
+            return 0
+        broker = LocalBroker.for_settings(settings)
+        if args.action == "status":
+            status = broker.status()
+            print(status.describe())
+            return 0 if status.reachable else 3
+        print(broker.stop() if args.action == "stop" else broker.logs(args.lines))
+        return 0
     cluster = LocalCluster.for_settings(settings, nodes=args.nodes or 3)
     if args.action == "status":
         import pandas as pd
@@ -61,19 +69,6 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
         print(cluster.kill_node(node))
     else:
         print(cluster.logs(node or 1, args.lines))
-    return 0
-
-
-def _single_broker(args: argparse.Namespace, settings: Settings) -> int:
-    if args.action == "start":
-        ensure_broker(settings, say=print)
-        return 0
-    broker = LocalBroker.for_settings(settings)
-    if args.action == "status":
-        status = broker.status()
-        print(status.describe())
-        return 0 if status.reachable else 3
-    print(broker.stop() if args.action == "stop" else broker.logs(args.lines))
     return 0
 
 
@@ -216,23 +211,21 @@ RECORD_LOGGERS = ("order_system.kafka.producer.records", "order_system.interface
 class ProgressBar:
     """A one-line progress bar on stderr, with no dependency: call ``bar(done, total)`` as work advances."""
 
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
-        self.label, self.stream, self.width = label, stream or sys.stderr, width
-        self.began = time.monotonic()
-        self._last = -1.0
+    WIDTH = 30
+
+    def __init__(self, label: str) -> None:
+        self.label, self.began, self._last = label, time.monotonic(), -1.0
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
         if done < total and now - self._last < 0.1:
             return  # redraw at most ten times a second
         self._last = now
-        filled = self.width * done // max(total, 1)
+        filled = self.WIDTH * done // max(total, 1)
         rate = done / max(now - self.began, 1e-9)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
-                          f"({rate:,.0f}/s)")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} "
+                         f"({rate:,.0f}/s)" + ("\n" if done >= total else ""))
+        sys.stderr.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:

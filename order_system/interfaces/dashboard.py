@@ -32,13 +32,9 @@ from ..kafka.lag import LagWatch
 from ..kafka.producer import OrderProducer
 from ..local.demo import publish_lifecycles
 from ..domain.state_machine import allowed_next
+from .schemas import ACTIONS as API_ACTIONS
 
-ACTIONS: dict[str, OrderStatus] = {
-    "Pay": OrderStatus.PAID,
-    "Ship": OrderStatus.SHIPPED,
-    "Deliver": OrderStatus.DELIVERED,
-    "Cancel": OrderStatus.CANCELLED,
-}
+ACTIONS: dict[str, OrderStatus] = {action.value.title(): status for action, status in API_ACTIONS.items()}
 BURST_ORDERS = 500  # about 1,800 events: enough to see lag rise and drain in a few seconds
 SAMPLE_EVERY = 0.25  # seconds between two lag samples during a burst
 

@@ -29,9 +29,9 @@ from ..domain.errors import NotYourOrder, UnknownOrder
 from ..domain.events import OrderStatus
 from ..services.commands import OrderCommands
 from .http import ApiError, BodyLimit, error_responses, install_error_handlers
-from .schemas import (ACTIONS, CUSTOMER_RULES, MAX_LIMIT, MAX_OFFSET, RETRY_AFTER_SECONDS,
-                      Action, ActionAccepted, CreateOrder, Health, IdempotencyKeyHeader, OrderAccepted, OrderIdPath,
-                      OrderPage, OrderResponse, OrderSummary)
+from .schemas import (ACTIONS, MAX_LIMIT, MAX_OFFSET, RETRY_AFTER_SECONDS, Action, ActionAccepted, CreateOrder,
+                      CustomerId, Health, IdempotencyKeyHeader, OrderAccepted, OrderIdPath, OrderPage, OrderResponse,
+                      OrderSummary)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -92,22 +92,20 @@ def create_app(
                      idempotency_key: IdempotencyKeyHeader = None) -> OrderAccepted:
         if customer is not None and body.customer_id != customer:
             raise ApiError(403, "customerId must be the customer of the bearer token")
-        event, delivery = commands.create(body.customer_id, _idempotency_key(idempotency_key))
+        event, delivery = commands.create(body.customer_id, idempotency_key)
         return OrderAccepted(order_id=event.order_id, message="Order accepted; it is being processed",
                              status=event.status, partition=delivery.partition, offset=delivery.offset)
 
     @app.post("/api/orders/{order_id}/{action}", status_code=202, dependencies=guarded,
               responses=error_responses(*auth_errors, 400, 403, 404, 409, 413, 422, 503))
     def advance_order(order_id: OrderIdPath, action: Action,
-                      customer_id: Annotated[str, Query(alias="customerId", **CUSTOMER_RULES)],
+                      customer_id: Annotated[CustomerId, Query(alias="customerId")],
                       customer: Annotated[str | None, Depends(_caller)],
                       idempotency_key: IdempotencyKeyHeader = None) -> ActionAccepted:
-        customer_id = customer_id.strip()
         if customer is not None and customer_id != customer:
             raise ApiError(403, "customerId must be the customer of the bearer token")
-        key = _idempotency_key(idempotency_key)
         try:
-            event, delivery = commands.advance(order_id, customer_id, ACTIONS[action], key)
+            event, delivery = commands.advance(order_id, customer_id, ACTIONS[action], idempotency_key)
         except NotYourOrder:
             if customer is not None:
                 raise UnknownOrder(order_id) from None  # another customer's order: do not reveal it exists
@@ -192,10 +190,3 @@ def _authenticate(tokens: ApiTokens | None) -> Callable[..., None]:
 def _caller(request: Request) -> str | None:
     """The customer the request's bearer token stands for; None when authentication is off."""
     return request.state.customer
-
-
-def _idempotency_key(raw: str | None) -> str | None:
-    """The header's key without the double quotes it may come in (its form is checked by the schema)."""
-    if raw is not None and len(raw) >= 2 and raw[0] == raw[-1] == '"':
-        return raw[1:-1]
-    return raw

@@ -21,14 +21,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..domain.errors import NotYourOrder, UnknownOrder
 from ..domain.events import OrderStatus
 from ..services.commands import OrderCommands
-from .http import ApiError, BodyLimit, error_responses, install_error_handlers
+from .http import BodyLimit, error_responses, install_error_handlers
 from .schemas import (ACTIONS, MAX_LIMIT, MAX_OFFSET, RETRY_AFTER_SECONDS, Action, ActionAccepted, CreateOrder,
                       CustomerId, Health, IdempotencyKeyHeader, OrderAccepted, OrderIdPath, OrderPage, OrderResponse,
                       OrderSummary)
@@ -91,7 +91,7 @@ def create_app(
     def create_order(body: CreateOrder, customer: Annotated[str | None, Depends(_caller)],
                      idempotency_key: IdempotencyKeyHeader = None) -> OrderAccepted:
         if customer is not None and body.customer_id != customer:
-            raise ApiError(403, "customerId must be the customer of the bearer token")
+            raise HTTPException(403, "customerId must be the customer of the bearer token")
         event, delivery = commands.create(body.customer_id, idempotency_key)
         return OrderAccepted(order_id=event.order_id, message="Order accepted; it is being processed",
                              status=event.status, partition=delivery.partition, offset=delivery.offset)
@@ -103,7 +103,7 @@ def create_app(
                       customer: Annotated[str | None, Depends(_caller)],
                       idempotency_key: IdempotencyKeyHeader = None) -> ActionAccepted:
         if customer is not None and customer_id != customer:
-            raise ApiError(403, "customerId must be the customer of the bearer token")
+            raise HTTPException(403, "customerId must be the customer of the bearer token")
         try:
             event, delivery = commands.advance(order_id, customer_id, ACTIONS[action], idempotency_key)
         except NotYourOrder:
@@ -134,11 +134,11 @@ def create_app(
         """Newest first; with authentication on, only the caller's own orders."""
         if customer is not None:
             if customer_id is not None and customer_id != customer:
-                raise ApiError(403, "customerId must be the customer of the bearer token")
+                raise HTTPException(403, "customerId must be the customer of the bearer token")
             customer_id = customer
         if not view.catch_up_all(view_timeout):
-            raise ApiError(503, "the view did not catch up with order-state in time; try again shortly",
-                           {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            raise HTTPException(503, "the view did not catch up with order-state in time; try again shortly",
+                                {"Retry-After": str(RETRY_AFTER_SECONDS)})
         rows = view.summaries(status=status, customer_id=customer_id, limit=limit, offset=offset)
         orders = [OrderSummary(order_id=r["order_id"], customer_id=r["customer_id"], status=r["status"],
                                version=r["version"], updated_at=r["updated_at"]) for r in rows]
@@ -178,10 +178,10 @@ def _authenticate(tokens: ApiTokens | None) -> Callable[..., None]:
                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
         challenge = {"WWW-Authenticate": "Bearer"}
         if credentials is None:
-            raise ApiError(401, "send Authorization: Bearer <token>", challenge)
+            raise HTTPException(401, "send Authorization: Bearer <token>", challenge)
         customer = tokens.customer(credentials.credentials)
         if customer is None:
-            raise ApiError(401, "unknown bearer token", challenge)
+            raise HTTPException(401, "unknown bearer token", challenge)
         request.state.customer = customer
 
     return token_owner

@@ -44,10 +44,9 @@ if TYPE_CHECKING:
 # (bootstrap.py) is kept in the outbox, and its request answers 503 at PUBLISH_BOUND. Both lie above the time a
 # cluster takes to replace a dead node: 3 to 5 s on the local tuned cluster, about 12 s with
 # Kafka's default broker session of 9 s. VIEW_BOUND bounds the wait for the view (and, for an order
-# it does not know yet, for the processor); VERDICT_BOUND the wait for the processor's verdict.
+# it does not know yet, for the processor); the wait for the processor's verdict is OrderCommands' own.
 PUBLISH_BOUND = 16.0
 VIEW_BOUND = 10.0
-VERDICT_BOUND = 15.0
 
 REQUEST_THREADS = 100
 """Requests run at once (the routes are sync: each takes a thread). A command mostly waits for the
@@ -73,7 +72,6 @@ def create_app(
     groups: tuple[str, ...] = ("order-processor", "notification-service", "analytics-service"),
     publish_timeout: float = PUBLISH_BOUND,
     view_timeout: float = VIEW_BOUND,
-    verdict_timeout: float = VERDICT_BOUND,
 ) -> FastAPI:
     """The application (see the module doc). With ``tokens`` every order route needs
     ``Authorization: Bearer <token>``, and a caller sees and acts only on the orders of the
@@ -81,7 +79,7 @@ def create_app(
     app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka", lifespan=_lifespan)
     app.add_middleware(BodyLimit)
     install_error_handlers(app)
-    commands = OrderCommands(producer, view, publish_timeout, view_timeout, verdict_timeout)
+    commands = OrderCommands(producer, view, publish_timeout, view_timeout)
     app.state.commands = commands
     guarded = [Depends(_authenticate(tokens))]  # sets request.state.customer; declared only when on
     auth_errors: tuple[int, ...] = (401,) if tokens is not None else ()

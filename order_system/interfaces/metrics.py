@@ -98,8 +98,7 @@ def registry_for(settings: Settings, groups: Iterable[str], outbox: Outbox | Non
     for group in groups:  # shown as 0 from the start, not only after the first record
         for counter in (HANDLED, RETRIED, DEAD_LETTERED):
             counter.labels(group)
-    if groups:
-        registry.register(LagCollector(settings, groups))
+    registry.register(LagCollector(settings, groups))
     if outbox is not None:  # events kept because the broker did not acknowledge them
         Gauge("order_system_outbox_records", "Events waiting in the outbox to be sent again",
               registry=registry).set_function(lambda: len(outbox))

@@ -89,7 +89,10 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     _log_records(args.log_records)
     groups = standard_groups(args.state_dir, instance_id=args.instance_id)
-    runner = runner_for({g.group_id: g for g in groups}[args.group], settings)
+    options = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+    if options and args.group != "order-processor":
+        return _refuse("error: --batch-size applies to the order-processor only")
+    runner = runner_for({g.group_id: g for g in groups}[args.group], settings, **options)
     if args.metrics_port is not None:
         from .metrics import registry_for, serve_metrics
 
@@ -185,6 +188,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+MAX_BATCH = 10_000
+
+
+def _batch_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if not 1 <= size <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"{size} is not between 1 and {MAX_BATCH}")
+    return size
+
+
 def _instance_id(text: str) -> str:
     from ..services.processor import valid_instance_id
 
@@ -256,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("consume", parents=[runs], help="run one consumer group until Ctrl-C / SIGTERM")
     p.add_argument("--group", required=True, choices=GROUPS)
+    p.add_argument("--batch-size", type=_batch_size, default=None,
+                   help=f"order-processor: records per transaction, 1 to {MAX_BATCH} (default 500)")
     p.add_argument("--metrics-port", type=int,
                    help="serve Prometheus metrics on this port at /metrics (off by default)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="the address --metrics-port listens on")

@@ -21,17 +21,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..domain.errors import NotYourOrder, UnknownOrder
 from ..domain.events import OrderStatus
 from ..services.commands import OrderCommands
-from .http import ApiError, BodyLimit, error_responses, install_error_handlers
-from .schemas import (ACTIONS, CUSTOMER_RULES, MAX_LIMIT, MAX_OFFSET, RETRY_AFTER_SECONDS,
-                      Action, ActionAccepted, CreateOrder, Health, IdempotencyKeyHeader, OrderAccepted, OrderIdPath,
-                      OrderPage, OrderResponse, OrderSummary)
+from .http import BodyLimit, error_responses, install_error_handlers
+from .schemas import (ACTIONS, MAX_LIMIT, MAX_OFFSET, RETRY_AFTER_SECONDS, Action, ActionAccepted, CreateOrder,
+                      CustomerId, Health, IdempotencyKeyHeader, OrderAccepted, OrderIdPath, OrderPage, OrderResponse,
+                      OrderSummary)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -44,10 +44,9 @@ if TYPE_CHECKING:
 # (bootstrap.py) is kept in the outbox, and its request answers 503 at PUBLISH_BOUND. Both lie above the time a
 # cluster takes to replace a dead node: 3 to 5 s on the local tuned cluster, about 12 s with
 # Kafka's default broker session of 9 s. VIEW_BOUND bounds the wait for the view (and, for an order
-# it does not know yet, for the processor); VERDICT_BOUND the wait for the processor's verdict.
+# it does not know yet, for the processor); the wait for the processor's verdict is OrderCommands' own.
 PUBLISH_BOUND = 16.0
 VIEW_BOUND = 10.0
-VERDICT_BOUND = 15.0
 
 REQUEST_THREADS = 100
 """Requests run at once (the routes are sync: each takes a thread). A command mostly waits for the
@@ -73,7 +72,6 @@ def create_app(
     groups: tuple[str, ...] = ("order-processor", "notification-service", "analytics-service"),
     publish_timeout: float = PUBLISH_BOUND,
     view_timeout: float = VIEW_BOUND,
-    verdict_timeout: float = VERDICT_BOUND,
 ) -> FastAPI:
     """The application (see the module doc). With ``tokens`` every order route needs
     ``Authorization: Bearer <token>``, and a caller sees and acts only on the orders of the
@@ -81,7 +79,7 @@ def create_app(
     app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka", lifespan=_lifespan)
     app.add_middleware(BodyLimit)
     install_error_handlers(app)
-    commands = OrderCommands(producer, view, publish_timeout, view_timeout, verdict_timeout)
+    commands = OrderCommands(producer, view, publish_timeout, view_timeout)
     app.state.commands = commands
     guarded = [Depends(_authenticate(tokens))]  # sets request.state.customer; declared only when on
     auth_errors: tuple[int, ...] = (401,) if tokens is not None else ()
@@ -91,23 +89,21 @@ def create_app(
     def create_order(body: CreateOrder, customer: Annotated[str | None, Depends(_caller)],
                      idempotency_key: IdempotencyKeyHeader = None) -> OrderAccepted:
         if customer is not None and body.customer_id != customer:
-            raise ApiError(403, "customerId must be the customer of the bearer token")
-        event, delivery = commands.create(body.customer_id, _idempotency_key(idempotency_key))
+            raise HTTPException(403, "customerId must be the customer of the bearer token")
+        event, delivery = commands.create(body.customer_id, idempotency_key)
         return OrderAccepted(order_id=event.order_id, message="Order accepted; it is being processed",
                              status=event.status, partition=delivery.partition, offset=delivery.offset)
 
     @app.post("/api/orders/{order_id}/{action}", status_code=202, dependencies=guarded,
               responses=error_responses(*auth_errors, 400, 403, 404, 409, 413, 422, 503))
     def advance_order(order_id: OrderIdPath, action: Action,
-                      customer_id: Annotated[str, Query(alias="customerId", **CUSTOMER_RULES)],
+                      customer_id: Annotated[CustomerId, Query(alias="customerId")],
                       customer: Annotated[str | None, Depends(_caller)],
                       idempotency_key: IdempotencyKeyHeader = None) -> ActionAccepted:
-        customer_id = customer_id.strip()
         if customer is not None and customer_id != customer:
-            raise ApiError(403, "customerId must be the customer of the bearer token")
-        key = _idempotency_key(idempotency_key)
+            raise HTTPException(403, "customerId must be the customer of the bearer token")
         try:
-            event, delivery = commands.advance(order_id, customer_id, ACTIONS[action], key)
+            event, delivery = commands.advance(order_id, customer_id, ACTIONS[action], idempotency_key)
         except NotYourOrder:
             if customer is not None:
                 raise UnknownOrder(order_id) from None  # another customer's order: do not reveal it exists
@@ -136,11 +132,11 @@ def create_app(
         """Newest first; with authentication on, only the caller's own orders."""
         if customer is not None:
             if customer_id is not None and customer_id != customer:
-                raise ApiError(403, "customerId must be the customer of the bearer token")
+                raise HTTPException(403, "customerId must be the customer of the bearer token")
             customer_id = customer
         if not view.catch_up_all(view_timeout):
-            raise ApiError(503, "the view did not catch up with order-state in time; try again shortly",
-                           {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            raise HTTPException(503, "the view did not catch up with order-state in time; try again shortly",
+                                {"Retry-After": str(RETRY_AFTER_SECONDS)})
         rows = view.summaries(status=status, customer_id=customer_id, limit=limit, offset=offset)
         orders = [OrderSummary(order_id=r["order_id"], customer_id=r["customer_id"], status=r["status"],
                                version=r["version"], updated_at=r["updated_at"]) for r in rows]
@@ -180,10 +176,10 @@ def _authenticate(tokens: ApiTokens | None) -> Callable[..., None]:
                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
         challenge = {"WWW-Authenticate": "Bearer"}
         if credentials is None:
-            raise ApiError(401, "send Authorization: Bearer <token>", challenge)
+            raise HTTPException(401, "send Authorization: Bearer <token>", challenge)
         customer = tokens.customer(credentials.credentials)
         if customer is None:
-            raise ApiError(401, "unknown bearer token", challenge)
+            raise HTTPException(401, "unknown bearer token", challenge)
         request.state.customer = customer
 
     return token_owner
@@ -192,10 +188,3 @@ def _authenticate(tokens: ApiTokens | None) -> Callable[..., None]:
 def _caller(request: Request) -> str | None:
     """The customer the request's bearer token stands for; None when authentication is off."""
     return request.state.customer
-
-
-def _idempotency_key(raw: str | None) -> str | None:
-    """The header's key without the double quotes it may come in (its form is checked by the schema)."""
-    if raw is not None and len(raw) >= 2 and raw[0] == raw[-1] == '"':
-        return raw[1:-1]
-    return raw

@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import TextIO
 
 from ..config import Settings
 from ..domain.errors import OrderSystemError
@@ -28,13 +27,26 @@ def _refuse(message: str, code: int = 2) -> int:
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
     from ..local.cluster import LocalCluster
 
+    from ..kafka.reachability import is_loopback, parse_bootstrap
+
     node = args.node
-    wants_cluster = (args.nodes or 0) > 1 or (args.nodes is None and (node is not None or _cluster_here(settings)))
+    host, port = parse_bootstrap(settings.bootstrap_servers)
+    here = is_loopback(host) and LocalCluster(port=port).exists()  # a cluster set up earlier at this address
+    wants_cluster = (args.nodes or 0) > 1 or (args.nodes is None and (node is not None or here))
     if not wants_cluster:
         if node is not None or args.action == "kill":
             return _refuse(f"no cluster was set up at {settings.bootstrap_servers}; "
                            "start one with `broker start --nodes 3`")
-        return _single_broker(args, settings)
+        if args.action == "start":
+            ensure_broker(settings, say=print)
+            return 0
+        broker = LocalBroker.for_settings(settings)
+        if args.action == "status":
+            status = broker.status()
+            print(status.describe())
+            return 0 if status.reachable else 3
+        print(broker.stop() if args.action == "stop" else broker.logs(args.lines))
+        return 0
     cluster = LocalCluster.for_settings(settings, nodes=args.nodes or 3)
     if args.action == "status":
         import pandas as pd
@@ -60,27 +72,6 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _cluster_here(settings: Settings) -> bool:
-    from ..kafka.reachability import is_loopback, parse_bootstrap
-    from ..local.cluster import LocalCluster
-
-    host, port = parse_bootstrap(settings.bootstrap_servers)
-    return is_loopback(host) and LocalCluster(port=port).exists()
-
-
-def _single_broker(args: argparse.Namespace, settings: Settings) -> int:
-    if args.action == "start":
-        ensure_broker(settings, say=print)
-        return 0
-    broker = LocalBroker.for_settings(settings)
-    if args.action == "status":
-        status = broker.status()
-        print(status.describe())
-        return 0 if status.reachable else 3
-    print(broker.stop() if args.action == "stop" else broker.logs(args.lines))
-    return 0
-
-
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
     from ..kafka.topics import admin_client, choose_replication, create_topics
 
@@ -97,15 +88,11 @@ def _consume(args: argparse.Namespace, settings: Settings) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     _log_records(args.log_records)
-    try:
-        groups = standard_groups(args.state_dir, instance_id=args.instance_id)
-    except ValueError as exc:  # an unusable instance id
-        return _refuse(f"error: {exc}")
-    group = {g.group_id: g for g in groups}[args.group]
+    groups = standard_groups(args.state_dir, instance_id=args.instance_id)
     options = {"batch_size": args.batch_size} if args.batch_size is not None else {}
     if options and args.group != "order-processor":
         return _refuse("error: --batch-size applies to the order-processor only")
-    runner = runner_for(group, settings, **options)
+    runner = runner_for({g.group_id: g for g in groups}[args.group], settings, **options)
     if args.metrics_port is not None:
         from .metrics import registry_for, serve_metrics
 
@@ -235,35 +222,40 @@ def _log_records(style: str) -> None:
 
 
 RECORD_LOGGERS = ("order_system.kafka.producer.records", "order_system.interfaces.api.requests")
-LOG_RECORDS_HELP = ("summary (default): a line per group every 10 s; line: a line per record; "
-                    "block: the tutorial's block per record, and every published record and request")
 
 
 class ProgressBar:
     """A one-line progress bar on stderr, with no dependency: call ``bar(done, total)`` as work advances."""
 
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
-        self.label, self.stream, self.width = label, stream or sys.stderr, width
-        self.began = time.monotonic()
-        self._last = -1.0
+    WIDTH = 30
+
+    def __init__(self, label: str) -> None:
+        self.label, self.began, self._last = label, time.monotonic(), -1.0
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
         if done < total and now - self._last < 0.1:
             return  # redraw at most ten times a second
         self._last = now
-        filled = self.width * done // max(total, 1)
+        filled = self.WIDTH * done // max(total, 1)
         rate = done / max(now - self.began, 1e-9)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
-                          f"({rate:,.0f}/s)")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} "
+                         f"({rate:,.0f}/s)" + ("\n" if done >= total else ""))
+        sys.stderr.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="order-system", description="An event-driven order system on Apache Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
+    runs = argparse.ArgumentParser(add_help=False)  # what `consume` and `serve` both take
+    runs.add_argument("--state-dir", default=None, help="keep the notification-service's state in SQLite files here "
+                      "(the order-processor keeps its state in the order-state topic)")
+    runs.add_argument("--instance-id", type=_instance_id, default=None,
+                      help="the order-processor's id, reused on restart; its transactional id is order-processor-<id> "
+                           "(default: $ORDER_SYSTEM_INSTANCE_ID, else the host name; for serve <hostname>-<port>)")
+    runs.add_argument("--log-records", choices=("summary", "line", "block"), default="summary",
+                      help="summary (default): a line per group every 10 s; line: a line per record; "
+                           "block: the tutorial's block per record, and every published record and request")
 
     p = sub.add_parser("broker", help="start, stop or inspect the local Apache Kafka broker (or cluster)")
     p.add_argument("action", choices=["start", "stop", "status", "logs", "kill"])
@@ -278,18 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["create"])
     p.set_defaults(run=_topics, needs_kafka=True)
 
-    p = sub.add_parser("consume", help="run one consumer group until Ctrl-C / SIGTERM")
+    p = sub.add_parser("consume", parents=[runs], help="run one consumer group until Ctrl-C / SIGTERM")
     p.add_argument("--group", required=True, choices=GROUPS)
-    p.add_argument("--state-dir", help="keep the notification-service's state in SQLite files here "
-                   "(the order-processor keeps its state in the order-state topic)")
-    p.add_argument("--instance-id", default=None, help="order-processor: this instance's id, reused on restart; its "
-                   "transactional id is order-processor-<id> (default: ORDER_SYSTEM_INSTANCE_ID or the host name)")
     p.add_argument("--batch-size", type=_batch_size, default=None,
                    help=f"order-processor: records per transaction, 1 to {MAX_BATCH} (default 500)")
     p.add_argument("--metrics-port", type=int,
                    help="serve Prometheus metrics on this port at /metrics (off by default)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="the address --metrics-port listens on")
-    p.add_argument("--log-records", choices=("summary", "line", "block"), default="summary", help=LOG_RECORDS_HELP)
     p.set_defaults(run=_consume, needs_kafka=True)
 
     p = sub.add_parser("produce-demo", help="publish N full order lifecycles, interleaved")
@@ -311,17 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also resend records of an unknown cluster (kept before any broker answered) to this one")
     p.set_defaults(run=_outbox)
 
-    p = sub.add_parser("serve", help="run the REST API with the consumer groups")
+    p = sub.add_parser("serve", parents=[runs], help="run the REST API with the consumer groups")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--api-only", action="store_true",
                    help="run the API (with its view of every order) and the order-processor only, "
                         "not the notification-service and analytics-service")
-    p.add_argument("--state-dir", default=None, help="keep the notification-service's state in SQLite files here")
-    p.add_argument("--instance-id", type=_instance_id, default=None,
-                   help="this instance's id, reused on restart (default: $ORDER_SYSTEM_INSTANCE_ID, "
-                        "else <hostname>-<port>)")
-    p.add_argument("--log-records", choices=("summary", "line", "block"), default="summary", help=LOG_RECORDS_HELP)
     p.set_defaults(run=_serve, needs_kafka=True)
     return parser
 

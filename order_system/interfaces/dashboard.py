@@ -32,13 +32,9 @@ from ..kafka.lag import LagWatch
 from ..kafka.producer import OrderProducer
 from ..local.demo import publish_lifecycles
 from ..domain.state_machine import allowed_next
+from .schemas import ACTIONS as API_ACTIONS
 
-ACTIONS: dict[str, OrderStatus] = {
-    "Pay": OrderStatus.PAID,
-    "Ship": OrderStatus.SHIPPED,
-    "Deliver": OrderStatus.DELIVERED,
-    "Cancel": OrderStatus.CANCELLED,
-}
+ACTIONS: dict[str, OrderStatus] = {action.value.title(): status for action, status in API_ACTIONS.items()}
 BURST_ORDERS = 500  # about 1,800 events: enough to see lag rise and drain in a few seconds
 SAMPLE_EVERY = 0.25  # seconds between two lag samples during a burst
 
@@ -50,8 +46,7 @@ class OrderDashboard:
     ``BURST_ORDERS`` lifecycles and charts every group's lag and handled events until they drain.
     """
 
-    def __init__(self, producer: OrderProducer, view: OrderView, customer_id: str = "customer-123",
-                 view_timeout: float = 10.0, *, runners: Sequence[ConsumerRunner] = (),
+    def __init__(self, producer: OrderProducer, view: OrderView, *, runners: Sequence[ConsumerRunner] = (),
                  on_stop: Callable[[], None] | None = None, burst_orders: int = BURST_ORDERS) -> None:
         self.producer = producer
         self.view = view
@@ -59,8 +54,8 @@ class OrderDashboard:
         self.on_stop = on_stop
         self.burst_orders = burst_orders
         self.stopped = False
-        self.commands = OrderCommands(producer, view, view_timeout=view_timeout)
-        self.customer = widgets.Text(value=customer_id, description="Customer")
+        self.commands = OrderCommands(producer, view)
+        self.customer = widgets.Text(value="customer-123", description="Customer")
         self.create_button = widgets.Button(description="Create", button_style="primary", icon="plus")
         self.order = widgets.Dropdown(options=[], description="Order")
         self.buttons = {name: widgets.Button(description=name) for name in ACTIONS}

@@ -1,7 +1,7 @@
 """HTTP plumbing of the REST API: the error shape, and a small ASGI middleware.
 
-Every error body is ``{"error": "...", ...}``: ``ApiError`` for the routes' own refusals, and
-``install_error_handlers`` maps the package's exceptions (``STATUS_OF``), request validation
+Every error body is ``{"error": "...", ...}``: ``install_error_handlers`` maps the routes' own
+refusals (``HTTPException``), the package's exceptions (``STATUS_OF``), request validation
 (422 naming each field), FastAPI's routing errors (404, 405 with ``Allow``) and anything else
 (500, logged) to that shape. ``BodyLimit`` refuses a body over ``MAX_BODY_BYTES`` with 413
 before reading it in full (``metrics.HttpMetrics`` times and logs every request).
@@ -43,14 +43,6 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         responses[503]["headers"] = {"Retry-After": {"description": "Seconds to wait before trying again",
                                                      "schema": {"type": "integer"}}}
     return responses
-
-
-class ApiError(Exception):
-    """An answer other than 2xx, with a clear message and optional details."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **details: Any) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers, self.details = status, message, headers, details
 
 
 STATUS_OF: dict[type[Exception], int] = {
@@ -128,10 +120,6 @@ def allowed_methods(app: FastAPI, scope: Scope) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error in the ``{"error": ...}`` shape (see the module docstring)."""
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.headers, **exc.details)
-
     @app.exception_handler(OrderSystemError)
     async def domain_error(request: Request, exc: OrderSystemError) -> JSONResponse:
         details: dict[str, Any] = {}
@@ -153,7 +141,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        """FastAPI's and Starlette's own errors (400, routing 404, 405) in the same shape."""
+        """The routes' refusals, and FastAPI's and Starlette's own errors (400, routing 404, 405)."""
         if exc.status_code == 405:
             allow = allowed_methods(app, request.scope)
             if request.method == "OPTIONS":

@@ -52,16 +52,14 @@ METRICS_PATH = "/metrics"
 class LagCollector:
     """``order_system_consumer_lag{group,topic,partition}``: records each group has yet to commit.
 
-    Read from the broker when scraped, at most once per ``min_interval`` seconds (scrapes in
-    between get the last reading), so a client hammering ``/metrics`` cannot hammer Kafka.
+    Read from the broker when scraped, at most once a second (scrapes in between get the last
+    reading), so a client hammering ``/metrics`` cannot hammer Kafka.
     When the broker does not answer, the lag series are left out and
     ``order_system_consumer_lag_available`` is 0.
     """
 
-    def __init__(self, settings: Settings, groups: Sequence[str], min_interval: float = 1.0,
-                 timeout: float = 2.0) -> None:
+    def __init__(self, settings: Settings, groups: Sequence[str]) -> None:
         self.settings, self.groups = settings, list(groups)
-        self.min_interval, self.timeout = min_interval, timeout
         self._lock = threading.Lock()
         self._read_at = float("-inf")
         self._rows: list[dict[str, Any]] | None = None
@@ -71,9 +69,9 @@ class LagCollector:
         from ..kafka.lag import consumer_lag
 
         with self._lock:
-            if time.monotonic() - self._read_at >= self.min_interval:
+            if time.monotonic() - self._read_at >= 1.0:
                 try:
-                    frame = consumer_lag(self.settings, self.groups, timeout=self.timeout)
+                    frame = consumer_lag(self.settings, self.groups, timeout=2.0)
                     self._rows = frame.to_dict(orient="records")
                 except Exception as exc:  # broker down or slow: report "unavailable", never fail the scrape
                     self._rows = None
@@ -92,8 +90,7 @@ class LagCollector:
         yield lag
 
 
-def registry_for(settings: Settings | None = None, groups: Iterable[str] = (),
-                 outbox: Outbox | None = None) -> CollectorRegistry:
+def registry_for(settings: Settings, groups: Iterable[str], outbox: Outbox | None = None) -> CollectorRegistry:
     """What one endpoint shows: the shared counters, the lag of ``groups``, the outbox size."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(REGISTRY)  # a registry is a collector too: the process-wide counters, forwarded
@@ -101,8 +98,7 @@ def registry_for(settings: Settings | None = None, groups: Iterable[str] = (),
     for group in groups:  # shown as 0 from the start, not only after the first record
         for counter in (HANDLED, RETRIED, DEAD_LETTERED):
             counter.labels(group)
-    if settings is not None and groups:
-        registry.register(LagCollector(settings, groups))
+    registry.register(LagCollector(settings, groups))
     if outbox is not None:  # events kept because the broker did not acknowledge them
         Gauge("order_system_outbox_records", "Events waiting in the outbox to be sent again",
               registry=registry).set_function(lambda: len(outbox))
@@ -193,13 +189,13 @@ def serve_metrics(port: int, registry: CollectorRegistry, host: str = "127.0.0.1
 # ---- reading them -----------------------------------------------------------------------------
 
 
-def parse_metrics(text: str, prefix: str = "order_system_") -> pd.DataFrame:
+def parse_metrics(text: str) -> pd.DataFrame:
     """Prometheus text as a table: one row per sample (name, labels as columns, value).
 
-    Only metrics whose name starts with ``prefix``; ``*_created`` timestamps are left out.
+    Only this package's metrics (``order_system_*``); ``*_created`` timestamps are left out.
     """
     rows = [{"name": sample.name, **sample.labels, "value": sample.value}
-            for family in text_string_to_metric_families(text) if family.name.startswith(prefix)
+            for family in text_string_to_metric_families(text) if family.name.startswith("order_system_")
             for sample in family.samples if not sample.name.endswith("_created")]
     return pd.DataFrame(rows)
 
@@ -214,12 +210,12 @@ def sample_value(frame: pd.DataFrame, name: str, **labels: str) -> float:
     return float(rows["value"].sum())
 
 
-def read_metrics(url: str, timeout: float = 10.0, prefix: str = "order_system_") -> pd.DataFrame:
+def read_metrics(url: str, timeout: float = 10.0) -> pd.DataFrame:
     """Scrape ``url`` once and parse it with ``parse_metrics``."""
     from urllib.request import urlopen
 
     with urlopen(url, timeout=timeout) as answer:  # noqa: S310 - a URL the caller chose
-        return parse_metrics(answer.read().decode(), prefix)
+        return parse_metrics(answer.read().decode())
 
 
 def wait_for_metrics(url: str, ready: Callable[[pd.DataFrame], bool], timeout: float = 60.0) -> pd.DataFrame:

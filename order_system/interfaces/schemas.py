@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import Header, Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from ..domain.events import OrderStatus
@@ -38,16 +38,17 @@ ACTIONS: dict[Action, OrderStatus] = {
 }
 # 1 to 64 characters, at least one of them not whitespace (surrounding whitespace is stripped)
 NOT_BLANK = r"\S"
-CUSTOMER_RULES: dict[str, Any] = {"min_length": 1, "max_length": 64, "pattern": NOT_BLANK}
+CustomerId = Annotated[str, Field(min_length=1, max_length=64, pattern=NOT_BLANK), AfterValidator(str.strip)]
 OrderIdPath = Annotated[str, Path(min_length=1, max_length=64, description="The order's id")]
-# 1 to 128 visible ASCII characters but the double quote, optionally in double quotes (an sf-string)
+# 1 to 128 visible ASCII characters but the double quote, optionally in double quotes (an sf-string);
+# the route gets the key without them
 IDEMPOTENCY_KEY = r'^("[!#-~]{1,128}"|[!#-~]{1,128})$'
 IdempotencyKeyHeader = Annotated[str | None, Header(
     alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY,
     description="Names this command (the IETF httpapi draft's header): repeat the request with the same key "
                 "after a 503, a timeout or a lost connection, and it answers the command's real outcome; the "
                 "command happens at most once. 1 to 128 visible ASCII characters but the double quote, optionally in "
-                "double quotes.")]
+                "double quotes."), AfterValidator(lambda key: key and key.strip('"'))]
 
 
 class _Camel(BaseModel):
@@ -55,12 +56,7 @@ class _Camel(BaseModel):
 
 
 class CreateOrder(_Camel):
-    customer_id: Annotated[str, Field(**CUSTOMER_RULES)]
-
-    @field_validator("customer_id")
-    @classmethod
-    def _strip(cls, value: str) -> str:
-        return value.strip()
+    customer_id: CustomerId
 
 
 class OrderAccepted(_Camel):

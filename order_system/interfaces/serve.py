@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ..config import Settings
-    from .auth import ApiTokens
 
 log = logging.getLogger("order_system.interfaces.api")
 
@@ -29,7 +28,7 @@ VIEW_LOAD_SECONDS = 300.0  # how long serve may take to read all of order-state 
 
 
 def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_only: bool = False,
-          state_dir: str | None = None, tokens: ApiTokens | None = None, instance_id: str | None = None) -> None:
+          state_dir: str | None = None, instance_id: str | None = None) -> None:
     """Run the API under uvicorn with the order-processor (instance ``instance_id``, default
     ``default_instance_id(port=port)``), the view of every order and the other groups in threads.
 
@@ -39,7 +38,7 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     The outbox is re-sent by itself whenever the broker answers again. SIGINT or SIGTERM stops
     it gracefully: no new connections, requests in progress finish (at most ``GRACE_SECONDS``),
     then the relay stops, the consumers commit what they finished and close, and the producer
-    flushes; then it returns (the command exits 0). ``tokens`` default to ``ORDER_SYSTEM_API_TOKENS``.
+    flushes; then it returns (the command exits 0). ``ORDER_SYSTEM_API_TOKENS`` turns authentication on.
     """
     from ..bootstrap import api_backend, standard_groups
     from ..kafka.topics import create_topics
@@ -47,7 +46,7 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     from .auth import ENV, ApiTokens
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    tokens = tokens if tokens is not None else ApiTokens.from_env()
+    tokens = ApiTokens.from_env()
     if tokens is None:
         log.warning("authentication is off: anyone who reaches port %d can act on any order (set %s)", port, ENV)
     else:

@@ -32,7 +32,8 @@ def test_every_node_is_controller_and_broker_with_replicated_internal_topics(tmp
     assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:30001,127.0.0.1:30003,127.0.0.1:30005"
     assert (props["offsets.topic.replication.factor"], props["transaction.state.log.replication.factor"],
             props["transaction.state.log.min.isr"], props["min.insync.replicas"]) == ("3", "3", "2", "2")
-    assert (props["broker.session.timeout.ms"], props["controller.quorum.fetch.timeout.ms"]) == ("2000", "1000")
+    assert (props["broker.session.timeout.ms"], props["controller.quorum.election.timeout.ms"]) == ("2000", "500")
+    assert "controller.quorum.fetch.timeout.ms" not in props  # Kafka's 2 s: 1 s set off pre-votes against live leaders
     assert "broker.session.timeout.ms" not in LocalCluster(home=tmp_path, port=30000, tuned=False).node(1)._properties()
     voters = cluster.initial_controllers().split(",")
     assert [v.split(":")[0] for v in voters] == ["1@127.0.0.1", "2@127.0.0.1", "3@127.0.0.1"]

@@ -65,3 +65,27 @@ def failover_timeline(cluster: LocalCluster, victim: int, killed: float, partiti
                 first[step] = (at, node.node_id)
     parts = [f"{step}=+{at:.1f}s(node {node})" for step, (at, node) in sorted(first.items(), key=lambda s: s[1])]
     return " ".join(parts) or f"no failover step logged within {window:.0f}s"
+
+
+QUORUM = re.compile(r"RaftManager id=\d+\] Completed transition to (\w+)"
+                    r"|QuorumController id=\d+\] (In the new epoch \d+, the leader is \S+)"
+                    r"|(Fencing broker \d+ at epoch \d+)|(Renouncing the leadership)")
+
+
+def quorum_lines(cluster: LocalCluster, killed: float, before: float = 10.0, after: float = 20.0) -> list[str]:
+    """Every node's controller-quorum changes from ``before`` seconds ahead of the kill to ``after``
+    it (state transitions, new epochs, fencing), oldest first, e.g. ``-2.1s node 3 ProspectiveState``:
+    a failed run then shows whether the quorum was already moving when the node was killed."""
+    found = []
+    for node in cluster.nodes:
+        if not node.log_file.exists():
+            continue
+        with node.log_file.open(errors="replace") as lines:
+            for line in lines:
+                stamped = STAMP.match(line)
+                if stamped is None or (matched := QUORUM.search(stamped.group(2))) is None:
+                    continue
+                at = datetime.strptime(stamped.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() - killed
+                if -before <= at <= after:
+                    found.append((at, f"{at:+.1f}s node {node.node_id} {next(g for g in matched.groups() if g)}"))
+    return [text for _, text in sorted(found)]

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from failover_log import failover_timeline
+from failover_log import failover_timeline, quorum_lines
 from serving import serve_in_thread
 from order_system.bootstrap import api_backend
 from order_system.interfaces.api import PUBLISH_BOUND, create_app
@@ -202,6 +202,7 @@ def test_the_api_answers_through_a_sigkill_of_the(victim: str, cluster: LocalClu
                    f"killed at {time.strftime('%H:%M:%S', time.localtime(timeline['killed at']))}\n"
                    f"FAILOVER LOGS {failover_timeline(cluster, node, timeline['killed at'], coordinators)}")
         print("\n" + summary)
+        print("\n".join(f"QUORUM {line}" for line in quorum_lines(cluster, timeline["killed at"])))  # shown on failure
         # a 503 only for an event not acknowledged within the publish bound, with Retry-After
         refused = [c for c in calls if c.status not in (201, 202)
                    and not (c.status == 503 and c.retry_after and "did not acknowledge" in c.error)]

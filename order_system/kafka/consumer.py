@@ -38,6 +38,7 @@ from .runner_thread import RunnerHooks, RunnerThread, run_groups
 __all__ = ["ConsumerRunner", "Decoder", "Deferred", "Handler", "Received", "Stopping", "decode",
            "run_groups"]
 
+
 class ConsumerRunner(RunnerThread):
     """One consumer of one group, feeding records to a handler per status in its own thread."""
 

@@ -141,6 +141,7 @@ class Sending(LightFuture):
             found = self._result = Delivery(self.topic, self._partition, self._offset, self.key, self.event)
         return found  # type: ignore[no-any-return]
 
+
 def notify(callback: DeliveryCallback | None, delivery: Delivery | None, error: Exception | None) -> None:
     """Call the caller's ``on_delivery``; its bugs are logged, never raised into ``poll()``."""
     if callback is None:

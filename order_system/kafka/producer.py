@@ -40,7 +40,6 @@ log = logging.getLogger("order_system.kafka.producer")
 record_log = logging.getLogger("order_system.kafka.producer.records")  # a line per published record
 
 
-
 class OrderProducer(ServesDeliveries):
     """Publishes events to the order topic; one instance can be shared by threads."""
 

@@ -237,7 +237,6 @@ def settle(stall: Stalled, consumer: Consumer, ends: Mapping[tuple[str, int], in
     return committed
 
 
-
 def abort_open(producer: GuardedProducer | None, timeout: float, stop: Callable[[float], bool], log: logging.Logger,
                name: str) -> None:
     """Abort the open transaction, asking again while the coordinator does not answer (say, it is
@@ -247,7 +246,9 @@ def abort_open(producer: GuardedProducer | None, timeout: float, stop: Callable[
     ``transaction.timeout.ms``, or the next instance with this id at once). ``producer`` None: a
     renewal failed, so no transaction of ours is open. Raises ``Stalled``, and ``KafkaException``
     for a fatal error."""
-    while producer is not None:
+    if producer is None:
+        return
+    while True:
         try:
             producer.abort_transaction(timeout)
             return
@@ -260,6 +261,7 @@ def abort_open(producer: GuardedProducer | None, timeout: float, stop: Callable[
             log.warning("[%s] abort failed: %s", name, error.str())
             if stop(1.0):
                 return
+
 
 def fenced_message(name: str, transactional_id: str, error: KafkaError) -> str:
     """What a runner whose producer can no longer write says, and what the operator should do."""

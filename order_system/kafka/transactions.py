@@ -17,9 +17,9 @@ first record, and the batch is decided again from the committed state. Input is 
 naming the id and what to do.
 
 What a batch is and what ``process`` returns: ``batches.py``. Composed around this loop:
-``renewal.py`` (a transactional call that stalls is abandoned with its
-producer, whose successor settles the transaction) and ``assignment.py`` (a partition's state is
-restored before its first record). The runner keeps the surface of ``ConsumerRunner``, so
+``renewal.py`` (a transactional call that stalls is abandoned with its producer, whose successor
+settles the transaction) and ``assignment.py`` (a partition's state is restored before its first
+record). The runner keeps the surface of ``ConsumerRunner``, so
 ``run_groups``, notebooks and tests use either alike.
 """
 

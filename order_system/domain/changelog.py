@@ -101,22 +101,23 @@ class Verdict:
 def verdict_to_json(outcome: Outcome, event: OrderEvent, partition: int, offset: int, reason: str | None = None,
                     detail: str | None = None) -> bytes:
     """``Verdict.of(outcome, event, ...).to_json()``, the same bytes, without building the
-    verdict (the processor writes one per input record)."""
-    body: dict[str, Any] = {
-        "format": FORMAT, "outcome": outcome, "partition": partition, "offset": offset,  # enums: their value
-        "eventId": event.id_text, "orderId": event.order_id, "version": event.version, "status": event.status,
-        "reason": reason, "detail": detail[:MAX_DETAIL] if detail else None,
-    }
-    return _dump(body, event=event.to_json() if outcome is Outcome.ACCEPTED else b"null")
+    verdict (the processor writes one per input record: formatted, not serialised from a dict)."""
+    why = b'"reason":null,"detail":null' if reason is None and not detail else \
+        to_json({"reason": reason, "detail": detail[:MAX_DETAIL] if detail else None})[1:-1]
+    return b'{"format":%d,"outcome":"%s","partition":%d,"offset":%d,"eventId":"%s","orderId":%s,"version":%d,' \
+           b'"status":"%s",%s,"event":%s}' % (
+               FORMAT, outcome.value.encode(), partition, offset, event.id_text.encode(), to_json(event.order_id),
+               event.version, event.status.value.encode(), why,
+               event.to_json() if outcome is Outcome.ACCEPTED else b"null")
 
 
 def order_to_json(order: Order) -> bytes:
     """An ``order-state`` record value: the order with its whole history."""
-    return _dump({
-        "format": FORMAT, "orderId": order.order_id, "customerId": order.customer_id,
-        "status": order.status.value, "version": order.version,
-        "lastEventId": order.history[-1].id_text,
-    }, history=b"[" + b",".join(event.to_json() for event in order.history) + b"]")
+    history = order.history
+    return b'{"format":%d,"orderId":%s,"customerId":%s,"status":"%s","version":%d,"lastEventId":"%s",' \
+           b'"history":[%s]}' % (
+        FORMAT, to_json(order.order_id), to_json(order.customer_id), order.status.value.encode(), order.version,
+        history[-1].id_text.encode(), b",".join([event.to_json() for event in history]))
 
 
 def order_from_json(data: bytes | None) -> Order:
@@ -138,8 +139,9 @@ def order_from_json(data: bytes | None) -> Order:
 
 def effect_to_json(event: OrderEvent, effect: Effect) -> bytes:
     """An ``order-effects`` record value."""
-    return _dump({"format": FORMAT, "eventId": event.id_text, "orderId": event.order_id,
-                  "version": event.version, "kind": effect.kind, "detail": effect.detail})
+    return b'{"format":%d,"eventId":"%s","orderId":%s,"version":%d,"kind":%s,"detail":%s}' % (
+        FORMAT, event.id_text.encode(), to_json(event.order_id), event.version, to_json(effect.kind),
+        to_json(effect.detail))
 
 
 def _opt_str(value: object) -> str | None:

@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("consume", parents=[runs], help="run one consumer group until Ctrl-C / SIGTERM")
     p.add_argument("--group", required=True, choices=GROUPS)
     p.add_argument("--batch-size", type=_batch_size, default=None,
-                   help=f"order-processor: records per transaction, 1 to {MAX_BATCH} (default 500)")
+                   help=f"order-processor: records per transaction at most, 1 to {MAX_BATCH} (default 2000)")
     p.add_argument("--metrics-port", type=int,
                    help="serve Prometheus metrics on this port at /metrics (off by default)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="the address --metrics-port listens on")

@@ -471,9 +471,11 @@ def measure(args: argparse.Namespace) -> list[Row]:
         if "http" in sections:
             group("POST /api/orders", "req/s", lambda: http_rows(fresh("http"), args.http_seconds, work))
         if "commands" in sections:
-            from command_latency import SECTION, command_rows  # its own module; it imports Row and Server
+            from command_latency import SECTION, command_rows  # its own module; it imports Server
 
-            group(SECTION, "ms", lambda: command_rows(fresh("commands"), args.command_rate, args.command_seconds, work))
+            for rate in args.command_rate:  # with serve's CPU per process at each rate (cpu.py)
+                group(f"{SECTION} at {rate}/s", "ms",
+                      lambda rate=rate: command_rows(fresh(f"commands-{rate}"), rate, args.command_seconds, work))
         if "latency" in sections:
             import latency  # publish -> processed, the processor in this process
 
@@ -519,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, help="events produced and consumed per row (default 100,000)")
     parser.add_argument("--http-seconds", type=float, help="wrk's duration per HTTP row (default 30)")
     parser.add_argument("--command-seconds", type=float, help="duration of the command rows (default 30)")
-    parser.add_argument("--command-rate", type=int, help="commands per second of the command rows (default 500)")
+    parser.add_argument("--command-rate", help="commands per second of the command rows, comma-separated, each "
+                        "rate in turn (default 500,1000)")
     parser.add_argument("--latency-seconds", type=float, help="sustained load per latency row (default 60)")
     parser.add_argument("--rates", help="publish rates of the latency rows, comma-separated (default 1000,10000)")
     parser.add_argument("--repeat", type=int, help="runs of the short produce rows, best kept (default 3; quick 1)")
@@ -531,15 +534,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_csv:
         return redraw(args.from_csv, args.out)
     # events, HTTP seconds, latency seconds, latency rates, command seconds, command rate
-    preset = ((2_000, 1.0, 1.0, "200", 1.0, 200) if args.smoke
-              else (20_000, 5.0, 5.0, "1000,10000", 5.0, 500) if args.quick
-              else (100_000, 30.0, 60.0, "1000,10000", 30.0, 500))
+    preset = ((2_000, 1.0, 1.0, "200", 1.0, "200") if args.smoke
+              else (20_000, 5.0, 5.0, "1000,10000", 5.0, "500,1000") if args.quick
+              else (100_000, 30.0, 60.0, "1000,10000", 30.0, "500,1000"))
     args.events = args.events or preset[0]
     args.http_seconds = args.http_seconds or preset[1]
     args.latency_seconds = args.latency_seconds or preset[2]
     args.rates = [int(r) for r in (args.rates or preset[3]).split(",")]
     args.command_seconds = args.command_seconds or preset[4]
-    args.command_rate = args.command_rate or preset[5]
+    args.command_rate = [int(r) for r in (args.command_rate or preset[5]).split(",")]
     args.repeat = args.repeat or (1 if args.smoke or args.quick else 3)
     try:  # at once, in one line: not a traceback after librdkafka's 30 s of trying
         require_kafka(Settings.from_env())

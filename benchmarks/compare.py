@@ -47,7 +47,7 @@ from report import Row, load_average, machine, print_table, redraw, with_ratios,
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCER_SETTINGS = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
 CONNECTIONS, THREADS = 32, 2  # wrk's load, the same for every HTTP row
-SECTIONS = ("produce", "consume", "http", "commands", "latency", "memory", "poison")  # --only's names
+SECTIONS = ("produce", "consume", "modes", "http", "commands", "latency", "memory", "poison")  # --only's names
 
 
 # ---- producing -----------------------------------------------------------------------------------
@@ -468,6 +468,14 @@ def measure(args: argparse.Namespace) -> list[Row]:
                     lambda: kafka_python_consume(produced, n))
             attempt("consume", "order-processor (runner_for, as serve runs it)", "events/s",
                     lambda: order_processor(produced, n))
+        if "modes" in sections:
+            import memory
+            import processor_modes  # the order-processor exactly once and at least once, beside raw consume(500)
+
+            records = list(memory.lifecycles(args.events // 4))
+            group(processor_modes.SECTION, "events/s", lambda: processor_modes.rows(
+                args.events, fresh, lambda s: memory.load(s, records), raw_consume_batch, order_processor,
+                rounds=1 if args.smoke else processor_modes.ROUNDS))
         if "http" in sections:
             group("POST /api/orders", "req/s", lambda: http_rows(fresh("http"), args.http_seconds, work))
         if "commands" in sections:

@@ -1,8 +1,8 @@
 """benchmarks/compare.py in its smallest mode: every row of issue 13's table gets a figure.
 
-It checks that the benchmark runs end to end (Kafka's own tools, kafka-python, wrk against
-``serve`` and the trivial app, the command load generator and the CPU per process, the latency
-runs) and writes its
+It checks that the benchmark runs end to end (Kafka's own tools, kafka-python, the
+order-processor exactly once and at least once, wrk against ``serve`` and the trivial app, the
+command load generator and the CPU per process, the latency runs) and writes its
 CSV and chart; the figures themselves are reported by the benchmark, never asserted here.
 """
 
@@ -31,6 +31,9 @@ ROWS = {
     ("consume", "raw poll() + store_offsets"),
     ("consume", "kafka-python poll(max_records=500)"),
     ("consume", "order-processor (runner_for, as serve runs it)"),
+    ("exactly once vs at least once", "raw consume(500) + store_offsets, median of rounds"),
+    ("exactly once vs at least once", "order-processor, exactly once (runner_for), median"),
+    ("exactly once vs at least once", "order-processor, at least once (no transactions), median"),
     ("POST /api/orders", "trivial FastAPI endpoint, same body, same uvicorn"),
     ("POST /api/orders", "order-system serve (three groups running)"),
     ("GET /api/orders/{id}", "trivial FastAPI endpoint, same uvicorn"),

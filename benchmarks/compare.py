@@ -485,7 +485,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
                 group(f"{SECTION} at {rate}/s", "ms",
                       lambda rate=rate: command_rows(fresh(f"commands-{rate}"), rate, args.command_seconds, work))
         if "latency" in sections:
-            import latency  # publish -> processed, the processor in this process
+            import latency  # publish -> processed here, and -> an OrderView with the processor in another process
 
             s = fresh("e2e-java")
             count = max(200, int(min(args.latency_seconds, 60) * 100))
@@ -505,6 +505,15 @@ def measure(args: argparse.Namespace) -> list[Row]:
                     return p99, f"p50 {p50:.1f} ms; {note}"
 
                 attempt("latency p99", f"publish -> processed at {rate:,}/s", "ms", ours)
+            for rate in args.rates:  # the processor in another process, its state read by an OrderView here
+                s_rate = fresh(f"view-{rate}")
+
+                def viewed(rate: int = rate, s_rate: Settings = s_rate) -> tuple[float, str]:
+                    p50, p99, note = latency.publish_to_view(s_rate, rate, args.latency_seconds, work)
+                    return p99, f"p50 {p50:.1f} ms; {note}"
+
+                attempt("latency p99", f"publish -> OrderView (processor in its own process) at {rate:,}/s", "ms",
+                        viewed)
         if sections & {"memory", "poison"}:
             import memory  # benchmarks/memory.py: RSS and state per order from 10k to 1M events; 1 % poison
 

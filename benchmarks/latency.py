@@ -1,21 +1,31 @@
 """The latency rows of ``benchmarks/compare.py``: new orders published at a fixed rate, each
 timed from ``publish()`` to its state being visible, p50 and p99 in ms.
 
-``publish_to_processed``: the order-processor runs in the benchmark's own process; an event is
-done when the processor's in-memory state shows it (``OrderProcessor.wait_for_version``). The
-benchmark's process publishes through ``OrderProducer`` and watches each partition's events in
-publishing order (one thread per partition).
+- ``publish_to_processed``: the order-processor runs in the benchmark's own process; an event
+  is done when the processor's in-memory state shows it (``OrderProcessor.wait_for_version``).
+- ``publish_to_view``: the order-processor runs in ANOTHER process
+  (``python -m order_system consume --group order-processor``), as it would in production; an
+  event is done when a read_committed ``OrderView`` in the benchmark's process shows it, so its
+  latency includes the processor's transaction commit and the view's read of ``order-state``.
+
+Both publish from the benchmark's process through ``OrderProducer`` and watch each partition's
+events in publishing order (one thread per partition).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
-from order_system import OrderProducer, Settings
+from order_system import OrderProducer, OrderView, Settings
 from order_system.domain.events import OrderEvent
 
 Seen = Callable[[str, int, float], bool]  # wait_for_version(order_id, version, timeout)
@@ -91,3 +101,34 @@ def publish_to_processed(settings: Settings, rate: int, seconds: float) -> tuple
     with runner:
         runner.wait_assigned(60)
         return publish_and_watch(settings, rate, seconds, processor.wait_for_version)
+
+
+def publish_to_view(settings: Settings, rate: int, seconds: float, work: Path) -> tuple[float, float, str]:
+    """The order-processor in another process (``consume --group order-processor``), a
+    read_committed ``OrderView`` here; (p50, p99) in ms. The processor is started and stopped
+    here; timing starts once a first order went through it (it holds its partitions)."""
+    env = {**os.environ, "ORDER_SYSTEM_TOPIC": settings.topic, "ORDER_SYSTEM_HOME": str(work / "home-view"),
+           "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    log = work / f"consume-{settings.topic}.log"
+    process = subprocess.Popen([sys.executable, "-m", "order_system", "consume", "--group", "order-processor",
+                                "--instance-id", f"bench-{uuid.uuid4().hex[:8]}"],
+                               env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    try:
+        with OrderView(settings).start(timeout=60) as view:
+            first = OrderEvent.created(uuid.uuid4().hex[:16], "customer-1")
+            with OrderProducer(settings) as producer:
+                producer.publish(first).result(60)
+            deadline = time.monotonic() + 120
+            while not view.wait_for_version(first.order_id, 1, 0.5):  # its first verdict: it holds its partitions
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the order-processor process never processed a first order:\n"
+                                       f"{log.read_text(errors='replace')[-2000:]}")
+            p50, p99, note = publish_and_watch(settings, rate, seconds, view.wait_for_version)
+        return p50, p99, note + "; processor in its own process, state read by a read_committed OrderView here"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

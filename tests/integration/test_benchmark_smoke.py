@@ -46,6 +46,7 @@ ROWS = {
     ("CPU per command at 200/s", "load generator (this process)"),
     ("latency p99", "Kafka EndToEndLatency (Java), unloaded"),
     ("latency p99", "publish -> processed at 200/s"),
+    ("latency p99", "publish -> OrderView (processor in its own process) at 200/s"),
     ("memory", "RSS less order state, 1,000 events"),
     ("memory", "RSS less order state, 2,000 events"),
     ("memory per order", "order-processor state per order"),

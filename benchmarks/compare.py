@@ -12,6 +12,11 @@ table and writes ``compare.csv`` and ``compare.png`` into ``--out`` (default
 EndToEndLatency, fetched once from Maven Central at the broker's version), ``wrk``
 (``scripts/setup-wrk``), and kafka-python (installed into this Python on first use, as a peer
 to compare with; order_system does not use it). A benchmark reports; it never fails on a figure.
+
+Sections in modules of their own: ``processor_modes.py`` (exactly once vs at least once),
+``command_latency.py`` with ``cpu.py`` (commands at each rate, CPU per process), ``latency.py``
+(publish to processed, and to an ``OrderView`` with the processor in another process),
+``memory.py`` (memory and poison); ``report.py`` holds the rows and prints and draws them.
 """
 
 from __future__ import annotations

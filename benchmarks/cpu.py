@@ -22,6 +22,7 @@ from report import Row
 
 TICKS = os.sysconf("SC_CLK_TCK")  # utime and stime are counted in these
 CHILD = "serve child: "  # the rows of serve's children start so (there may be any number, or none)
+PER_RUN = {"--instance-id", "--state-dir", "--port", "--metrics-port", "--metrics-host"}  # left out of names
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -71,17 +72,27 @@ def command_line(pid: int) -> list[str]:
 
 
 def short_name(pid: int) -> str:
-    """A child's name from its command line: what follows ``-m module`` or the script, e.g.
-    ``consume --group order-processor``; the executable's name if nothing follows."""
+    """A child's name from its command line: what follows ``-m module`` or the script, less the
+    options whose values change from run to run (``PER_RUN``), e.g. ``consume --group
+    order-processor``; the executable's name if nothing follows."""
     argv = command_line(pid)
     if not argv:
         return f"pid {pid}"
     rest = argv[1:]
     if "-m" in rest:
-        rest = rest[rest.index("-m") + 2:]
+        module, rest = rest[rest.index("-m") + 1:][:1], rest[rest.index("-m") + 2:]
+        rest = rest if module == ["order_system"] else [*module, *rest]  # `-m order_system consume ...`: consume ...
     elif rest and not rest[0].startswith("-"):
         rest = rest[1:]  # a script's path
-    words = [w for w in rest if not w.startswith("--instance-id")]
+    words: list[str] = []
+    skip = False
+    for word in rest:
+        if skip:
+            skip = False
+        elif word in PER_RUN:
+            skip = True  # and its value, the next word
+        elif word.split("=", 1)[0] not in PER_RUN:
+            words.append(word)
     name = " ".join(words) or os.path.basename(argv[0])
     return name if len(name) <= 40 else name[:39] + "…"
 

@@ -53,8 +53,14 @@ def at_least_once(settings: Settings, count: int) -> tuple[float, str]:
         "enable.auto.commit": False, "isolation.level": "read_committed",
         "partition.assignment.strategy": "cooperative-sticky", "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 500, "queued.max.messages.kbytes": 4096}))
+    failed: list[object] = []  # delivery errors: an output lost would make the figure a lie
+
+    def delivered(error: object, _: object) -> None:
+        if error is not None:
+            failed.append(error)
+
     producer = Producer(settings.producer_config(**{"enable.idempotence": True, "acks": "all",
-                                                    "linger.ms": LINGER_MS}))
+                                                    "linger.ms": LINGER_MS, "on_delivery": delivered}))
 
     def assigned(_: Consumer, partitions: list[TopicPartition]) -> None:
         processor.restore(restore_orders(settings, [p.partition for p in partitions if p.topic == settings.topic]))
@@ -80,8 +86,8 @@ def at_least_once(settings: Settings, count: int) -> tuple[float, str]:
                         break
                     except BufferError:
                         producer.poll(0.05)  # let the queue drain
-            if producer.flush(60) != 0:
-                raise RuntimeError("at least once: outputs left unacknowledged")
+            if producer.flush(60) != 0 or failed:
+                raise RuntimeError(f"at least once: outputs not acknowledged: {failed[:3]}")
             consumer.commit(offsets=[TopicPartition(topic, partition, end)
                                      for (topic, partition), end in ends(records).items()], asynchronous=False)
             batch.on_commit()

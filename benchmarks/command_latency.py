@@ -1,6 +1,6 @@
 """Commands on existing orders (pay, ship, deliver, cancel) through the API, at a fixed rate.
 
-    .venv/bin/python benchmarks/command_latency.py --rate 500 --seconds 30
+    .venv/bin/python benchmarks/command_latency.py --rate 500,1000 --seconds 30
 
 An open-loop load generator (asyncio, keep-alive HTTP/1.1 connections): the run's commands get send times fixed
 beforehand, ``rate`` per second, and a command's latency is measured from its SCHEDULED send
@@ -15,7 +15,11 @@ timed); then the commands run. The same generator drives ``benchmarks/trivial_ap
 command route answers 202 at once) at the same rate in the same run: that baseline is what the
 client and the server stack cost alone. Every non-2xx answer and every failed request is
 counted and reported; none is dropped from the figures. ``compare.py --only commands`` runs
-these rows beside the rest of issue 13's table.
+these rows beside the rest of issue 13's table, at each rate of ``--command-rate`` (default
+500 and 1,000 a second), each rate a section of its own.
+
+While serve's commands run, ``cpu.py`` measures the CPU time of serve, of its child processes,
+of the broker and of this generator: the rows of ``CPU per command at <rate>/s``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compare import ROOT, Row, Server
+from compare import ROOT, Server
+from cpu import CpuWindow
+from report import Row
 
 from order_system import Settings, create_topics, delete_topics
 
@@ -50,6 +56,11 @@ class Outcome:
     statuses: Counter[str] = field(default_factory=Counter)  # "202", "409", "no answer in 30 s", ...
     sent_in: float = 0.0
     planned: int = 0  # commands in the plan; those after a failed one on the same order are not sent
+
+    @property
+    def answered(self) -> int:
+        """Commands the server answered, whatever the status (not those it timed out on, nor failures)."""
+        return sum(n for status, n in self.statuses.items() if status.isdigit())
 
     @property
     def failed(self) -> int:
@@ -216,7 +227,8 @@ async def create_orders(url: str, count: int, concurrency: int = 64) -> list[str
 
 
 def command_rows(settings: Settings, rate: int, seconds: float, work: Path) -> list[Row]:
-    """The trivial app's command route, then ``serve``'s, driven alike: p99 in ms each."""
+    """The trivial app's command route, then ``serve``'s, driven alike: p99 in ms each; then
+    the CPU per command answered of each process while serve's commands ran."""
     count = max(1, int(rate * seconds))
     env = {**os.environ, "ORDER_SYSTEM_TOPIC": settings.topic, "ORDER_SYSTEM_HOME": str(work / "home-commands")}
     path = f"pay/ship/deliver/cancel at {rate}/s"
@@ -230,28 +242,39 @@ def command_rows(settings: Settings, rate: int, seconds: float, work: Path) -> l
         made = time.perf_counter()
         orders = asyncio.run(create_orders(serve.url, orders_needed(count)))
         made = time.perf_counter() - made
+        cpu = CpuWindow(serve.process.pid, settings.bootstrap_servers).start()
         ours = asyncio.run(drive(serve.url, plan(count, orders), rate))
+        cpu.stop()
     finally:
         serve.stop()
-    return [Row(SECTION, f"trivial FastAPI app, {path}", base.quantile(base.latencies, 99), "ms", True,
+    section = f"{SECTION} at {rate}/s"
+    return [Row(section, f"trivial FastAPI app, {path}", base.quantile(base.latencies, 99), "ms", True,
                 base.note(rate)),
-            Row(SECTION, f"order-system serve, {path}", ours.quantile(ours.latencies, 99), "ms", False,
-                ours.note(rate) + f"; {len(orders)} orders created first in {made:.1f} s (not timed)")]
+            Row(section, f"order-system serve, {path}", ours.quantile(ours.latencies, 99), "ms", False,
+                ours.note(rate) + f"; {len(orders)} orders created first in {made:.1f} s (not timed)"),
+            *cpu.rows(f"CPU per command at {rate}/s", ours.answered)]
+
+
+def rates(text: str) -> list[int]:
+    """``500`` or ``500,1000``: the command rates, each run in turn."""
+    return [int(r) for r in str(text).split(",") if r.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rate", type=int, default=500, help="commands per second (default 500)")
+    parser.add_argument("--rate", type=rates, default=[500, 1000],
+                        help="commands per second, comma-separated, each rate in turn (default 500,1000)")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the commands run (default 30)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env().with_topic(f"bench-cmd-{os.getpid()}")
-    create_topics(settings)
-    try:
-        with tempfile.TemporaryDirectory(prefix="order-bench-") as work:
-            for row in command_rows(settings, args.rate, args.seconds, Path(work)):
-                print(f"{row.path:<60} p99 {row.value:8.1f} ms  {row.note}", flush=True)
-    finally:
-        delete_topics(settings, list(settings.all_topics))
+    for rate in args.rate:
+        settings = Settings.from_env().with_topic(f"bench-cmd-{os.getpid()}-{rate}")
+        create_topics(settings)
+        try:
+            with tempfile.TemporaryDirectory(prefix="order-bench-") as work:
+                for row in command_rows(settings, rate, args.seconds, Path(work)):
+                    print(f"{row.section:<26} {row.path:<60} {row.value:8.1f} ms  {row.note}", flush=True)
+        finally:
+            delete_topics(settings, list(settings.all_topics))
     return 0
 
 

@@ -12,16 +12,19 @@ table and writes ``compare.csv`` and ``compare.png`` into ``--out`` (default
 EndToEndLatency, fetched once from Maven Central at the broker's version), ``wrk``
 (``scripts/setup-wrk``), and kafka-python (installed into this Python on first use, as a peer
 to compare with; order_system does not use it). A benchmark reports; it never fails on a figure.
+
+Sections in modules of their own: ``processor_modes.py`` (exactly once vs at least once),
+``command_latency.py`` with ``cpu.py`` (commands at each rate, CPU per process), ``latency.py``
+(publish to processed, and to an ``OrderView`` with the processor in another process),
+``memory.py`` (memory and poison); ``report.py`` holds the rows and prints and draws them.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import gc
 import os
-import platform
 import re
 import shutil
 import signal
@@ -30,11 +33,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
@@ -46,21 +47,12 @@ from order_system.domain.errors import BrokerError, ConfigError
 from order_system.kafka.reachability import require_kafka
 from order_system.local.broker import KAFKA_VERSION
 from order_system.local.maven import fetch_jars
+from report import Row, load_average, machine, print_table, redraw, with_ratios, write_chart, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCER_SETTINGS = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
 CONNECTIONS, THREADS = 32, 2  # wrk's load, the same for every HTTP row
-
-
-@dataclass
-class Row:
-    section: str
-    path: str
-    value: float  # events/s, requests/s, or a p99 latency in ms
-    unit: str
-    baseline: bool = False
-    note: str = ""
-    ratio: float | None = None  # value / the section's baseline (latency: baseline / value is not used)
+SECTIONS = ("produce", "consume", "modes", "http", "commands", "latency", "memory", "poison")  # --only's names
 
 
 # ---- producing -----------------------------------------------------------------------------------
@@ -244,71 +236,6 @@ def end_to_end_latency(settings: Settings, count: int, size: int) -> tuple[float
     return float(p50), float(p99)
 
 
-def publish_to_processed(settings: Settings, rate: int, seconds: float) -> tuple[float, float, str]:
-    """Publish new orders at ``rate``/s for ``seconds`` with the order-processor running in this
-    process; the latency of an event is from publish() to the processor showing it
-    (``wait_for_version``), watched per partition in publishing order. (p50, p99) in ms."""
-    runner, processor = processor_runner(settings)
-    published: dict[int, list[tuple[str, float]]] = {}
-    latencies: list[float] = []
-    lock = threading.Condition()
-    finished = threading.Event()
-    deadline = [time.monotonic() + seconds + 3600.0]  # once publishing ends: 30 s more at most
-
-    def watch(partition: int) -> None:
-        position = 0
-        while True:
-            with lock:
-                lock.wait_for(lambda: len(published.get(partition, ())) > position or finished.is_set(), 1.0)
-                todo = published.get(partition, [])[position:]
-            if not todo and finished.is_set():
-                return
-            for order_id, sent in todo:
-                left = deadline[0] - time.monotonic()
-                if left <= 0:
-                    return  # the rest were not processed in time: counted as missing
-                if processor.wait_for_version(order_id, 1, min(left, 30.0)):
-                    latencies.append((time.perf_counter() - sent) * 1000)
-                position += 1
-
-    def record(order_id: str, sent: float) -> Callable[[object, object], None]:
-        def done(delivery, error) -> None:  # type: ignore[no-untyped-def]
-            if delivery is not None:
-                with lock:
-                    published.setdefault(delivery.partition, []).append((order_id, sent))
-                    lock.notify_all()
-        return done
-
-    with runner:
-        runner.wait_assigned(60)
-        watchers = [threading.Thread(target=watch, args=(p,), daemon=True) for p in range(settings.partitions)]
-        for thread in watchers:
-            thread.start()
-        total = int(rate * seconds)
-        with OrderProducer(settings) as producer:
-            began = time.perf_counter()
-            for n in range(total):
-                due = began + n / rate
-                pause = due - time.perf_counter()
-                if pause > 0.001:
-                    time.sleep(pause)  # pacing the load generator, not waiting for a condition
-                event = OrderEvent.created(uuid.uuid4().hex[:16], "customer-1")  # no two alike
-                producer.publish(event, on_delivery=record(event.order_id, time.perf_counter()))
-            sent_in = time.perf_counter() - began
-        deadline[0] = time.monotonic() + 30.0
-        finished.set()
-        with lock:
-            lock.notify_all()
-        for thread in watchers:
-            thread.join(120)
-    note = (f"{len(latencies)} of {total} events processed (30 s after the last publish at most); "
-            f"{total / sent_in:,.0f}/s published")
-    if len(latencies) < 2:
-        return float("nan"), float("nan"), note
-    cuts = statistics.quantiles(latencies, n=100)
-    return cuts[49], cuts[98], note
-
-
 # ---- HTTP ----------------------------------------------------------------------------------------
 
 
@@ -467,15 +394,30 @@ def measure(args: argparse.Namespace) -> list[Row]:
 
     events = plan_lifecycles(args.events // 4, seed=1, cancel_every=0)
     size = round(statistics.mean(len(e.to_json()) for e in events[:1000]))
-    sections = set(args.only.split(",")) if args.only else {"produce", "consume", "http", "commands", "latency",
-                                                              "memory", "poison"}
+    sections = set(args.only.split(",")) if args.only else set(SECTIONS)
     rows: list[Row] = []
+    began = [load_average()]  # the 1-minute load average when the next row's measurement began
 
     def add(row: Row) -> None:
+        row.load_start = began[0] if row.load_start is None else row.load_start
+        row.load_end = began[0] = load_average()
         rows.append(row)
-        print(f"  {row.section:<22} {row.path:<55} {row.value:>12,.1f} {row.unit}  {row.note}", flush=True)
+        print(f"  {row.section:<22} {row.path:<55} {row.value:>12,.1f} {row.unit}  {row.note}"
+              f" (load {row.load})", flush=True)
+
+    def group(section: str, unit: str, make: Callable[[], Iterable[Row]]) -> None:
+        """Rows measured together: each keeps the load average of when the group began."""
+        start = began[0] = load_average()
+        try:
+            for row in make():
+                row.load_start = start
+                add(row)
+        except Exception as exc:
+            add(Row(section, f"{section} rows", float("nan"), unit, False,
+                    f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
 
     def attempt(section: str, path: str, unit: str, action: Callable[[], object], baseline: bool = False) -> None:
+        began[0] = load_average()
         try:
             result = action()
         except Exception as exc:  # a row that cannot run is reported, not hidden
@@ -531,25 +473,25 @@ def measure(args: argparse.Namespace) -> list[Row]:
                     lambda: kafka_python_consume(produced, n))
             attempt("consume", "order-processor (runner_for, as serve runs it)", "events/s",
                     lambda: order_processor(produced, n))
-        if "http" in sections:
-            s = fresh("http")
-            try:
-                for row in http_rows(s, args.http_seconds, work):
-                    add(row)
-            except Exception as exc:
-                add(Row("POST /api/orders", "HTTP rows", float("nan"), "req/s", False,
-                        f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
-        if "commands" in sections:
-            from command_latency import SECTION, command_rows  # its own module; it imports Row and Server
+        if "modes" in sections:
+            import memory
+            import processor_modes  # the order-processor exactly once and at least once, beside raw consume(500)
 
-            s = fresh("commands")
-            try:
-                for row in command_rows(s, args.command_rate, args.command_seconds, work):
-                    add(row)
-            except Exception as exc:
-                add(Row(SECTION, "command rows", float("nan"), "ms", False,
-                        f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
+            records = list(memory.lifecycles(args.events // 4))
+            group(processor_modes.SECTION, "events/s", lambda: processor_modes.rows(
+                args.events, fresh, lambda s: memory.load(s, records), raw_consume_batch, order_processor,
+                rounds=1 if args.smoke else processor_modes.ROUNDS))
+        if "http" in sections:
+            group("POST /api/orders", "req/s", lambda: http_rows(fresh("http"), args.http_seconds, work))
+        if "commands" in sections:
+            from command_latency import SECTION, command_rows  # its own module; it imports Server
+
+            for rate in args.command_rate:  # with serve's CPU per process at each rate (cpu.py)
+                group(f"{SECTION} at {rate}/s", "ms",
+                      lambda rate=rate: command_rows(fresh(f"commands-{rate}"), rate, args.command_seconds, work))
         if "latency" in sections:
+            import latency  # publish -> processed here, and -> an OrderView with the processor in another process
+
             s = fresh("e2e-java")
             count = max(200, int(min(args.latency_seconds, 60) * 100))
             java_p99: list[float] = []
@@ -564,10 +506,19 @@ def measure(args: argparse.Namespace) -> list[Row]:
                 s_rate = fresh(f"e2e-{rate}")
 
                 def ours(rate: int = rate, s_rate: Settings = s_rate) -> tuple[float, str]:
-                    p50, p99, note = publish_to_processed(s_rate, rate, args.latency_seconds)
+                    p50, p99, note = latency.publish_to_processed(s_rate, rate, args.latency_seconds)
                     return p99, f"p50 {p50:.1f} ms; {note}"
 
                 attempt("latency p99", f"publish -> processed at {rate:,}/s", "ms", ours)
+            for rate in args.rates:  # the processor in another process, its state read by an OrderView here
+                s_rate = fresh(f"view-{rate}")
+
+                def viewed(rate: int = rate, s_rate: Settings = s_rate) -> tuple[float, str]:
+                    p50, p99, note = latency.publish_to_view(s_rate, rate, args.latency_seconds, work)
+                    return p99, f"p50 {p50:.1f} ms; {note}"
+
+                attempt("latency p99", f"publish -> OrderView (processor in its own process) at {rate:,}/s", "ms",
+                        viewed)
         if sections & {"memory", "poison"}:
             import memory  # benchmarks/memory.py: RSS and state per order from 10k to 1M events; 1 % poison
 
@@ -583,94 +534,6 @@ def measure(args: argparse.Namespace) -> list[Row]:
     return with_ratios(rows)
 
 
-def with_ratios(rows: list[Row]) -> list[Row]:
-    baselines = {r.section: r.value for r in rows if r.baseline}
-    for row in rows:
-        base = baselines.get(row.section)
-        if base and base == base and row.value == row.value:  # not NaN
-            row.ratio = row.value / base
-    return rows
-
-
-# ---- output --------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    return f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, Kafka {KAFKA_VERSION}"
-
-
-def print_table(rows: list[Row], title: str) -> None:
-    print(f"\n{title}\n")
-    print(f"| {'path':<56} | {'figure':>14} | {'vs baseline':>11} |")
-    print(f"|{'-' * 58}|{'-' * 16}|{'-' * 13}|")
-    section = None
-    for row in rows:
-        if row.section != section:
-            section = row.section
-            print(f"| **{section}**{' ' * (52 - len(section))} | {'':>14} | {'':>11} |")
-        figure = f"{row.value:,.0f} {row.unit}" if row.unit != "ms" else f"{row.value:,.1f} ms"
-        ratio = "baseline" if row.baseline else (f"{row.ratio:.3f}x" if row.ratio is not None else "-")
-        print(f"| {row.path:<56} | {figure:>14} | {ratio:>11} |")
-    notes = [r for r in rows if r.note]
-    if notes:
-        print()
-        for row in notes:
-            print(f"- {row.path}: {row.note}")
-
-
-def write_csv(rows: list[Row], path: Path, stamp: str, command: str) -> None:
-    with path.open("w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["section", "path", "value", "unit", "baseline", "ratio", "note", "measured_at", "machine",
-                      "command"])
-        for row in rows:
-            out.writerow([row.section, row.path, f"{row.value:.3f}", row.unit, row.baseline,
-                          "" if row.ratio is None else f"{row.ratio:.4f}", row.note, stamp, machine(), command])
-
-
-def write_chart(rows: list[Row], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [r for r in rows if r.ratio is not None]
-    fig, ax = plt.subplots(figsize=(11, 0.42 * len(shown) + 1.8))
-    labels = [f"{r.section}: {r.path}" for r in shown]
-    colors = ["#888888" if r.baseline else ("#d62728" if r.unit == "ms" else "#1f77b4") for r in shown]
-    bars = ax.barh(range(len(shown)), [r.ratio for r in shown], color=colors)
-    for bar, row in zip(bars, shown):
-        figure = f"{row.value:,.1f} {row.unit}" if row.unit == "ms" else f"{row.value:,.0f} {row.unit}"
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f"  {row.ratio:.2f}x  ({figure})",
-                va="center", fontsize=8)
-    ax.set_yticks(range(len(shown)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xscale("log")  # ratios from a hundredth to thousands: each on its own order of magnitude
-    ratios = [r.ratio or 1.0 for r in shown]
-    ax.set_xlim(min(0.5, min(ratios) / 2), max(2.0, max(ratios) * 40))
-    ax.set_xlabel("figure / its section's baseline in the same run, log scale\n"
-                  "(blue: throughput, higher is better; red: latency p99, lower is better; grey: baselines)")
-    ax.set_title(title.replace(" | ", "\n", 1), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def redraw(path: Path, out: Path) -> int:
-    """The table and chart of an earlier run, from its CSV (e.g. after editing the chart)."""
-    with path.open() as f:
-        rows_in = list(csv.DictReader(f))
-    rows = with_ratios([Row(r["section"], r["path"], float(r["value"]), r["unit"], r["baseline"] == "True", r["note"])
-                        for r in rows_in])
-    first = rows_in[0]
-    title = f"{first['command']} | {first['measured_at']} | {first['machine']}"
-    print_table(rows, title)
-    out.mkdir(parents=True, exist_ok=True)
-    write_chart(rows, out / "compare.png", title)
-    print(f"\nwrote {out / 'compare.png'}")
-    return 0
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -680,27 +543,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, help="events produced and consumed per row (default 100,000)")
     parser.add_argument("--http-seconds", type=float, help="wrk's duration per HTTP row (default 30)")
     parser.add_argument("--command-seconds", type=float, help="duration of the command rows (default 30)")
-    parser.add_argument("--command-rate", type=int, help="commands per second of the command rows (default 500)")
+    parser.add_argument("--command-rate", help="commands per second of the command rows, comma-separated, each "
+                        "rate in turn (default 500,1000)")
     parser.add_argument("--latency-seconds", type=float, help="sustained load per latency row (default 60)")
     parser.add_argument("--rates", help="publish rates of the latency rows, comma-separated (default 1000,10000)")
     parser.add_argument("--repeat", type=int, help="runs of the short produce rows, best kept (default 3; quick 1)")
     parser.add_argument("--only",
-                        help="sections to run: produce,consume,http,commands,latency,memory,poison (default all)")
+                        help=f"sections to run: {','.join(SECTIONS)} (default all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="where CSV and PNG go")
     parser.add_argument("--from-csv", type=Path, help="print and redraw an earlier run's CSV instead of measuring")
     args = parser.parse_args(argv)
     if args.from_csv:
         return redraw(args.from_csv, args.out)
     # events, HTTP seconds, latency seconds, latency rates, command seconds, command rate
-    preset = ((2_000, 1.0, 1.0, "200", 1.0, 200) if args.smoke
-              else (20_000, 5.0, 5.0, "1000,10000", 5.0, 500) if args.quick
-              else (100_000, 30.0, 60.0, "1000,10000", 30.0, 500))
+    preset = ((2_000, 1.0, 1.0, "200", 1.0, "200") if args.smoke
+              else (20_000, 5.0, 5.0, "1000,10000", 5.0, "500,1000") if args.quick
+              else (100_000, 30.0, 60.0, "1000,10000", 30.0, "500,1000"))
     args.events = args.events or preset[0]
     args.http_seconds = args.http_seconds or preset[1]
     args.latency_seconds = args.latency_seconds or preset[2]
     args.rates = [int(r) for r in (args.rates or preset[3]).split(",")]
     args.command_seconds = args.command_seconds or preset[4]
-    args.command_rate = args.command_rate or preset[5]
+    args.command_rate = [int(r) for r in (args.command_rate or preset[5]).split(",")]
     args.repeat = args.repeat or (1 if args.smoke or args.quick else 3)
     try:  # at once, in one line: not a traceback after librdkafka's 30 s of trying
         require_kafka(Settings.from_env())
@@ -709,10 +573,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = "benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"{command.strip()}: {args.events:,} events, 3 partitions, broker {Settings.from_env().bootstrap_servers}",
-          flush=True)
+    print(f"{command.strip()}: {args.events:,} events, 3 partitions, broker {Settings.from_env().bootstrap_servers}; "
+          f"load average (1 min) {load_average():.2f} at the start", flush=True)
     rows = measure(args)
-    title = f"{command.strip()} | {stamp} | {machine()}"
+    title = f"{command.strip()} | {stamp} | {machine()} | load average (1 min) {load_average():.2f} at the end"
     print_table(rows, title)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, args.out / "compare.csv", stamp, command.strip())

@@ -112,12 +112,26 @@ def verdict_to_json(outcome: Outcome, event: OrderEvent, partition: int, offset:
 
 
 def order_to_json(order: Order) -> bytes:
-    """An ``order-state`` record value: the order with its whole history."""
+    """An ``order-state`` record value: the order with its whole history, and its ``items`` and
+    ``total`` when it has them (a copy of its CREATED event's, for readers of the record)."""
     history = order.history
+    if order.items is not None:
+        body: dict[str, Any] = {
+            "format": FORMAT, "orderId": order.order_id, "customerId": order.customer_id,
+            "status": order.status.value, "version": order.version, "lastEventId": history[-1].id_text,
+            **_priced(order)}
+        return _dump(body, history=b"[" + b",".join(event.to_json() for event in history) + b"]")
+    # the common case formatted straight to bytes (the processor writes one per changed order per batch)
     return b'{"format":%d,"orderId":%s,"customerId":%s,"status":"%s","version":%d,"lastEventId":"%s",' \
            b'"history":[%s]}' % (
         FORMAT, to_json(order.order_id), to_json(order.customer_id), order.status.value.encode(), order.version,
         history[-1].id_text.encode(), b",".join([event.to_json() for event in history]))
+
+
+def _priced(order: Order) -> dict[str, Any]:
+    """The order's ``items`` and ``total`` as JSON-ready values."""
+    first = order.history[0].to_dict()
+    return {"items": first.get("items"), "total": first.get("total")}
 
 
 def order_from_json(data: bytes | None) -> Order:
@@ -132,6 +146,9 @@ def order_from_json(data: bytes | None) -> Order:
         order = reduce(Order.apply, history[1:], Order.start(history[0]))
         if order.order_id != fields["orderId"] or order.version != fields["version"]:
             raise ValueError("orderId or version disagree with the history")
+        if ("items" in fields or "total" in fields or order.items is not None) and \
+                {k: fields.get(k) for k in ("items", "total")} != _priced(order):
+            raise ValueError("items or total disagree with the history")
         return order
     except (InvalidEvent, KeyError, ValueError, TypeError) as exc:
         raise InvalidEvent(f"not an order state: {exc}"[:1000], BAD_STATE) from exc

@@ -17,6 +17,8 @@ from types import MappingProxyType
 
 from .errors import InvalidEvent, InvalidTransition
 from .events import OrderEvent, OrderStatus
+from .items import PricedLine
+from .money import Money
 
 S = OrderStatus
 TRANSITIONS: Mapping[OrderStatus | None, frozenset[OrderStatus]] = MappingProxyType({
@@ -130,6 +132,17 @@ class Order:
         check_transition(self.order_id, self.status, event.status)
         check_version(event, None, self.version)  # rules 3 and 4
         return type(self)(self.order_id, self.customer_id, event.status, event.version, (*self.history, event))
+
+    @property
+    def items(self) -> tuple[PricedLine, ...] | None:
+        """The lines of the order, as its CREATED event fixed them (None: an order without
+        items). Read from the history, not stored again: an order costs no more memory."""
+        return self.history[0].items
+
+    @property
+    def total(self) -> Money | None:
+        """What the order costs, the sum of its items (None without items)."""
+        return self.history[0].total
 
     @property
     def created_at(self) -> datetime:

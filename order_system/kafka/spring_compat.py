@@ -15,7 +15,9 @@ richer events are read as they are):
 - a missing ``version`` makes the event an ``UnversionedEvent``: its version is provisional (the
   status's place in the lifecycle, so that it still tells an order's events apart), and the
   order-processor replaces it with the order's next version (``assign_version``);
-- the ``__TypeId__`` header names a Java class and is ignored: the value is read by its fields.
+- the ``__TypeId__`` header names a Java class and is ignored: the value is read by its fields;
+- fields this reader does not know are ignored, as Spring's deserializer ignores unknown
+  properties (``OrderEvent`` does so for every reader); a known field must still be right.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def test_events_given_the_same_fields_share_one_fields_set_and_keep_their_own_me
     bare = OrderEvent(order_id="shared9", customer_id="c1", status=OrderStatus.CREATED, version=1)
     assert bare.model_fields_set == {"order_id", "customer_id", "status", "version"}
     assert created.model_fields_set == {"order_id", "customer_id", "status", "version", "description"}
-    assert read[1].model_fields_set == set(OrderEvent.model_fields)  # the wire gives every field
+    assert read[1].model_fields_set == set(OrderEvent.model_fields) - {"items"}  # the wire gives every field but items
     moved = read[0].model_copy(update={"version": 2})
     assert moved.__pydantic_fields_set__ is not read[0].__pydantic_fields_set__
-    assert read[0].version == 1 and read[0].model_fields_set == set(OrderEvent.model_fields)
+    assert read[0].version == 1 and read[0].model_fields_set == set(OrderEvent.model_fields) - {"items"}

@@ -69,7 +69,8 @@ def wire(**changes: object) -> bytes:
      (wire(version=0), "schema", "version: Input should be greater than or equal to 1"),
      (wire(status="LOST"), "unknown-status", "status: Input should be"),
      (wire(timestamp="2026-11-24T10:00:00"), "schema", "timestamp: Value error, must carry a time zone"),
-     (wire(extra="x"), "schema", "extra: Extra inputs are not permitted")],
+     # an unknown field is ignored (test_old_format.py), a wrong known one beside it still refuses the event
+     (wire(giftWrap=True, version="1"), "schema", "version: Input should be a valid integer")],
 )
 def test_bad_payloads_name_the_problem(payload: bytes | None, reason: str, named: str) -> None:
     with pytest.raises(InvalidEvent) as raised:
@@ -191,10 +192,11 @@ def test_hostile_values_are_invalid_events_with_a_reason(payload: bytes, reason:
 
 
 def test_an_invalid_event_lists_at_most_ten_problems() -> None:
-    body = json.loads(wire()) | {f"extra{n}": n for n in range(100)}
+    line = {"sku": "no spaces", "quantity": 0, "unitPrice": {"amount": "1.00", "currency": "EUR"}}
+    body = json.loads(wire()) | {"items": [line] * 50}  # two problems a line
     with pytest.raises(InvalidEvent) as raised:
         OrderEvent.from_json(json.dumps(body))
-    assert str(raised.value).count("Extra inputs are not permitted") == 10
+    assert str(raised.value).count("sku: String should match pattern") == 5
     assert str(raised.value).endswith("; and 90 more")
 
 

@@ -6,10 +6,12 @@ and the API do not share one GIL. ``Children`` starts the children, watches them
 
 * One thread, the supervisor, starts every child, looks at them five times a second and stops
   them at the end. It is the thread that started them, and it outlives them (``die_with_parent``).
-* A child that exits on its own is started again, with a log line that gives its exit code, at
-  most ``MAX_RESTARTS`` times in ``RESTART_WINDOW`` seconds. At its next exit the supervisor gives
-  up: ``failed`` says why, the other children are stopped and ``on_give_up`` is called (serve
-  stops its API and exits 1). A service with a group missing is never left running.
+* A child that exits on its own is started again, with a log line that gives its exit code, after
+  ``RESTART_DELAY`` seconds times the number of its recent exits (1 s, 2 s, 3 s: a broker that is
+  restarting has time to come back), at most ``MAX_RESTARTS`` times in ``RESTART_WINDOW``
+  seconds. At its next exit the supervisor gives up: ``failed`` says why, the other children are
+  stopped and ``on_give_up`` is called (serve stops its API and exits 1). A service with a group
+  missing is never left running.
 * ``stop()`` sends SIGTERM to every child (each one commits what it finished and closes), waits
   at most ``STOP_SECONDS``, then sends SIGKILL, with a log line.
 * Each child runs in a process group of its own, so Ctrl-C in a terminal reaches serve alone,
@@ -40,6 +42,7 @@ GROUPS = ("order-processor", "notification-service", "analytics-service")  # wha
 PARENT_ENV = "ORDER_SYSTEM_PARENT_PID"  # set in a child's environment: the pid of the serve that started it
 MAX_RESTARTS = 3  # restarts of one child allowed within RESTART_WINDOW seconds
 RESTART_WINDOW = 60.0
+RESTART_DELAY = 1.0  # seconds before a restart, times the child's exits within the window
 STOP_SECONDS = 20.0  # how long stop() waits for the children after SIGTERM, before SIGKILL
 POLL_SECONDS = 0.2  # how often the supervisor looks at the children
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -141,10 +144,12 @@ class Children:
             child.exits.popleft()
         if len(child.exits) > MAX_RESTARTS:
             return False
-        log.warning("%s (pid %d) ended on its own with %s; starting it again (restart %d of at most %d in %.0f s)",
-                    child.group, child.process.pid if child.process else -1, describe_exit(code),
+        delay = RESTART_DELAY * len(child.exits)
+        log.warning("%s (pid %d) ended on its own with %s; starting it again in %.0f s (restart %d of at most %d "
+                    "in %.0f s)", child.group, child.process.pid if child.process else -1, describe_exit(code), delay,
                     len(child.exits), MAX_RESTARTS, RESTART_WINDOW)
-        self._spawn(child)
+        if not self._stopping.wait(delay):  # the other children are looked at again after it
+            self._spawn(child)
         return True
 
     def _give_up(self, child: Child, code: int) -> None:

@@ -110,25 +110,24 @@ class Children:
         self._stopping.set()
         self._thread.join()
 
-    def pids(self) -> dict[str, int]:
-        """The pid of each group's current child."""
-        return {child.group: child.process.pid for child in self.children if child.process is not None}
-
     # ---- the supervisor thread ------------------------------------------------------------------
 
     def _supervise(self) -> None:
         try:
-            for child in self.children:
-                self._spawn(child)
-        finally:
-            self._started.set()
-        try:
+            try:
+                for child in self.children:
+                    self._spawn(child)
+            finally:
+                self._started.set()
             while not self._stopping.wait(POLL_SECONDS):
                 for child in self.children:
                     code = child.process.poll() if child.process is not None else None
                     if code is not None and not self._restart(child, code):
-                        self._give_up(child, code)
+                        self._give_up(f"{child.group} ended on its own {len(child.exits)} times within "
+                                      f"{RESTART_WINDOW:.0f} s (last: {describe_exit(code)})")
                         return
+        except OSError as exc:  # the interpreter could not be started at all
+            self._give_up(f"could not start a child process: {exc}")
         finally:
             self._terminate()
 
@@ -152,9 +151,8 @@ class Children:
             self._spawn(child)
         return True
 
-    def _give_up(self, child: Child, code: int) -> None:
-        self.failed = (f"{child.group} ended on its own {len(child.exits)} times within {RESTART_WINDOW:.0f} s "
-                       f"(last: {describe_exit(code)}); serve stopped, see the log above")
+    def _give_up(self, why: str) -> None:
+        self.failed = f"{why}; serve stopped, see the log above"
         log.error("giving up: %s", self.failed)
         self.on_give_up()
 

@@ -51,7 +51,7 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     finished; then it returns (the command exits 0). A child that keeps ending on its own stops
     serve with ``GroupFailed`` (exit 1). ``ORDER_SYSTEM_API_TOKENS`` turns authentication on.
     """
-    from ..bootstrap import api_backend
+    from ..bootstrap import api_backend, fewer_collections
     from ..domain.errors import GroupFailed
     from ..kafka.topics import create_topics
     from ..services.processor import default_instance_id
@@ -68,6 +68,7 @@ def serve(settings: Settings, port: int = 8080, host: str = "127.0.0.1", api_onl
     instance_id = instance_id or default_instance_id(port=port)
     log.info("instance id %s", instance_id)
     groups = GROUPS[:1] if api_only else GROUPS
+    fewer_collections()  # the view holds every order (this was set here by the processor's runner before)
     commands = {group: consume_command(group, instance_id=instance_id, state_dir=state_dir, log_records=log_records)
                 for group in groups}
     with tempfile.TemporaryDirectory(prefix="order-system-counts-") as counts:
@@ -89,8 +90,9 @@ def _uvicorn_server(app: FastAPI, host: str, port: int) -> Any:
     """A uvicorn server that stops on SIGINT/SIGTERM and then returns to its caller.
 
     uvicorn's own ``capture_signals`` raises the signal again once the server is down, which
-    kills the process (exit 143 for SIGTERM) before the caller can commit offsets, flush the
-    producer and stop the relay. This subclass only restores the previous handlers.
+    kills the process (exit 143 for SIGTERM) before the caller can stop the relay, flush the
+    producer and stop the children (which commit their offsets). This subclass only restores the
+    previous handlers.
     """
     import uvicorn
 

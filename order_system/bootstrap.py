@@ -8,9 +8,12 @@ A group (``services/``) is a plain object with a ``group_id`` and a ``handlers()
 here changes.
 
 Every runner made here counts what it does in the process's Prometheus counters (``COUNTS``,
-exposed by ``interfaces/metrics.py``): the runners only call the hooks they were given.
-``serve``, ``consume``, the notebooks, the benchmarks and the tests all wire their groups here;
-``api_backend`` is what ``order-system serve`` runs behind its HTTP routes.
+exposed by ``interfaces/metrics.py``): the runners only call the hooks they were given. In a
+child process of ``serve`` those counters live in prometheus_client's multiprocess files, which
+serve's ``/metrics`` sums. ``consume`` (and so each of serve's children), the notebooks, the
+benchmarks and the tests all wire their groups here. ``api_backend`` is what ``order-system
+serve`` runs behind its HTTP routes, in its own process: the view, the producer and the outbox
+relay (serve passes no groups; a test may pass some, to run them in its own process).
 """
 
 from __future__ import annotations
@@ -163,10 +166,24 @@ def standard_groups(state_dir: str | Path | None = None, *, instance_id: str | N
     """The tutorial's three groups; with ``state_dir`` the notification-service's store is a
     file there. The order-processor keeps its state in Kafka (``order-state``), never only on
     disk; ``instance_id`` names it (default ``ORDER_SYSTEM_INSTANCE_ID`` or the host name)."""
-    if state_dir is not None:
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
-    store = Path(state_dir) / "notification-service.db" if state_dir is not None else None
-    return OrderProcessor(instance_id=instance_id), NotificationService(store), AnalyticsService()
+    return (OrderProcessor(instance_id=instance_id), _notification_service(state_dir), AnalyticsService())
+
+
+def standard_group(group_id: str, state_dir: str | Path | None = None, *,
+                   instance_id: str | None = None) -> OrderProcessor | NotificationService | AnalyticsService:
+    """One of ``standard_groups`` by its id (what ``order-system consume --group`` runs), the
+    others not made: the order-processor's process opens no notification store."""
+    makers = {OrderProcessor.group_id: lambda: OrderProcessor(instance_id=instance_id),
+              NotificationService.group_id: lambda: _notification_service(state_dir),
+              AnalyticsService.group_id: AnalyticsService}
+    return makers[group_id]()
+
+
+def _notification_service(state_dir: str | Path | None) -> NotificationService:
+    if state_dir is None:
+        return NotificationService()
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    return NotificationService(Path(state_dir) / "notification-service.db")
 
 
 # ---- what `order-system serve` runs behind its routes -------------------------------------------
@@ -186,10 +203,10 @@ class Backend:
 @contextmanager
 def api_backend(settings: Settings, groups: tuple[Group, ...], *, outbox: Outbox | None = None,
                 view_timeout: float = 300.0, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> Iterator[Backend]:
-    """Start ``groups``' runners, the view of every order (read to its end first, at most
-    ``view_timeout`` s), a producer that keeps what the broker does not acknowledge within
-    ``delivery_timeout_ms`` in ``outbox`` (default: the user's), and the relay that resends it once
-    the broker answers again.
+    """Start ``groups``' runners (serve passes none: its groups run in child processes), the view
+    of every order (read to its end first, at most ``view_timeout`` s), a producer that keeps what
+    the broker does not acknowledge within ``delivery_timeout_ms`` in ``outbox`` (default: the
+    user's), and the relay that resends it once the broker answers again.
 
     On exit, in this order: the relay stops, the runners commit what they finished and close, the
     view stops, and the producer flushes (what it cannot deliver stays in the outbox)."""
@@ -211,8 +228,10 @@ def api_backend(settings: Settings, groups: tuple[Group, ...], *, outbox: Outbox
                 yield Backend(producer, view, outbox, runners, groups)
             finally:
                 relay.stop(timeout=2.0)
-                log.info("intake stopped; committing offsets and closing %d consumer(s)", len(runners))
-        log.info("consumers closed: %s", ", ".join(f"{r.name} {r.processed} records" for r in runners))
+                if runners:
+                    log.info("intake stopped; committing offsets and closing %d consumer(s)", len(runners))
+        if runners:
+            log.info("consumers closed: %s", ", ".join(f"{r.name} {r.processed} records" for r in runners))
     finally:
         try:
             producer.close(timeout=2.0)

@@ -14,7 +14,8 @@ to do next.
     ├── StillProcessing      the order's last write has not been processed yet
     ├── CommandRejected      the order-processor rejected the command's event (a conflict)
     ├── IdempotencyKeyReused an idempotency key already named another step of the order
-    └── PublishError         the broker did not acknowledge a published event
+    ├── PublishError         the broker did not acknowledge a published event
+    └── GroupFailed          a consumer group's process of ``serve`` kept ending; serve stopped
 """
 
 from __future__ import annotations
@@ -110,3 +111,8 @@ class IdempotencyKeyReused(OrderSystemError, ValueError):
         super().__init__(f"order {order_id}: this Idempotency-Key was already used for {applied}, not {requested}; "
                          "use a new key for a new command")
         self.order_id = order_id
+
+
+class GroupFailed(OrderSystemError):
+    """A consumer group's child process of ``order-system serve`` ended on its own again and again,
+    so serve stopped rather than run without that group; the message says which and how."""

@@ -34,6 +34,8 @@ from .schemas import (ACTIONS, MAX_LIMIT, MAX_OFFSET, RETRY_AFTER_SECONDS, Actio
                       OrderSummary)
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..config import Settings
     from ..kafka.producer import OrderProducer
     from ..state.outbox import Outbox
@@ -72,10 +74,12 @@ def create_app(
     groups: tuple[str, ...] = ("order-processor", "notification-service", "analytics-service"),
     publish_timeout: float = PUBLISH_BOUND,
     view_timeout: float = VIEW_BOUND,
+    counted_in: Path | None = None,
 ) -> FastAPI:
     """The application (see the module doc). With ``tokens`` every order route needs
     ``Authorization: Bearer <token>``, and a caller sees and acts only on the orders of the
-    customer its token stands for."""
+    customer its token stands for. ``counted_in``: ``groups`` run in serve's child processes,
+    which count their records there (``metrics.ChildCounts``)."""
     app = FastAPI(title="order-system", summary="An event-driven order system on Apache Kafka", lifespan=_lifespan)
     app.add_middleware(BodyLimit)
     install_error_handlers(app)
@@ -157,7 +161,7 @@ def create_app(
         return JSONResponse(Health.model_validate(body).model_dump(), status_code=200 if up else 503)
 
     from .metrics import HttpMetrics, registry_for  # added last: outermost, so /metrics needs no auth
-    app.add_middleware(HttpMetrics, registry=registry_for(settings, groups, outbox))
+    app.add_middleware(HttpMetrics, registry=registry_for(settings, groups, outbox, counted_in))
     return app
 
 

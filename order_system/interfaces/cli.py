@@ -14,8 +14,7 @@ from ..config import Settings
 from ..domain.errors import OrderSystemError
 from ..kafka.reachability import answers_metadata, require_kafka
 from ..local.broker import LocalBroker, ensure_broker
-
-GROUPS = ("order-processor", "notification-service", "analytics-service")
+from .children import GROUPS, die_with_parent
 
 
 def _refuse(message: str, code: int = 2) -> int:
@@ -83,16 +82,18 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
-    """One group in this process until SIGINT or SIGTERM; then commit, close and exit 0."""
-    from ..bootstrap import runner_for, standard_groups
+    """One group in this process until SIGINT or SIGTERM; then commit, close and exit 0.
+    ``serve`` runs each of its groups this way, in a child process (``children.py``)."""
+    die_with_parent()  # in a child of serve: stop when serve dies (first, before the slower imports)
+    from ..bootstrap import runner_for, standard_group
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     _log_records(args.log_records)
-    groups = standard_groups(args.state_dir, instance_id=args.instance_id)
     options = {"batch_size": args.batch_size} if args.batch_size is not None else {}
     if options and args.group != "order-processor":
         return _refuse("error: --batch-size applies to the order-processor only")
-    runner = runner_for({g.group_id: g for g in groups}[args.group], settings, **options)
+    group = standard_group(args.group, args.state_dir, instance_id=args.instance_id)
+    runner = runner_for(group, settings, **options)
     if args.metrics_port is not None:
         from .metrics import registry_for, serve_metrics
 
@@ -184,7 +185,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     _log_records(args.log_records)
     serve(settings, port=args.port, host=args.host, api_only=args.api_only, state_dir=args.state_dir,
-          instance_id=args.instance_id)
+          instance_id=args.instance_id, log_records=args.log_records)
     return 0
 
 

@@ -7,8 +7,10 @@ raw path, so the number of series stays bounded whatever clients send). Lag and 
 are read when scraped.
 
 ``registry_for(settings, groups, outbox)`` is what one endpoint shows: the shared counters plus
-its own lag and outbox gauges. ``serve`` adds ``/metrics`` to the API (``HttpMetrics``);
-``order-system consume --metrics-port N`` serves it on a port of its own (``serve_metrics``).
+its own lag and outbox gauges. ``serve`` adds ``/metrics`` to the API (``HttpMetrics``); its
+groups run in child processes (``children.py``), which count in prometheus_client's multiprocess
+files, summed when scraped (``ChildCounts``). ``order-system consume --metrics-port N`` serves its
+own counters on a port of its own (``serve_metrics``).
 ``read_metrics(url)`` parses what an endpoint shows into a table.
 """
 
@@ -18,11 +20,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.responses import Response
 
@@ -90,14 +93,50 @@ class LagCollector:
         yield lag
 
 
-def registry_for(settings: Settings, groups: Iterable[str], outbox: Outbox | None = None) -> CollectorRegistry:
-    """What one endpoint shows: the shared counters, the lag of ``groups``, the outbox size."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(REGISTRY)  # a registry is a collector too: the process-wide counters, forwarded
-    groups = list(groups)
-    for group in groups:  # shown as 0 from the start, not only after the first record
+class ChildCounts:
+    """The records each group handled, retried and dead-lettered, as counted by serve's children.
+
+    ``serve`` gives its child processes a directory of their own (``PROMETHEUS_MULTIPROC_DIR``),
+    so their counters live in prometheus_client's multiprocess files there, one file per process.
+    A scrape sums the files per group: a restarted child goes on from the total of the one before
+    it. A group that has counted nothing yet shows 0.
+    """
+
+    def __init__(self, path: Path, groups: Sequence[str]) -> None:
+        self.path, self.groups = path, list(groups)
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        found = {metric.name: metric for metric in MultiProcessCollector(None, str(self.path)).collect()}
         for counter in (HANDLED, RETRIED, DEAD_LETTERED):
-            counter.labels(group)
+            [described] = counter.describe()
+            totals = dict.fromkeys(self.groups, 0.0)
+            for sample in getattr(found.get(described.name), "samples", ()):
+                group = sample.labels["group"]
+                totals[group] = totals.get(group, 0.0) + sample.value
+            family = CounterMetricFamily(described.name, described.documentation, labels=["group"])
+            for group, total in totals.items():
+                family.add_metric([group], total)
+            yield family
+
+
+def registry_for(settings: Settings, groups: Iterable[str], outbox: Outbox | None = None,
+                 counted_in: Path | None = None) -> CollectorRegistry:
+    """What one endpoint shows: the shared counters, the lag of ``groups``, the outbox size.
+
+    With ``counted_in`` (serve), the groups run in child processes that count in the
+    multiprocess files there (``ChildCounts``); this process adds its HTTP requests."""
+    registry = CollectorRegistry(auto_describe=False)
+    groups = list(groups)
+    if counted_in is None:
+        registry.register(REGISTRY)  # a registry is a collector too: the process-wide counters, forwarded
+        for group in groups:  # shown as 0 from the start, not only after the first record
+            for counter in (HANDLED, RETRIED, DEAD_LETTERED):
+                counter.labels(group)
+    else:
+        registry.register(ChildCounts(counted_in, groups))
+        registry.register(HTTP_SECONDS)
     registry.register(LagCollector(settings, groups))
     if outbox is not None:  # events kept because the broker did not acknowledge them
         Gauge("order_system_outbox_records", "Events waiting in the outbox to be sent again",

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from contextlib import suppress
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..domain.changelog import order_from_json
@@ -19,6 +18,9 @@ from ..domain.errors import InvalidEvent
 from ..domain.events import parse_value
 from ..domain.state_machine import Order
 from .reader import read_to_end
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("order_system.kafka.changelog_reader")
 RESTORE_TIMEOUT = 120.0  # seconds a restore may take before it is reported as failed
@@ -60,6 +62,8 @@ def read_order_state(settings: Settings, timeout: float = 60.0) -> dict[str, Ord
 def read_effects(settings: Settings, timeout: float = 60.0, isolation: str = "read_committed") -> pd.DataFrame:
     """Every committed side effect in ``order-effects``, one row each, in partition and offset order
     (``isolation="read_uncommitted"``: also those of open and aborted transactions)."""
+    import pandas as pd  # not at module level: the groups' processes start without it
+
     rows = []
     for message in read_to_end(settings, settings.effects_topic, None, timeout, isolation):
         with suppress(InvalidEvent):  # not an effect: left out

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..config import Settings
@@ -21,6 +21,9 @@ from ..domain.errors import InvalidTransition, PublishError
 from ..domain.events import MAX_VALUE_BYTES
 from .reader import read_records
 from .records import Received
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DLT_PREFIX = "dlt-"
 DLT_HEADERS = ("original-topic", "original-partition", "original-offset", "original-timestamp-ms", "group",
@@ -124,6 +127,8 @@ def _row(message: Message) -> dict[str, object]:
 
 def read_dead_letters(settings: Settings, timeout: float = 10.0, limit: int = 10_000) -> pd.DataFrame:
     """Every record now in the dead-letter topic, one row each, with its headers as columns."""
+    import pandas as pd  # not at module level: the groups' processes start without it
+
     rows = [_row(message) for message in read_records(settings, settings.dead_letter_topic, timeout, limit)]
     return pd.DataFrame(rows, columns=["partition", "offset", "key", *DLT_HEADERS, "value"])
 
@@ -142,6 +147,8 @@ def replay(settings: Settings, select: Callable[[pd.Series], bool] | Iterable[tu
     ``select`` is a predicate over rows of ``read_dead_letters`` or a set of (partition,
     offset) pairs; ``None`` replays all. Returns how many were republished.
     """
+    import pandas as pd  # not at module level: the groups' processes start without it
+
     pairs = None if select is None or callable(select) else set(select)
     producer = Producer(settings.producer_config(**{"enable.idempotence": True, "acks": "all"}))
     count = 0

@@ -7,12 +7,14 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import datetime
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..domain.events import OrderEvent, OrderStatus
 from ..domain.state_machine import TERMINAL, check_version
 from ..kafka.records import Handler, Received
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class AnalyticsService:
@@ -61,6 +63,8 @@ class AnalyticsService:
 
     def status_counts(self) -> pd.DataFrame:
         """Per status: events seen and orders currently in it."""
+        import pandas as pd  # not at module level: the groups' processes start without it
+
         with self._lock:
             now = Counter(status.value for status, _ in self._current.values())
             rows = [
@@ -71,6 +75,8 @@ class AnalyticsService:
         return pd.DataFrame(rows).set_index("status")
 
     def orders_per_customer(self) -> pd.DataFrame:
+        import pandas as pd  # not at module level: the groups' processes start without it
+
         with self._lock:
             per: Counter[str] = Counter(self._customer.values())
         frame = pd.DataFrame(sorted(per.items()), columns=["customer_id", "orders"])
@@ -78,6 +84,8 @@ class AnalyticsService:
 
     def time_in_state(self) -> pd.DataFrame:
         """Seconds spent in each non-terminal state before the next transition."""
+        import pandas as pd  # not at module level: the groups' processes start without it
+
         with self._lock:
             rows = [
                 {"status": s.value, "transitions": len(d), "mean_s": sum(d) / len(d), "max_s": max(d)}

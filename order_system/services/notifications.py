@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..domain.events import OrderEvent, OrderStatus
@@ -13,6 +12,9 @@ from ..domain.state_machine import check_version
 from ..domain.changelog import Effect
 from ..kafka.records import Handler, Received, decode_accepted
 from ..state.store import OrderStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 NOTIFICATION_TEXT: Mapping[OrderStatus, str] = {
@@ -66,6 +68,8 @@ class NotificationService:
 
     def log(self) -> pd.DataFrame:
         """The notification log: order id and message, in the order they were sent."""
+        import pandas as pd  # not at module level: the groups' processes start without it
+
         rows = [{"order_id": e["order_id"], "message": e["detail"]} for e in self.store.effects()]
         return pd.DataFrame(rows, columns=["order_id", "message"])
 

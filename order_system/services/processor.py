@@ -24,8 +24,6 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
-import pandas as pd
-
 from ..domain.changelog import MAX_DETAIL, Effect, Outcome, Verdict, effect_to_json, order_to_json, verdict_to_json
 from ..domain.errors import ConfigError, InvalidEvent, InvalidTransition
 from ..domain.events import OrderEvent, OrderStatus
@@ -33,6 +31,8 @@ from ..domain.state_machine import Order
 from ..kafka.spring_compat import assign_version
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..config import Settings
     from ..kafka.consumer import Received
     from ..kafka.batches import Batch
@@ -325,6 +325,8 @@ class OrderProcessor:
             return self._changed.wait_for(lambda: self.version(order_id) >= version, timeout=timeout)
 
     def effects_frame(self) -> pd.DataFrame:
+        import pandas as pd  # not at module level: the groups' processes start without it
+
         with self._changed:
             rows = list(self._effects)
         return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
@@ -334,6 +336,8 @@ class OrderProcessor:
             return dict(sorted(self._effect_kinds.items()))
 
     def orders_frame(self) -> pd.DataFrame:
+        import pandas as pd  # not at module level: the groups' processes start without it
+
         columns = ["order_id", "customer_id", "status", "version", "created_at", "updated_at"]
         rows = [{"order_id": o.order_id, "customer_id": o.customer_id, "status": o.status.value,
                  "version": o.version, "created_at": o.created_at.isoformat(), "updated_at": o.updated_at.isoformat()}

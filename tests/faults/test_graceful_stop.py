@@ -177,7 +177,9 @@ def test_sigterm_of_serve_under_load(topic_settings: Settings, tmp_path: Path, f
     assert took < STOP_WITHIN, f"took {took:.1f}s"
     assert not [code for code in answers if code >= 500], dict(answers)
     first = first_log.read_text()
-    assert "producer flushed and closed" in first and "consumers closed" in first
+    assert "producer flushed and closed" in first
+    for group in GROUPS:  # each group's child process committed and closed before serve exited
+        assert f"{group} stopped after" in first and re.search(rf"{group} \(pid \d+\) stopped with exit code 0", first)
 
     done = committed(topic_settings, GROUPS)
     finished = assert_finished_is_committed(topic_settings, state, done)

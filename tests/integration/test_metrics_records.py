@@ -71,3 +71,33 @@ def test_a_broker_that_does_not_answer_leaves_lag_out_and_the_scrape_bounded(fre
     assert "order_system_consumer_lag" not in set(frame["name"])
     counters = set(zip(frame["name"], frame["group"]))  # the counters are still shown
     assert ("order_system_records_handled_total", "order-processor") in counters
+
+
+def test_serve_sums_the_counts_of_its_children_and_of_the_ones_before_them(topic_settings: Settings,
+                                                                          tmp_path) -> None:
+    """serve's children count in prometheus_client's multiprocess files (one per process) in a
+    directory serve gives them; its /metrics sums them per group. Two real processes stand for a
+    child and the one started after it died."""
+    import os
+    import subprocess
+    import sys
+
+    from prometheus_client import generate_latest
+
+    from order_system.interfaces.metrics import parse_metrics
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for handled in (3, 2):
+        script = (f"from order_system.bootstrap import COUNTS\nCOUNTS.handled('order-processor', {handled})\n"
+                  "COUNTS.dead_lettered('analytics-service')\n")
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert len(list(tmp_path.glob("counter_*.db"))) == 2
+    groups = ("order-processor", "notification-service", "analytics-service")
+    text = generate_latest(registry_for(topic_settings, groups, counted_in=tmp_path)).decode()
+    assert text.count("# TYPE order_system_records_handled_total counter") == 1, text  # one family, not two
+    frame = parse_metrics(text)
+    assert value(frame, "order_system_records_handled_total", group="order-processor") == 5
+    assert value(frame, "order_system_records_handled_total", group="notification-service") == 0  # shown from 0
+    assert value(frame, "order_system_records_dead_lettered_total", group="analytics-service") == 2
+    assert value(frame, "order_system_records_retried_total", group="order-processor") == 0

@@ -64,6 +64,20 @@ COMMITTED_POLL_SECONDS = 0.05  # how often the group's committed offset is asked
 PREFETCH_KBYTES = 4096
 
 
+class _Awaited:
+    """A command's wait for the verdict on its event: set by the view's reading thread."""
+
+    __slots__ = ("verdict", "arrived")
+
+    def __init__(self) -> None:
+        self.verdict: Verdict | None = None
+        self.arrived = threading.Event()
+
+    def arrive(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        self.arrived.set()
+
+
 class OrderView:
     """All orders of ``order-state`` in memory, kept current by a background thread.
 
@@ -79,7 +93,7 @@ class OrderView:
         self.bad_records = 0  # records that were neither an order, a tombstone nor a verdict
         self._orders: dict[str, Order] = {}
         self._read_up_to: dict[int, int] = {}  # order-state partition -> next offset to read
-        self._waiting: dict[str, Verdict | None] = {}  # event ids a command waits on -> verdict
+        self._waiting: dict[str, _Awaited] = {}  # event ids a command waits on -> its verdict, once read
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._consumer: Consumer | None = None
@@ -148,6 +162,8 @@ class OrderView:
             self._thread.join(timeout)
         with self._changed:
             self._changed.notify_all()
+            for awaited in self._waiting.values():
+                awaited.arrived.set()
         if self._queries is not None:
             self._queries.close()
 
@@ -174,8 +190,8 @@ class OrderView:
                             self._orders[key] = value
                         elif kind == "gone":
                             self._orders.pop(key, None)
-                        elif key in self._waiting:
-                            self._waiting[key] = value
+                        elif (awaited := self._waiting.get(key)) is not None:
+                            awaited.arrive(value)
                     for tp in positions:
                         if tp.offset >= 0:
                             self._read_up_to[tp.partition] = tp.offset
@@ -186,6 +202,8 @@ class OrderView:
             self._stopping.set()
             with self._changed:
                 self._consumer = None
+                for awaited in self._waiting.values():  # nothing more comes: wake every waiting command
+                    awaited.arrived.set()
             consumer.close()
 
     def _decode(self, message: Message) -> tuple[str, str, Any] | None:
@@ -286,18 +304,26 @@ class OrderView:
             if len(self._waiting) >= self.max_waiting:
                 log.warning("%d commands wait for a verdict; refusing new ones", len(self._waiting))
                 raise StillProcessing(order_id)
-            self._waiting[event_id] = None
+            self._waiting[event_id] = _Awaited()
+            if self._stopping.is_set():
+                self._waiting[event_id].arrived.set()
 
     def verdict(self, event_id: str, timeout: float) -> Verdict | None:
         """The processor's verdict on an ``expect``-ed event, or None when none came within
-        ``timeout``; either way the view forgets the event id."""
+        ``timeout``; either way the view forgets the event id.
+
+        Each command waits on an event of its own, set only when its verdict is read: waiting on
+        the view's shared condition, every command woke for every record batch the view read (at
+        500 commands/s, 50 waiting commands woke 50 times per batch, one after the other)."""
         with self._changed:
-            try:
-                self._changed.wait_for(lambda: self._waiting.get(event_id) is not None or self._stopping.is_set(),
-                                       timeout=timeout)
-                return self._waiting.get(event_id)
-            finally:
-                self._waiting.pop(event_id, None)
+            awaited = self._waiting.get(event_id)
+        try:
+            if awaited is None:
+                return None
+            awaited.arrived.wait(timeout)
+            return awaited.verdict
+        finally:
+            self.forget(event_id)
 
     def forget(self, event_id: str) -> None:
         with self._changed:

@@ -9,7 +9,7 @@ The same ``OrderProcessor`` decisions (``process(records, settings, sleep)`` ret
 - **at least once** (``at_least_once`` here): a plain consumer (``enable.auto.commit`` false)
   and a plain idempotent producer, no transactions. Per batch: produce every output, ``flush``,
   commit the batch's offsets synchronously, then ``batch.on_commit()``. The same batch size
-  (500), linger (5 ms), consumer settings, state restore on assignment, topics and partitions.
+  (``BATCH_SIZE``), linger (5 ms), consumer settings, state restore on assignment, topics and partitions.
 
 Each round loads two fresh topics with the same lifecycles (not timed); on the first, raw
 ``consume(500)`` (the baseline) then the exactly-once processor, on the second the at-least-once

@@ -289,13 +289,12 @@ class OrderEvent(BaseModel):
         return self.order_id.encode()
 
     def headers(self) -> list[tuple[str, bytes]]:
-        """The record headers: event type, event id and content type (made once per event, like its JSON)."""
-        return self._headers
-
-    @_computed_once
-    def _headers(self) -> list[tuple[str, bytes]]:
-        return [("event-type", self.event_type.encode()), ("event-id", self.id_text.encode()),
-                ("content-type", CONTENT_TYPE.encode())]
+        """The record headers: event type, event id and content type."""
+        return [
+            ("event-type", self.event_type.encode()),
+            ("event-id", str(self.event_id).encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+        ]
 
 
 def parse_value(data: bytes | str | None) -> dict[str, Any]:

@@ -162,8 +162,7 @@ class OrderView:
             self._thread.join(timeout)
         with self._changed:
             self._changed.notify_all()
-            for awaited in self._waiting.values():
-                awaited.arrived.set()
+            self._release_waiting()
         if self._queries is not None:
             self._queries.close()
 
@@ -202,8 +201,7 @@ class OrderView:
             self._stopping.set()
             with self._changed:
                 self._consumer = None
-                for awaited in self._waiting.values():  # nothing more comes: wake every waiting command
-                    awaited.arrived.set()
+                self._release_waiting()
             consumer.close()
 
     def _decode(self, message: Message) -> tuple[str, str, Any] | None:
@@ -324,6 +322,11 @@ class OrderView:
             return awaited.verdict
         finally:
             self.forget(event_id)
+
+    def _release_waiting(self) -> None:
+        """No verdict comes any more (the view stops): every waiting command returns now (hold ``_changed``)."""
+        for awaited in self._waiting.values():
+            awaited.arrived.set()
 
     def forget(self, event_id: str) -> None:
         with self._changed:

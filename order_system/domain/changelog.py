@@ -129,9 +129,8 @@ def order_to_json(order: Order) -> bytes:
 
 
 def _priced(order: Order) -> dict[str, Any]:
-    """The order's ``items`` and ``total`` as JSON-ready values."""
-    first = order.history[0].to_dict()
-    return {"items": first.get("items"), "total": first.get("total")}
+    """The order's ``items`` and ``total`` as JSON-ready values (only those two fields serialised)."""
+    return order.history[0].model_dump(mode="json", by_alias=True, include={"items", "total"})
 
 
 def order_from_json(data: bytes | None) -> Order:
